@@ -1,0 +1,83 @@
+"""Sessions named for what a person wants to do.
+
+    nox -t test        every test: unit, kernel, page examples (what CI runs)
+    nox -s serve       build the site and serve it on http://127.0.0.1:8000
+    nox -s docs        build the site with --strict, then run every example on its pages
+    nox -s tests       the tests under tests/ (kernel tests need root)
+    nox -s lint        ruff and mypy
+    nox -s bench       benchmarks: ratios against a reference measured in the same run
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import nox
+
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = True
+
+# Material prints a long notice about MkDocs 2 on every build; it is not about this project.
+BUILD_ENV = {"NO_MKDOCS_2_WARNING": "1"}
+SYSTEM_TOOLS = {"iptables-restore": "iptables", "conntrack": "conntrack", "ip": "iproute2"}
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec)
+
+
+def _ensure_system_tools(session: nox.Session) -> None:
+    """Kernel tests need iptables, conntrack and iproute2; as root on Debian, install what is missing."""
+    missing = sorted({pkg for tool, pkg in SYSTEM_TOOLS.items() if shutil.which(tool) is None})
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.warn(f"missing {', '.join(missing)}: kernel tests will be skipped (run as root to install them)")
+        return
+    session.log(f"installing {', '.join(missing)} with apt-get")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+@nox.session(tags=["test"])
+def tests(session: nox.Session) -> None:
+    """Unit, property and kernel tests under tests/."""
+    _ensure_system_tools(session)
+    _install(session, "test")
+    session.run("pytest", "tests", *session.posargs)
+
+
+@nox.session(tags=["test"])
+def docs(session: nox.Session) -> None:
+    """Build the site with --strict, then run every example on every page."""
+    _install(session, "test")
+    session.run("mkdocs", "build", "--strict", env=BUILD_ENV)
+    session.run("pytest", "docs", *session.posargs)
+
+
+@nox.session
+def serve(session: nox.Session) -> None:
+    """Build the site, then serve it on http://127.0.0.1:8000 (rebuilds when docs/ or dumps/ change)."""
+    _install(session)
+    session.run("mkdocs", "build", "--strict", env=BUILD_ENV)
+    session.run("mkdocs", "serve", "--dev-addr", "127.0.0.1:8000", "--watch", "dumps", env=BUILD_ENV)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff and mypy."""
+    _install(session, "lint")
+    session.run("ruff", "check", "plugins", "tests", "noxfile.py", "conftest.py")
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks; each figure is printed as a ratio to a reference measured in the same run."""
+    _ensure_system_tools(session)
+    _install(session, "test")
+    session.run("python", "-m", "tests.bench", *session.posargs)

@@ -1,0 +1,32 @@
+"""The one exception type for bad input, with the position of the mistake."""
+
+from __future__ import annotations
+
+
+class DumpError(ValueError):
+    """A mistake in user input (a dump or a scenario file), with where it is.
+
+    `str(error)` is `SOURCE:LINE:COL: message`, then the offending line and a caret under the column,
+    the format compilers use, so editors and CI logs can jump to it.
+    """
+
+    def __init__(self, source: str, line: int, column: int, message: str, text: str | None = None):
+        self.source = source
+        self.line = line
+        self.column = column
+        self.message = message
+        self.text = text
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        head = f"{self.source}:{self.line}:{self.column}: {self.message}"
+        if self.text is None:
+            return head
+        shown = self.text if len(self.text) <= 400 else self.text[:400] + "..."
+        caret_at = min(self.column, len(shown) + 1)
+        # Tabs keep their width under the caret, so it points at the right character.
+        pad = "".join("\t" if ch == "\t" else " " for ch in shown[: caret_at - 1])
+        return f"{head}\n    {shown}\n    {pad}^"
+
+    def __reduce__(self):  # keeps the error picklable (pytest-xdist, multiprocessing)
+        return (type(self), (self.source, self.line, self.column, self.message, self.text))
