@@ -19,7 +19,9 @@ class DumpError(ValueError):
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
-        head = f"{self.source}:{self.line}:{self.column}: {self.message}"
+        # A problem with the file as a whole (it cannot be read) has no position.
+        where = f"{self.source}:{self.line}:{self.column}" if self.line else self.source
+        head = f"{where}: {self.message}"
         if self.text is None:
             return head
         shown = self.text if len(self.text) <= 400 else self.text[:400] + "..."

@@ -40,7 +40,7 @@ class IptablesLensPlugin(BasePlugin[IptablesLensConfig]):
         try:
             scenarios = [load_scenario(f) for f in folders]
             for scenario in scenarios:
-                scenario.dumps  # parse now, so a bad dump fails the build with its position
+                _ = scenario.dumps  # parse now, so a bad dump fails the build with its position
         except DumpError as error:
             raise PluginError(f"iptables-lens: {error}") from None
         return scenarios

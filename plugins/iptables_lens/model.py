@@ -7,8 +7,9 @@ and identical sub-objects (a `-m tcp` match, `-p tcp`) are shared by the parser.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Literal
+from typing import Literal
 
 # The built-in chains of each table, in the order iptables-save prints them.
 BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {

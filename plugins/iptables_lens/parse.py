@@ -12,9 +12,11 @@ option after it). Every problem raises `DumpError` with the line and column of t
 
 from __future__ import annotations
 
+import gc
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from . import xtables
 from .errors import DumpError
@@ -28,6 +30,14 @@ MAX_CHAIN_NAME = 28  # XT_EXTENSION_MAXNAMELEN - 1: what both iptables variants 
 _TOKEN = re.compile(r'[^ \t"]*"((?:[^"\\]|\\.)*)"|[^ \t"]+')
 _UNESCAPE = re.compile(r"\\(.)")
 _COUNTERS = re.compile(r"^\[(\d+):(\d+)\]$")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_SIMPLE_ADDRESS = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/(?:3[0-2]|[12]?[0-9]))?$")
+_SIMPLE_ENDPOINT = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}:(?:[1-9][0-9]{{0,3}}|[1-5][0-9]{{4}}|6[0-4][0-9]{{3}}|65[0-4][0-9]{{2}}|655[0-2][0-9]|6553[0-5])$")
+_SIMPLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_USER_CHAIN = re.compile(r":([A-Za-z0-9_][A-Za-z0-9_.-]*) - \[([0-9]+):([0-9]+)\]$")
+_ALL_BUILTINS = frozenset(name for chains in BUILTIN_CHAINS.values() for name in chains)
+# Where a canonical rule line is cut into pieces: before each criterion, match module and target.
+_PIECE_BOUNDARY = re.compile(r" (?=(?:! )?-[sdiopfmjg] )")
 
 
 @dataclass(slots=True)
@@ -63,13 +73,24 @@ def tokenize(line: str, source: str = "<string>", lineno: int = 1) -> list[Token
 
 
 @dataclass(slots=True)
+class _Loaded:
+    """A match module or the target as the scanner loads it, while its options are still coming."""
+
+    name: str
+    spec: dict[str, xtables.Validator] | None  # None: a module whose options are not checked
+    options: list[Option]
+    column: int
+    is_target: bool
+    goto: bool = False
+
+
+@dataclass(slots=True)
 class _PendingRule:
     line: int
     text: str
     criteria: tuple[Criterion, ...]
     matches: tuple[Match, ...]
     target: Target | None
-    target_column: int
     counters: Counters | None
 
 
@@ -101,6 +122,8 @@ class _Parser:
         # Identical options and matches are shared between rules: a big dump repeats `-m tcp` and
         # `--mode random` hundreds of thousands of times.
         self.shared: dict[object, object] = {}
+        # Rule pieces already parsed (see fast_rule): text -> Criterion, Match, Target, or False.
+        self.pieces: dict[str, Criterion | Match | Target | Literal[False]] = {}
 
     def error(self, lineno: int, column: int, message: str, text: str) -> DumpError:
         return DumpError(self.source, lineno, column, message, text)
@@ -181,6 +204,15 @@ class _Parser:
 
     def declare_chain(self, lineno: int, line: str) -> None:
         assert self.table is not None
+        m = _USER_CHAIN.match(line)
+        if m and m.group(1) not in self.table.chains and m.group(1) not in _ALL_BUILTINS:
+            # The common case, `:KUBE-SEP-... - [0:0]`, without tokenizing.
+            name = m.group(1)
+            if len(name) <= MAX_CHAIN_NAME and name not in xtables.KNOWN_TARGETS:
+                self.table.chains[name] = _PendingChain(
+                    name, False, None, Counters(int(m.group(2)), int(m.group(3))), lineno
+                )
+                return
         tokens = tokenize(line[1:], self.source, lineno)
         for t in tokens:
             t.column += 1
@@ -217,11 +249,16 @@ class _Parser:
             )
         else:
             policy = None
-        counters = None
+        counters: Counters | None = None
         if len(tokens) >= 3:
             counters = self.parse_counters(tokens[2], lineno, line)
         if len(tokens) > 3:
             raise self.error(lineno, tokens[3].column, f"unexpected text after the chain's counters: {tokens[3].value!r}", line)
+        existing = self.table.chains.get(name)
+        if builtin and existing is not None:
+            # Declaring a built-in chain again only sets its policy again; both iptables variants allow it.
+            existing.policy, existing.counters = policy, counters
+            return
         self.add_chain(lineno, name_token.column, line, _PendingChain(name, builtin, policy, counters, lineno))
 
     def commit(self, lineno: int, line: str) -> None:
@@ -231,24 +268,31 @@ class _Parser:
         # Built-in chains exist even when the text does not declare them.
         for name in BUILTIN_CHAINS[table_name]:
             if name not in pending.chains:
-                pending.chains[name] = _PendingChain(name, True, "ACCEPT", None, pending.line)
+                pending.chains[name] = _PendingChain(name, True, "ACCEPT", Counters(0, 0), 0)
         chains = []
         for chain in pending.chains.values():
-            rules = []
-            for position, r in enumerate(chain.rules, 1):
+            for r in chain.rules:
                 target = r.target
                 if target is not None and target.name not in xtables.KNOWN_TARGETS:
                     jumped = pending.chains.get(target.name)
                     if jumped is None:
                         verb = "goto" if target.goto else "jump"
                         raise self.error(
-                            r.line, r.target_column,
+                            r.line, _target_column(r.text),
                             f"{verb} to chain {target.name!r}, which table {table_name!r} does not declare", r.text,
                         )
                     if jumped.builtin:
                         raise self.error(
-                            r.line, r.target_column, f"cannot jump to built-in chain {target.name!r}", r.text
+                            r.line, _target_column(r.text), f"cannot jump to built-in chain {target.name!r}", r.text
                         )
+        self.check_loops(pending)
+        # Built-in chains first, in the kernel's order, as iptables-save prints them.
+        builtins = BUILTIN_CHAINS[table_name]
+        ordered = [pending.chains[name] for name in builtins]
+        ordered += [chain for chain in pending.chains.values() if not chain.builtin]
+        for chain in ordered:
+            rules = []
+            for position, r in enumerate(chain.rules, 1):
                 rules.append(Rule(
                     table_name, chain.name, position, r.line, r.text, r.criteria, r.matches, r.target, r.counters
                 ))
@@ -260,6 +304,8 @@ class _Parser:
 
     def rule_line(self, lineno: int, line: str) -> None:
         assert self.table is not None
+        if line.startswith("-A ") and "\\" not in line and "\t" not in line and self.fast_rule(lineno, line):
+            return
         tokens = tokenize(line, self.source, lineno)
         counters = None
         if tokens and tokens[0].value.startswith("["):
@@ -287,7 +333,7 @@ class _Parser:
         if len(tokens) < 2:
             raise self.error(lineno, len(line) + 1, f"expected a chain name after {cmd}", line)
         chain_token = tokens[1]
-        chain = self.table.chains.get(chain_token.value)
+        chain = self.chain_for_rule(chain_token.value)
         if chain is None:
             raise self.error(
                 lineno, chain_token.column,
@@ -306,19 +352,109 @@ class _Parser:
                         f"cannot insert at position {insert_at}: chain {chain.name!r} has {len(chain.rules)} rules",
                         line,
                     )
-        rule = self.rule_body(tokens, rest_start, lineno, line, counters)
+        criteria, matches, target = self.scan(tokens, rest_start, lineno, line)
+        built_matches = tuple(self.share(Match(m.name, tuple(m.options))) for m in matches)
+        built_target = self.share(Target(target.name, target.goto, tuple(target.options))) if target else None
+        problem = rule_problem(self.table.name, criteria, built_matches, built_target)
+        if problem is not None:
+            message, index = problem
+            column = matches[index].column if index is not None else target.column if target else 1
+            raise self.error(lineno, column, message, line)
+        rule = _PendingRule(lineno, line, tuple(criteria), built_matches, built_target, counters)
         if insert_at is None:
             chain.rules.append(rule)
         else:
             chain.rules.insert(insert_at - 1, rule)
 
-    def rule_body(self, tokens: list[Token], start: int, lineno: int, line: str, counters) -> _PendingRule:
+    def chain_for_rule(self, name: str) -> _PendingChain | None:
+        """The chain a rule appends to; a built-in chain exists even when the text does not declare it."""
         assert self.table is not None
+        chain = self.table.chains.get(name)
+        if chain is None and name in BUILTIN_CHAINS[self.table.name]:
+            chain = self.table.chains[name] = _PendingChain(name, True, "ACCEPT", Counters(0, 0), 0)
+        return chain
+
+    def fast_rule(self, lineno: int, line: str) -> bool:
+        """Parse a canonical `-A CHAIN ...` line from cached pieces; False means "use the full parser".
+
+        The line is cut before each `-s/-d/-i/-o/-p/-f/-m/-j/-g` (with its `!`), and each piece is parsed once
+        by the full scanner and remembered: a big dump repeats `-p tcp`, `-m tcp --dport 80` and
+        `-j KUBE-MARK-MASQ` thousands of times. Any piece the scanner refuses, or a rule with a problem,
+        goes back to the full parser, which reports it with its exact column.
+        """
+        assert self.table is not None
+        head, _, rest = line[3:].partition(" ")
+        chain = self.table.chains.get(head)
+        if chain is None:
+            return False
         criteria: list[Criterion] = []
-        # Each owner is [name, spec or None, options, column, is_target, goto]
-        matches: list[list] = []
-        target: list | None = None
-        owners: list[list] = []
+        matches: list[Match] = []
+        target: Target | None = None
+        if rest:
+            pieces = self.pieces
+            for piece in _PIECE_BOUNDARY.split(rest):
+                item = pieces.get(piece)
+                if item is None:
+                    item = pieces[piece] = self.scan_piece(piece)
+                if item is False:
+                    return False
+                if type(item) is Criterion:
+                    criteria.append(item)
+                elif type(item) is Match:
+                    matches.append(item)
+                elif target is None:
+                    target = item  # type: ignore[assignment]
+                else:
+                    return False
+            if len(criteria) > 1 and len({c.flag for c in criteria}) != len(criteria):
+                return False
+        built_matches = tuple(matches)
+        if rule_problem(self.table.name, criteria, built_matches, target) is not None:
+            return False
+        chain.rules.append(_PendingRule(lineno, line, tuple(criteria), built_matches, target, None))
+        return True
+
+    def scan_piece(self, piece: str) -> Criterion | Match | Target | Literal[False]:
+        """One Criterion, Match or Target parsed from a piece of a rule, or False if it is not one clean piece."""
+        if piece.count('"') % 2:
+            return False
+        # The three shapes that make most unique pieces of a kube-proxy dump, read without tokenizing.
+        kind = piece[:3]
+        if kind in ("-d ", "-s ") and _SIMPLE_ADDRESS.match(piece, 3):
+            return Criterion(piece[:2], piece[3:], False)  # type: ignore[arg-type]
+        if kind == "-j " and _SIMPLE_NAME.match(piece, 3):
+            name = piece[3:]
+            if name not in xtables.REQUIRED_OPTIONS:
+                return Target(name)
+        elif piece.startswith('-m comment --comment "') and piece.endswith('"') and len(piece) > 23:
+            text = piece[22:-1]
+            if '"' not in text:
+                return Match("comment", (Option("--comment", (text,)),))
+        elif piece.startswith("-j DNAT --to-destination ") and _SIMPLE_ENDPOINT.match(piece, 25):
+            return Target("DNAT", False, (Option("--to-destination", (piece[25:],)),))
+        try:
+            tokens = tokenize(piece)
+            criteria, matches, target = self.scan(tokens, 0, 0, piece)
+        except DumpError:
+            return False
+        if len(criteria) + len(matches) + (target is not None) != 1:
+            return False
+        if criteria:
+            return criteria[0]
+        if matches:
+            m = matches[0]
+            return self.share(Match(m.name, tuple(m.options)))
+        assert target is not None
+        return self.share(Target(target.name, target.goto, tuple(target.options)))
+
+    def scan(
+        self, tokens: list[Token], start: int, lineno: int, line: str
+    ) -> tuple[list[Criterion], list[_Loaded], _Loaded | None]:
+        """Walk a rule's options as iptables' getopt loop does: criteria, match modules, the target."""
+        criteria: list[Criterion] = []
+        matches: list[_Loaded] = []
+        target: _Loaded | None = None
+        owners: list[_Loaded] = []
         i = start
         n = len(tokens)
         share = self.share
@@ -352,7 +488,7 @@ class _Parser:
                 problem = xtables.check_criterion(flag, arg.value)
                 if problem:
                     raise self.error(lineno, arg.column, f"{value}: {problem}", line)
-                criteria.append(share(Criterion(flag, arg.value, negated)))
+                criteria.append(share(Criterion(flag, arg.value, negated)))  # type: ignore[arg-type]
                 i += 2
                 continue
             if value in ("-m", "--match", "-j", "--jump", "-g", "--goto"):
@@ -365,7 +501,7 @@ class _Parser:
                 if value in ("-m", "--match"):
                     if name not in xtables.KNOWN_MATCHES:
                         raise self.error(lineno, name_token.column, f"unknown match module {name!r}", line)
-                    owner = [name, xtables.MATCH_OPTIONS.get(name), [], name_token.column, False, False]
+                    owner = _Loaded(name, xtables.MATCH_OPTIONS.get(name), [], name_token.column, False)
                     matches.append(owner)
                 else:
                     if target is not None:
@@ -375,72 +511,88 @@ class _Parser:
                     goto = value in ("-g", "--goto")
                     if goto and name in xtables.KNOWN_TARGETS:
                         raise self.error(lineno, name_token.column, f"-g needs a chain, not the target {name!r}", line)
-                    allowed = xtables.TARGET_TABLES.get(name)
-                    if allowed and self.table.name not in allowed:
-                        raise self.error(
-                            lineno, name_token.column,
-                            f"target {name} is only valid in the {'/'.join(sorted(allowed))} table, "
-                            f"not in {self.table.name!r}", line,
-                        )
                     if name in xtables.KNOWN_TARGETS:
                         spec = xtables.TARGET_OPTIONS.get(name)
                     else:
                         spec = {}  # a jump to a user chain takes no options
-                    target = [name, spec, [], name_token.column, True, goto]
-                owners.append(target if value not in ("-m", "--match") else owner)
+                    owner = target = _Loaded(name, spec, [], name_token.column, True, goto)
+                owners.append(owner)
                 i += 2
                 continue
             # An option of a match module or of the target: iptables hands it to the most recently loaded
             # extension that knows it, so `--dport` may follow another module.
-            owner = None
+            holder: _Loaded | None = None
             for candidate in reversed(owners):
-                spec = candidate[1]
+                spec = candidate.spec
                 if spec is None:
                     if candidate is owners[-1]:
-                        owner = candidate
+                        holder = candidate
                         break
                     continue
                 if value in spec:
-                    owner = candidate
+                    holder = candidate
                     break
-            if owner is None:
-                where = f" for {', '.join(o[0] for o in owners)}" if owners else " (no match module or target loaded)"
+            if holder is None:
+                where = f" for {', '.join(o.name for o in owners)}" if owners else " (no match module or target loaded)"
                 raise self.error(lineno, tok.column, f"unknown option {value}{where}", line)
-            j = i + 1
-            while j < n:
-                t = tokens[j]
-                if not t.quoted and (t.value == "!" or (t.value.startswith("-") and len(t.value) > 1)):
-                    break
-                j += 1
+            validator = holder.spec[value] if holder.spec is not None else None
+            wanted = xtables.arity(validator) if validator is not None else None
+            if wanted is not None:
+                # getopt hands an option exactly its arguments, even one that starts with a dash.
+                j = i + 1 + wanted
+                if j > n:
+                    raise self.error(lineno, len(line) + 1, f"option {value} needs {wanted} argument(s)", line)
+            else:
+                j = i + 1
+                while j < n:
+                    t = tokens[j]
+                    if not t.quoted and (t.value == "!" or (t.value.startswith("-") and len(t.value) > 1)):
+                        break
+                    j += 1
             values = tuple(t.value for t in tokens[i + 1 : j])
-            if owner[1] is not None:
-                problem = owner[1][value](values)
+            if validator is not None:
+                problem = validator(values)
                 if problem:
                     column = tokens[i + 1].column if j > i + 1 else tok.column
                     raise self.error(lineno, column, f"{value}: {problem}", line)
-            if negated and (owner[4] or value in _NOT_NEGATABLE):
+            if negated and (holder.is_target or value in _NOT_NEGATABLE):
                 raise self.error(lineno, tokens[i - 1].column, f"option {value} cannot be negated with '!'", line)
-            owner[2].append(share(Option(value, values, negated)))
+            holder.options.append(share(Option(value, values, negated)))
             i = j
-        built_matches = tuple(share(Match(m[0], tuple(m[2]))) for m in matches)
-        self.check_protocols(criteria, matches, lineno, line)
-        built_target = None
-        target_column = 0
-        if target is not None:
-            built_target = share(Target(target[0], target[5], tuple(target[2])))
-            target_column = target[3]
-        return _PendingRule(lineno, line, tuple(criteria), built_matches, built_target, target_column, counters)
+        return criteria, matches, target
 
-    def check_protocols(self, criteria: list[Criterion], matches: list[list], lineno: int, line: str) -> None:
-        for m in matches:
-            needed = xtables.MODULE_PROTOCOLS.get(m[0])
-            if needed is None:
+    def check_loops(self, pending: _PendingTable) -> None:
+        """The kernel refuses a table whose jumps form a loop: find one and report the rule that closes it."""
+        chains = pending.chains
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+        for root in chains:
+            if root in state:
                 continue
-            proto = next((c for c in criteria if c.flag == "-p"), None)
-            if proto is None or proto.negated or proto.value.lower() not in needed:
-                raise self.error(
-                    lineno, m[3], f"match module {m[0]!r} needs '-p {'/'.join(sorted(needed))}' on the same rule", line
-                )
+            state[root] = 1
+            # Depth-first, with an explicit stack of (chain, index of the next rule to look at).
+            stack = [(root, 0)]
+            while stack:
+                name, index = stack.pop()
+                rules = chains[name].rules
+                while index < len(rules):
+                    rule = rules[index]
+                    index += 1
+                    target = rule.target
+                    if target is None or target.name not in chains:
+                        continue
+                    seen = state.get(target.name)
+                    if seen == 1:
+                        raise self.error(
+                            rule.line, _target_column(rule.text),
+                            f"jump to {target.name!r} makes a loop: {target.name!r} leads back to {name!r}", rule.text,
+                        )
+                    if seen is None:
+                        state[target.name] = 1
+                        stack.append((name, index))
+                        stack.append((target.name, 0))
+                        break
+                else:
+                    state[name] = 2
 
     def finish(self, lineno: int, last_line: str) -> Dump:
         if self.table is not None:
@@ -451,6 +603,49 @@ class _Parser:
         if not self.tables:
             raise self.error(max(lineno, 1), 1, "no table in the input: expected iptables-save output", last_line)
         return Dump(self.source, tuple(self.tables), tuple(self.comments))
+
+
+def rule_problem(
+    table: str, criteria: list[Criterion], matches: tuple[Match, ...], target: Target | None
+) -> tuple[str, int | None] | None:
+    """What the kernel would refuse in a rule as a whole, as (message, index of the match to point at, or
+    None for the target); None if nothing."""
+    proto = next((c for c in criteria if c.flag == "-p"), None)
+    proto_name = None if proto is None or proto.negated else proto.value.lower()
+    for index, match in enumerate(matches):
+        needed = xtables.MODULE_PROTOCOLS.get(match.module)
+        if needed is not None and proto_name not in needed:
+            return f"match module {match.module!r} needs '-p {'/'.join(sorted(needed))}' on the same rule", index
+        required = xtables.REQUIRED_OPTIONS.get(match.module)
+        if required and not any(o.name in required for o in match.options):
+            return f"{match.module} needs {' or '.join(required)}", index
+    if target is None:
+        return None
+    name = target.name
+    allowed = xtables.TARGET_TABLES.get(name)
+    if allowed and table not in allowed:
+        return f"target {name} is only valid in the {'/'.join(sorted(allowed))} table, not in {table!r}", None
+    if table == "nat" and name in xtables.NAT_FORBIDDEN_TARGETS:
+        return f"the nat table does not filter: {name} is not allowed there (use filter)", None
+    required = xtables.REQUIRED_OPTIONS.get(name)
+    if required and not any(o.name in required for o in target.options):
+        return f"{name} needs {' or '.join(required)}", None
+    rewrites_ports = any(
+        (o.name in ("--to-destination", "--to-source") and ":" in o.value) or o.name == "--to-ports"
+        for o in target.options
+    )
+    if rewrites_ports and proto_name not in xtables.PORT_PROTOCOLS:
+        return f"{name} with a port needs '-p tcp', udp, sctp or dccp on the same rule", None
+    return None
+
+
+def _target_column(line: str) -> int:
+    """Column of the target name in a rule line (found again only when an error needs it)."""
+    tokens = tokenize(line)
+    for index in range(len(tokens) - 2, -1, -1):
+        if tokens[index].value in ("-j", "--jump", "-g", "--goto") and not tokens[index].quoted:
+            return tokens[index + 1].column
+    return 1
 
 
 _NOT_NEGATABLE = frozenset({"--comment", "--mode", "--name", "--seconds", "--reap", "--rsource", "--rdest",
@@ -479,22 +674,30 @@ def parse(text: str | bytes, source: str = "<string>") -> Dump:
         raise DumpError(source, 1, 1, "empty input: expected iptables-save output", "")
     nul = text.find("\0")
     if nul >= 0:
-        line = text.count("\n", 0, nul) + 1
+        nul_line = text.count("\n", 0, nul) + 1
         start = text.rfind("\n", 0, nul) + 1
         end = text.find("\n", nul)
         shown = text[start : None if end < 0 else end].replace("\0", "\\0")
-        raise DumpError(source, line, nul - start + 1, "NUL byte in the input: dumps are text", shown)
+        raise DumpError(source, nul_line, nul - start + 1, "NUL byte in the input: dumps are text", shown)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     parser = _Parser(source)
     lineno = 0
     line = ""
-    for lineno, line in enumerate(lines, 1):
-        if len(line) > MAX_LINE_BYTES // 4 and len(line.encode()) > MAX_LINE_BYTES:
-            raise DumpError(source, lineno, 1, "line is longer than 1 MiB", line[:80])
-        parser.feed(lineno, line)
-    return parser.finish(lineno, line)
+    # The model is acyclic, so the cycle collector has nothing to find; left on, it rescans the growing
+    # heap again and again while a big dump is read, which costs about a third of the parse.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for lineno, line in enumerate(lines, 1):
+            if len(line) > MAX_LINE_BYTES // 4 and len(line.encode()) > MAX_LINE_BYTES:
+                raise DumpError(source, lineno, 1, "line is longer than 1 MiB", line[:80])
+            parser.feed(lineno, line)
+        return parser.finish(lineno, line)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def parse_file(path: str | Path, source: str | None = None) -> Dump:

@@ -248,7 +248,7 @@ def load_scenario(folder: str | Path) -> Scenario:
     folder = Path(folder)
     meta_path = folder / METADATA_FILE
     meta, root, lines = _read_metadata(meta_path)
-    named = [(("dumps", i, "file"), d.file) for i, d in enumerate(meta.dumps)]
+    named: list[tuple[tuple[int | str, ...], str]] = [(("dumps", i, "file"), d.file) for i, d in enumerate(meta.dumps)]
     named += [(("manifests", i), m) for i, m in enumerate(meta.manifests)]
     for loc, name in named:
         if not (folder / name).is_file():

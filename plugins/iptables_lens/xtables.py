@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Callable
+from collections.abc import Callable
 
 Validator = Callable[[tuple[str, ...]], "str | None"]
 
@@ -42,6 +42,7 @@ TARGET_TABLES = {
     "NOTRACK": {"raw"},
     "CT": {"raw"},
     "TRACE": {"raw"},
+    "REJECT": {"filter"},
     "CHECKSUM": {"mangle"},
     "TPROXY": {"mangle"},
     "ECN": {"mangle"},
@@ -51,6 +52,26 @@ TARGET_TABLES = {
     "HL": {"mangle"},
     "CLASSIFY": {"mangle"},
 }
+
+# Options of which a match module or target needs at least one ("-m comment" alone is refused).
+REQUIRED_OPTIONS: dict[str, tuple[str, ...]] = {
+    "comment": ("--comment",),
+    "mark": ("--mark",),
+    "connmark": ("--mark",),
+    "state": ("--state",),
+    "statistic": ("--mode",),
+    "multiport": ("--sports", "--dports", "--ports", "--source-ports", "--destination-ports"),
+    "addrtype": ("--src-type", "--dst-type"),
+    "DNAT": ("--to-destination",),
+    "SNAT": ("--to-source",),
+    "MARK": ("--set-xmark", "--set-mark", "--and-mark", "--or-mark", "--xor-mark"),
+}
+
+# Targets that the nat table refuses: it translates, it does not filter.
+NAT_FORBIDDEN_TARGETS = frozenset({"DROP", "REJECT"})
+
+# Protocols with ports, which a NAT target that rewrites ports needs on its rule.
+PORT_PROTOCOLS = frozenset({"tcp", "udp", "sctp", "dccp", "udplite"})
 
 # Match modules that need `-p PROTO` on the same rule (the kernel checks the protocol).
 MODULE_PROTOCOLS = {
@@ -64,7 +85,6 @@ MODULE_PROTOCOLS = {
 }
 
 _HEX_OR_INT = re.compile(r"^(0x[0-9a-fA-F]+|[0-9]+)$")
-_PORT = re.compile(r"^[0-9]{1,5}$")
 _IFACE = re.compile(r"^[^\s/:]{1,15}$")
 
 
@@ -74,11 +94,27 @@ def _one(check: Callable[[str], str | None]) -> Validator:
             return f"expects exactly one value, got {len(values)}"
         return check(values[0])
 
+    validate.arity = 1  # type: ignore[attr-defined]
     return validate
 
 
 def _flag(values: tuple[str, ...]) -> str | None:
     return None if not values else f"takes no value, got {' '.join(values)!r}"
+
+
+_flag.arity = 0  # type: ignore[attr-defined]
+
+
+def _two(values: tuple[str, ...]) -> str | None:
+    return None if len(values) == 2 else "expects two values"
+
+
+_two.arity = 2  # type: ignore[attr-defined]
+
+
+def arity(validator: Validator) -> int | None:
+    """How many arguments the option takes (getopt consumes exactly these), or None if not fixed."""
+    return getattr(validator, "arity", None)
 
 
 def _any_one(value: str) -> str | None:
@@ -90,9 +126,11 @@ def _number(value: str) -> str | None:
 
 
 def _port(value: str) -> str | None:
-    if _PORT.match(value) and int(value) <= 65535:
+    # iptables accepts more (hex for tcp, service names, out-of-range udp ports that wrap), but prints
+    # decimal; a dump that means a port writes it in decimal.
+    if value.isdigit() and int(value) <= 65535:
         return None
-    return f"expected a port number (0-65535), got {value!r}"
+    return f"expected a port number (0-65535, decimal), got {value!r}"
 
 
 def _port_range(value: str) -> str | None:
@@ -102,8 +140,6 @@ def _port_range(value: str) -> str | None:
     for part in parts:
         if part and _port(part):
             return f"expected a port or a range PORT:PORT, got {value!r}"
-    if len(parts) == 2 and parts[0] and parts[1] and int(parts[0]) > int(parts[1]):
-        return f"port range {value!r} is reversed"
     return None
 
 
@@ -145,8 +181,14 @@ def _name_list(allowed: set[str], what: str) -> Callable[[str], str | None]:
     return check
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/(?:3[0-2]|[12]?[0-9]))?$")
+
+
 def address(value: str) -> str | None:
     """None if `value` is an IPv4 address or network as iptables accepts it, else why not."""
+    if _DOTTED.match(value):
+        return None
     try:
         if "/" in value:
             addr, _, mask = value.partition("/")
@@ -204,7 +246,7 @@ _ANY = _one(_any_one)
 MATCH_OPTIONS: dict[str, dict[str, Validator]] = {
     "tcp": {
         "--sport": _one(_port_range), "--dport": _one(_port_range),
-        "--tcp-flags": lambda v: None if len(v) == 2 else "expects MASK COMP",
+        "--tcp-flags": _two,
         "--syn": _flag, "--tcp-option": _NUMBER,
     },
     "udp": {"--sport": _one(_port_range), "--dport": _one(_port_range)},

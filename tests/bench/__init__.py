@@ -1,3 +1,5 @@
 """Benchmarks for `nox -s bench`. Each is a function returning rows {"figure": ..., "value": ...}."""
 
-BENCHMARKS: list = []
+from .parse_bench import bench_parse
+
+BENCHMARKS = [bench_parse]

@@ -1,0 +1,159 @@
+"""What kube-proxy (iptables mode) writes: its chain families, its hashed chain names, and which
+Service a chain or rule belongs to.
+
+kube-proxy names per-Service chains with a hash: `KUBE-SVC-` + the first 16 characters of
+base32(sha256(service port name + protocol)), where the service port name is `namespace/name`, plus
+`:portname` when the port is named, and the protocol is lower case. Endpoint chains (`KUBE-SEP-`) hash the
+same string followed by the endpoint `ip:port`.
+
+>>> service_chain("KUBE-SVC", "default/my-nginx-service", "tcp")
+'KUBE-SVC-OL4YPD43MBS7WVHD'
+>>> endpoint_chain("default/my-nginx-service", "tcp", "10.244.1.2:80")
+'KUBE-SEP-ULMINKU752SDK7IQ'
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass
+
+from .model import Dump, Rule, Table
+
+
+def _hash16(text: str) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+
+
+def service_chain(prefix: str, service_port: str, protocol: str) -> str:
+    """`prefix-HASH` for a per-Service-port chain (prefix KUBE-SVC, KUBE-EXT, KUBE-FW or KUBE-SVL)."""
+    return f"{prefix}-{_hash16(service_port + protocol.lower())}"
+
+
+def endpoint_chain(service_port: str, protocol: str, endpoint: str) -> str:
+    """`KUBE-SEP-HASH` for one endpoint (`ip:port`) of a Service port."""
+    return f"KUBE-SEP-{_hash16(service_port + protocol.lower() + endpoint)}"
+
+
+# Fixed chains kube-proxy (and the kubelet) write, with what each is for.
+FIXED_FAMILIES: dict[str, str] = {
+    "KUBE-SERVICES": "entry point for Service traffic: matches cluster IPs, then hands node-local traffic to node ports",
+    "KUBE-NODEPORTS": "matches NodePort traffic by destination port",
+    "KUBE-POSTROUTING": "masquerades traffic marked for it on the way out",
+    "KUBE-MARK-MASQ": "marks a packet so KUBE-POSTROUTING masquerades it",
+    "KUBE-MARK-DROP": "marks a packet to be dropped (older kube-proxy versions)",
+    "KUBE-FORWARD": "accepts forwarded Service traffic and drops invalid packets",
+    "KUBE-FIREWALL": "drops packets from outside to 127.0.0.0/8 (kubelet)",
+    "KUBE-PROXY-FIREWALL": "load balancer source ranges",
+    "KUBE-EXTERNAL-SERVICES": "rejects external traffic to Services with no endpoints",
+    "KUBE-PROXY-CANARY": "empty chain kube-proxy watches to notice a flushed table",
+    "KUBE-KUBELET-CANARY": "empty chain the kubelet watches to notice a flushed table",
+    "KUBE-IPTABLES-HINT": "tells other tools which iptables back end kube-proxy uses",
+}
+
+# Per-Service chain prefixes, with what each is for.
+HASHED_FAMILIES: dict[str, str] = {
+    "KUBE-SVC": "load-balances one Service port across its endpoints",
+    "KUBE-SVL": "load-balances across node-local endpoints only (externalTrafficPolicy: Local)",
+    "KUBE-EXT": "external traffic to one Service port (NodePort, load balancer, external IP)",
+    "KUBE-FW": "load balancer firewall for one Service port",
+    "KUBE-SEP": "one endpoint: DNAT to the pod",
+}
+
+_HASHED = re.compile(r"^(KUBE-(?:SVC|SVL|EXT|FW|SEP))-([A-Z2-7]{16})$")
+
+
+def family(chain: str) -> str | None:
+    """The kube-proxy chain family of a chain name (`KUBE-SVC`, `KUBE-NODEPORTS`, ...), or None."""
+    m = _HASHED.match(chain)
+    if m:
+        return m.group(1)
+    if chain in FIXED_FAMILIES:
+        return chain
+    return None
+
+
+def describe_family(name: str) -> str:
+    return FIXED_FAMILIES.get(name) or HASHED_FAMILIES.get(name, "")
+
+
+# "default/my-nginx-service", "default/my-nginx-service cluster IP", "ns/name:port -> 10.0.0.1:80",
+# "masquerade traffic for ns/name:port external destinations"
+_SERVICE_IN_COMMENT = re.compile(r"(?:^|\s)([a-z0-9][a-z0-9.-]*/[a-z0-9][a-z0-9.-]*(?::[a-z0-9-]+)?)(?=$|\s)")
+
+
+def service_of_comment(comment: str | None) -> str | None:
+    """The `namespace/name[:port]` a kube-proxy comment names, or None."""
+    if not comment:
+        return None
+    m = _SERVICE_IN_COMMENT.search(comment)
+    return m.group(1) if m else None
+
+
+@dataclass(frozen=True)
+class ChainName:
+    """A hashed chain name checked against the Service it belongs to."""
+
+    chain: str
+    family: str
+    service_port: str | None
+    protocol: str | None
+    endpoint: str | None
+    verified: bool
+
+    @property
+    def explanation(self) -> str:
+        if not self.verified or self.service_port is None:
+            return f"{self.chain}: hash not verified (no Service and protocol found that produce it)"
+        hashed = self.service_port + (self.protocol or "") + (self.endpoint or "")
+        return (
+            f"{self.chain} = {self.family}- + the first 16 characters of "
+            f"base32(sha256(\"{hashed}\"))"
+        )
+
+
+def _protocol_of(rules: tuple[Rule, ...]) -> list[str]:
+    found = [c.value for r in rules for c in r.criteria if c.flag == "-p"]
+    return list(dict.fromkeys(found + ["tcp", "udp", "sctp"]))
+
+
+def decode_chain(table: Table, chain: str) -> ChainName | None:
+    """Decode a hashed kube-proxy chain name by recomputing its hash from the rules' comments."""
+    m = _HASHED.match(chain)
+    if not m or not table.has_chain(chain):
+        return None
+    prefix = m.group(1)
+    rules = table.chain(chain).rules
+    comments = [r.comment for r in rules] + [r.comment for r in table.rules if r.target and r.target.name == chain]
+    candidates = list(dict.fromkeys(s for s in map(service_of_comment, comments) if s))
+    protocols = _protocol_of(rules)
+    if prefix == "KUBE-SEP":
+        endpoints = [o.value for r in rules if r.target and r.target.name == "DNAT"
+                     for o in r.target.options if o.name == "--to-destination"]
+        for svc in candidates:
+            for proto in protocols:
+                for ep in endpoints:
+                    if endpoint_chain(svc, proto, ep) == chain:
+                        return ChainName(chain, prefix, svc, proto, ep, True)
+    else:
+        for svc in candidates:
+            for proto in protocols:
+                if service_chain(prefix, svc, proto) == chain:
+                    return ChainName(chain, prefix, svc, proto, None, True)
+    return ChainName(chain, prefix, candidates[0] if candidates else None, None, None, False)
+
+
+def service_chains(dump: Dump) -> dict[str, set[str]]:
+    """`namespace/name[:port]` -> the names of the per-Service chains (any table) whose rules name it."""
+    owners: dict[str, set[str]] = {}
+    for table in dump.tables:
+        for chain in table.chains:
+            if not _HASHED.match(chain.name):
+                continue
+            for rule in chain.rules:
+                svc = service_of_comment(rule.comment)
+                if svc:
+                    owners.setdefault(svc, set()).add(chain.name)
+                    break
+    return owners

@@ -1,0 +1,60 @@
+"""Parse a 10,000-Service kube-proxy dump, against `iptables-restore --test` on the same file."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from iptables_lens.lab.netns import Namespace, can_run_kernel_lab
+from iptables_lens.synth import synth_dump
+
+from .measure import median_run, python_child, run_child
+
+SERVICES = 10_000
+ENDPOINTS = 5
+REPEATS = 3
+
+_PARSE_CODE = """
+import json, sys, time
+from iptables_lens import parse_file
+start = time.perf_counter()
+dump = parse_file(sys.argv[1])
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "rules": dump.summary()[2]}))
+"""
+
+
+def big_dump(folder: Path) -> Path:
+    path = folder / f"kube-proxy-{SERVICES}-services.rules"
+    path.write_text(synth_dump(SERVICES, ENDPOINTS))
+    return path
+
+
+def bench_parse() -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = big_dump(Path(tmp))
+        text = path.read_text()
+        lines, size = text.count("\n"), len(text.encode())
+        rows = [{"figure": "parse: input", "value": f"{SERVICES} NodePort Services x {ENDPOINTS} endpoints, "
+                 f"{lines} lines, {size / 1e6:.1f} MB"}]
+        ours = [run_child(python_child(_PARSE_CODE) + [str(path)]) for _ in range(REPEATS)]
+        our_seconds = sorted(json.loads(r.stdout)["seconds"] for r in ours)[REPEATS // 2]
+        our_peak = max(r.peak_mib for r in ours)
+        rows.append({"figure": "parse: iptables-lens, full model", "value": f"{our_seconds:.2f} s, peak {our_peak:.0f} MiB"})
+        reason = can_run_kernel_lab()
+        if reason:
+            rows.append({"figure": "parse: iptables-restore --test", "value": f"not measured: {reason}"})
+            return rows
+        for command in ("iptables-nft-restore", "iptables-legacy-restore"):
+            with Namespace("bench") as ns:
+                runs = [run_child(["ip", "netns", "exec", ns.name, command, "--test"], str(path))
+                        for _ in range(REPEATS)]
+            ref = median_run(runs)
+            peak = max(r.peak_mib for r in runs)
+            rows.append({"figure": f"parse: {command} --test", "value": f"{ref.seconds:.2f} s, peak {peak:.0f} MiB"})
+            rows.append({
+                "figure": f"parse: ratio to {command} --test",
+                "value": f"time {our_seconds / ref.seconds:.2f}x (goal <= 0.5x), memory {our_peak / peak:.2f}x (goal <= 1x)",
+            })
+        return rows

@@ -1,0 +1,73 @@
+"""The `iptables-lens` command as a user runs it: real processes, exit codes, stdout and stderr."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT, SEED_DUMPS
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "iptables_lens.cli", *args], input=stdin, capture_output=True, cwd=REPO_ROOT,
+    )
+
+
+def test_check_summarises_each_valid_file_and_exits_0():
+    proc = run("check", *map(str, SEED_DUMPS))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.decode().splitlines()
+    assert len(lines) == 4
+    assert lines[0].endswith("worker-1-after.rules: ok: 3 tables, 47 chains, 73 rules")
+
+
+def test_check_reads_standard_input_from_dash():
+    proc = run("check", "-", stdin=SEED_DUMPS[1].read_bytes())
+    assert proc.stdout.decode() == "<stdin>: ok: 3 tables, 43 chains, 62 rules\n"
+
+
+def test_check_reports_every_bad_file_with_position_and_exits_1(tmp_path):
+    bad = tmp_path / "bad.rules"
+    bad.write_text("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 99999 -j ACCEPT\nCOMMIT\n")
+    worse = tmp_path / "worse.rules"
+    worse.write_bytes(b"*nat\n:X - [0:0]\n-A X -j NOWHERE\nCOMMIT\n")
+    proc = run("check", str(bad), str(SEED_DUMPS[0]), str(worse))
+    assert proc.returncode == 1
+    err = proc.stderr.decode()
+    assert f"{bad}:3:32: --dport: expected a port" in err
+    assert f"{worse}:3:9: jump to chain 'NOWHERE'" in err
+    assert "Traceback" not in err
+    assert "ok: 3 tables" in proc.stdout.decode()
+
+
+@pytest.mark.parametrize("text", [b"", b"\xff\xfe", b"*filter\n\x00\n", b"garbage\n"])
+def test_bad_input_never_gives_a_traceback(text):
+    proc = run("check", "-", stdin=text)
+    assert proc.returncode == 1
+    assert b"Traceback" not in proc.stderr and proc.stderr.startswith(b"error: <stdin>:")
+
+
+def test_a_missing_file_is_reported_by_name_with_exit_1():
+    proc = run("check", "no-such-file.rules", str(SEED_DUMPS[0]))
+    assert proc.returncode == 1
+    assert proc.stderr == b"error: no-such-file.rules: cannot read: No such file or directory\n"
+
+
+def test_no_arguments_is_a_usage_error():
+    assert run("check").returncode == 2
+
+
+@pytest.mark.parametrize("path", SEED_DUMPS, ids=lambda p: p.name)
+def test_fmt_prints_the_canonical_text(path):
+    proc = run("fmt", str(path))
+    assert proc.returncode == 0
+    assert proc.stdout == path.read_bytes()
+
+
+def test_fmt_canonicalises_restore_input():
+    text = b'*filter\n:INPUT ACCEPT [0:0]\n-A INPUT --protocol tcp --source 10.0.0.1 -m comment --comment plain -j ACCEPT\nCOMMIT\n'
+    proc = run("fmt", "-", stdin=text)
+    assert proc.stdout.decode().splitlines()[4] == "-A INPUT -s 10.0.0.1 -p tcp -m comment --comment plain -j ACCEPT"

@@ -1,0 +1,46 @@
+"""Properties of the parser over generated dumps (hypothesis)."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from iptables_lens import format_dump, parse
+from iptables_lens.parse import tokenize
+
+from tests.dumpgen import random_dump
+from tests.test_parse import _slow_parse
+
+seeds = st.integers(min_value=0, max_value=2**32 - 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(seeds)
+def test_format_parse_format_is_a_fixed_point(seed):
+    text = random_dump(random.Random(seed))
+    once = format_dump(parse(text))
+    assert once == text  # generated dumps are canonical already
+    assert format_dump(parse(once)) == once
+
+
+@settings(max_examples=100, deadline=None)
+@given(seeds)
+def test_the_fast_path_and_the_full_parser_agree(seed):
+    text = random_dump(random.Random(seed))
+    assert parse(text) == _slow_parse(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x00"), min_size=1, max_size=60))
+def test_any_comment_text_survives_quoting(comment):
+    from iptables_lens.fmt import quote
+
+    text = (
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        f"-A INPUT -m comment --comment {quote(comment)} -j ACCEPT\nCOMMIT\n"
+    )
+    assert tokenize(text.split("\n")[4])[5].value == comment
+    dump = parse(text)
+    assert dump.table("filter").chain("INPUT").rules[0].comment == comment
+    assert format_dump(dump) == text
