@@ -6,10 +6,10 @@ import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from iptables_lens import format_dump, parse
+from iptables_lens import DumpError, format_dump, parse
 from iptables_lens.parse import tokenize
 
-from tests.dumpgen import random_dump
+from tests.dumpgen import mutations, random_dump
 from tests.test_parse import _slow_parse
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
@@ -29,6 +29,21 @@ def test_format_parse_format_is_a_fixed_point(seed):
 def test_the_fast_path_and_the_full_parser_agree(seed):
     text = random_dump(random.Random(seed))
     assert parse(text) == _slow_parse(text)
+
+
+def _verdict(parser, text):
+    try:
+        return parser(text)
+    except DumpError as error:
+        return error.line, error.column, error.message, error.text
+
+
+@settings(max_examples=50, deadline=None)
+@given(seeds)
+def test_the_fast_path_and_the_full_parser_refuse_damaged_dumps_alike(seed):
+    rng = random.Random(seed)
+    for _, damaged in mutations(random_dump(rng), rng, 12):
+        assert _verdict(parse, damaged) == _verdict(_slow_parse, damaged)
 
 
 @settings(max_examples=300, deadline=None)

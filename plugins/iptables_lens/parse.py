@@ -13,6 +13,7 @@ option after it). Every problem raises `DumpError` with the line and column of t
 from __future__ import annotations
 
 import gc
+import itertools
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,8 +37,21 @@ _SIMPLE_ENDPOINT = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}:(?:[1-9][0-9]{{0,3}
 _SIMPLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _USER_CHAIN = re.compile(r":([A-Za-z0-9_][A-Za-z0-9_.-]*) - \[([0-9]+):([0-9]+)\]$")
 _ALL_BUILTINS = frozenset(name for chains in BUILTIN_CHAINS.values() for name in chains)
-# Where a canonical rule line is cut into pieces: before each criterion, match module and target.
-_PIECE_BOUNDARY = re.compile(r" (?=(?:! )?-[sdiopfmjg] )")
+# Where the fast path cuts rule lines into pieces: before each criterion, match module and target (with the
+# `!` that negates it, so not between that `!` and its option), and before the "\n" that it puts before
+# each line's `-A CHAIN` (see _Parser.fast_rules).
+_PIECE_BOUNDARY = re.compile(r" (?=-[sdiopfmjg] |! -[sdiopfmjg] |\n)(?<! ! )")
+_CHUNK = 2048  # lines cut at a time: enough to leave Python's per-call costs behind, few enough to stay small
+_LONG_LINE = MAX_LINE_BYTES // 4  # a line this long (in characters) may be over MAX_LINE_BYTES in UTF-8
+_HEAD = "\n"  # the code of a line's head; pieces get codes from _FIRST_CODE on
+_FIRST_CODE = 0x21
+# Targets that rule_problem checks by name; any other target passes or fails its checks as any other does.
+_CHECKED_TARGETS = frozenset(xtables.TARGET_TABLES) | xtables.NAT_FORBIDDEN_TARGETS | frozenset(xtables.REQUIRED_OPTIONS)
+# Keys (see _Parser.learn_piece) of pieces the fast path reads without the scanner.
+_PLAIN_TARGET_KEY = ("-j", "", False, False)
+_COMMENT_KEY = ("-m", "comment", False)
+_DNAT_PORT_KEY = ("-j", "DNAT", False, True)
+_SIMPLE_PORT = re.compile(r"-m (tcp|udp) (--[ds]port) ([0-9]{1,5})")
 
 
 @dataclass(slots=True)
@@ -85,23 +99,16 @@ class _Loaded:
 
 
 @dataclass(slots=True)
-class _PendingRule:
-    line: int
-    text: str
-    criteria: tuple[Criterion, ...]
-    matches: tuple[Match, ...]
-    target: Target | None
-    counters: Counters | None
-
-
-@dataclass(slots=True)
 class _PendingChain:
     name: str
     builtin: bool
     policy: str | None
     counters: Counters | None
     line: int
-    rules: list[_PendingRule] = field(default_factory=list)
+    # Finished rules: a rule's position is known when it is appended. `-I` shifts the rules after it, and
+    # sets `renumber` so that commit gives them their final positions.
+    rules: list[Rule] = field(default_factory=list)
+    renumber: bool = False
 
 
 @dataclass(slots=True)
@@ -122,8 +129,13 @@ class _Parser:
         # Identical options and matches are shared between rules: a big dump repeats `-m tcp` and
         # `--mode random` hundreds of thousands of times.
         self.shared: dict[object, object] = {}
-        # Rule pieces already parsed (see fast_rule): text -> Criterion, Match, Target, or False.
-        self.pieces: dict[str, Criterion | Match | Target | Literal[False]] = {}
+        # The fast path's caches (see fast_rules): each piece's code and item (None if refused), the code
+        # of each key (see learn_piece), a piece with each code, and the current table's plan of each shape.
+        self.piece_codes: dict[str, str] = {}
+        self.piece_items: dict[str, Criterion | Match | Target | str | None] = {}
+        self.codes_by_key: dict[tuple[object, ...], str] = {}
+        self.code_examples: dict[str, Criterion | Match | Target | None] = {}
+        self.plans: dict[str, tuple[int, int, bool] | None] = {}
 
     def error(self, lineno: int, column: int, message: str, text: str) -> DumpError:
         return DumpError(self.source, lineno, column, message, text)
@@ -132,6 +144,31 @@ class _Parser:
         return self.shared.setdefault(obj, obj)
 
     # -- lines ---------------------------------------------------------------------------------------
+
+    # Off in tests that check the fast path against the full parser.
+    fast_path = True
+
+    def run(self, lines: list[str]) -> Dump:
+        count = len(lines)
+        fast = self.fast_path
+        i = 0
+        while i < count:
+            line = lines[i]
+            if fast and line[:3] == "-A " and self.table is not None:
+                end = i + 1
+                while end < count and lines[end][:3] == "-A ":
+                    end += 1
+                self.fast_rules(lines, i, end)
+                i = end
+            else:
+                i += 1
+                self.feed_line(i, line)
+        return self.finish(count, lines[-1] if lines else "")
+
+    def feed_line(self, lineno: int, line: str) -> None:
+        if len(line) > _LONG_LINE and len(line.encode()) > MAX_LINE_BYTES:
+            raise self.error(lineno, 1, "line is longer than 1 MiB", line[:80])
+        self.feed(lineno, line)
 
     def feed(self, lineno: int, line: str) -> None:
         if not line or line.isspace():
@@ -173,6 +210,7 @@ class _Parser:
             raise self.error(lineno, 2, f"table {name!r} appears twice in one dump", line)
         self.seen_tables.add(name)
         self.table = _PendingTable(name, lineno, tuple(self.comments))
+        self.plans = {}  # a shape's checks depend on the table
         self.comments = []
 
     def parse_counters(self, token: Token, lineno: int, line: str) -> Counters:
@@ -269,34 +307,40 @@ class _Parser:
         for name in BUILTIN_CHAINS[table_name]:
             if name not in pending.chains:
                 pending.chains[name] = _PendingChain(name, True, "ACCEPT", Counters(0, 0), 0)
-        chains = []
+        # The pieces seen in this table are rarely seen in the next: let their memory go before the table's
+        # objects are made.
+        self.piece_codes.clear()
+        self.piece_items.clear()
+        self.shared.clear()
+        # Jumps must go to declared user chains and make no loop. A quick look at the chains each chain jumps
+        # to comes first; only when it finds a problem do check_jumps and check_loops look rule by rule, to
+        # report the first offending rule.
+        graph: dict[str, tuple[str, ...]] = {}
         for chain in pending.chains.values():
-            for r in chain.rules:
-                target = r.target
-                if target is not None and target.name not in xtables.KNOWN_TARGETS:
-                    jumped = pending.chains.get(target.name)
-                    if jumped is None:
-                        verb = "goto" if target.goto else "jump"
-                        raise self.error(
-                            r.line, _target_column(r.text),
-                            f"{verb} to chain {target.name!r}, which table {table_name!r} does not declare", r.text,
-                        )
-                    if jumped.builtin:
-                        raise self.error(
-                            r.line, _target_column(r.text), f"cannot jump to built-in chain {target.name!r}", r.text
-                        )
-        self.check_loops(pending)
+            if chain.rules:
+                jumps = {rule.target.name for rule in chain.rules if rule.target is not None}
+                jumps.difference_update(xtables.KNOWN_TARGETS)
+                if jumps:
+                    graph[chain.name] = tuple(jumps)  # a tuple takes a quarter of a set's memory
+        user_chains = {chain.name for chain in pending.chains.values() if not chain.builtin}
+        if not user_chains.issuperset(itertools.chain.from_iterable(graph.values())):
+            self.check_jumps(pending)
+        if _has_loop(graph):
+            self.check_loops(pending)
+        chains = []
         # Built-in chains first, in the kernel's order, as iptables-save prints them.
         builtins = BUILTIN_CHAINS[table_name]
         ordered = [pending.chains[name] for name in builtins]
         ordered += [chain for chain in pending.chains.values() if not chain.builtin]
+        make = tuple.__new__  # what Chain(...) does, without its keyword handling: there are many chains
         for chain in ordered:
-            rules = []
-            for position, r in enumerate(chain.rules, 1):
-                rules.append(Rule(
-                    table_name, chain.name, position, r.line, r.text, r.criteria, r.matches, r.target, r.counters
-                ))
-            chains.append(Chain(chain.name, table_name, chain.builtin, chain.policy, chain.counters, chain.line, tuple(rules)))
+            rules = chain.rules
+            if chain.renumber:
+                rules = [r if r.position == n else r._replace(position=n) for n, r in enumerate(rules, 1)]
+            chains.append(make(Chain, (
+                chain.name, table_name, chain.builtin, chain.policy, chain.counters, chain.line, tuple(rules)
+            )))
+            chain.rules = []  # the tuple replaces the list
         self.tables.append(Table(table_name, pending.line, tuple(chains), pending.comments_before))
         self.table = None
 
@@ -304,8 +348,6 @@ class _Parser:
 
     def rule_line(self, lineno: int, line: str) -> None:
         assert self.table is not None
-        if line.startswith("-A ") and "\\" not in line and "\t" not in line and self.fast_rule(lineno, line):
-            return
         tokens = tokenize(line, self.source, lineno)
         counters = None
         if tokens and tokens[0].value.startswith("["):
@@ -360,11 +402,16 @@ class _Parser:
             message, index = problem
             column = matches[index].column if index is not None else target.column if target else 1
             raise self.error(lineno, column, message, line)
-        rule = _PendingRule(lineno, line, tuple(criteria), built_matches, built_target, counters)
+        rules = chain.rules
+        position = len(rules) + 1 if insert_at is None else insert_at
+        rule = Rule(
+            self.table.name, chain.name, position, lineno, line, tuple(criteria), built_matches, built_target, counters
+        )
         if insert_at is None:
-            chain.rules.append(rule)
+            rules.append(rule)
         else:
-            chain.rules.insert(insert_at - 1, rule)
+            rules.insert(insert_at - 1, rule)
+            chain.renumber = True
 
     def chain_for_rule(self, name: str) -> _PendingChain | None:
         """The chain a rule appends to; a built-in chain exists even when the text does not declare it."""
@@ -374,64 +421,157 @@ class _Parser:
             chain = self.table.chains[name] = _PendingChain(name, True, "ACCEPT", Counters(0, 0), 0)
         return chain
 
-    def fast_rule(self, lineno: int, line: str) -> bool:
-        """Parse a canonical `-A CHAIN ...` line from cached pieces; False means "use the full parser".
+    # -- the fast path for runs of `-A` lines ----------------------------------------------------------
 
-        The line is cut before each `-s/-d/-i/-o/-p/-f/-m/-j/-g` (with its `!`), and each piece is parsed once
-        by the full scanner and remembered: a big dump repeats `-p tcp`, `-m tcp --dport 80` and
-        `-j KUBE-MARK-MASQ` thousands of times. Any piece the scanner refuses, or a rule with a problem,
-        goes back to the full parser, which reports it with its exact column.
+    def fast_rules(self, lines: list[str], start: int, end: int) -> None:
+        """Parse the `-A CHAIN ...` lines lines[start:end] from cached pieces.
+
+        A big dump is mostly such lines, and they repeat a few pieces: `-p tcp`, `-m tcp --dport 80`,
+        `-j KUBE-MARK-MASQ`. Lines are cut before each `-s/-d/-i/-o/-p/-f/-m/-j/-g` (with its `!`), a chunk at
+        a time, so that the cutting and the look-ups run in C rather than once per line in Python. Each
+        distinct piece is parsed once by the full scanner (learn_piece), and gets a one-character code for
+        what the rule checks need to know of it; the string of a line's codes, its shape, is checked once
+        per table (plan). A line with a refused piece or shape, or in an undeclared chain, goes to the full
+        parser, which reports any problem with its exact column.
         """
         assert self.table is not None
-        head, _, rest = line[3:].partition(" ")
-        chain = self.table.chains.get(head)
-        if chain is None:
-            return False
+        table = self.table.name
+        find_chain = self.table.chains.get
+        codes, items, plans = self.piece_codes, self.piece_items, self.plans
+        make = tuple.__new__
+        for first in range(start, end, _CHUNK):
+            chunk = lines[first : min(first + _CHUNK, end)]
+            if max(map(len, chunk)) > _LONG_LINE:
+                # Rare: the full parser checks the length of each line in turn.
+                for lineno, line in enumerate(chunk, first + 1):
+                    self.feed_line(lineno, line)
+                continue
+            # " \n" before each line makes its `-A CHAIN` head a piece of its own, starting with "\n".
+            text = " \n" + " \n".join(chunk)
+            if "\\" in text or "\t" in text:
+                # The full parser reads backslash escapes and tabs: such a line is cut as a bare `-A`, a head
+                # without a chain, which sends it there.
+                text = " \n" + " \n".join("-A" if "\\" in line or "\t" in line else line for line in chunk)
+            pieces = _PIECE_BOUNDARY.split(text)
+            del text
+            heads = []
+            for piece in set(pieces).difference(codes):
+                if piece[:1] == "\n":
+                    heads.append(piece)
+                else:
+                    self.learn_piece(piece)
+            for head in heads:
+                # A line's head `\n-A CHAIN`: its item is the chain's name ("" for a bare `-A`).
+                codes[head] = _HEAD
+                items[head] = head[4:]
+            # One shape per line (pieces[0] is the empty text before the first head), and one item per piece.
+            shapes = "".join(map(codes.__getitem__, pieces)).split(_HEAD)
+            for shape in set(shapes).difference(plans):
+                plans[shape] = self.plan(shape)
+            parts = tuple(map(items.__getitem__, pieces))
+            del pieces
+            # A chain's rules are consecutive, so heads are not kept from one chunk to the next.
+            for head in heads:
+                del codes[head], items[head]
+            at = 1  # where the line's head is in parts: its chain name, followed by its pieces' items
+            linenos = range(first + 1, first + 1 + len(chunk))
+            for lineno, line, shape in zip(linenos, chunk, itertools.islice(shapes, 1, None), strict=True):
+                plan = plans[shape]
+                chain = find_chain(parts[at])  # type: ignore[arg-type]
+                if plan is None or chain is None:
+                    self.rule_line(lineno, line)
+                else:
+                    matches_at, target_at, has_target = plan
+                    rules = chain.rules
+                    rules.append(make(Rule, (
+                        table, chain.name, len(rules) + 1, lineno, line, parts[at + 1 : at + matches_at],
+                        parts[at + matches_at : at + target_at], parts[at + target_at] if has_target else None, None,
+                    )))
+                at += len(shape) + 1
+
+    def learn_piece(self, piece: str) -> None:
+        """Parse a piece not seen before, and give it its code (see fast_rules)."""
+        make = tuple.__new__  # what Criterion(...) etc. do, without their keyword handling
+        kind = piece[:3]
+        key: tuple[object, ...] | None = None
+        item: Criterion | Match | Target | Literal[False]
+        # The shapes of most distinct pieces of a kube-proxy dump, read without tokenizing: they build what
+        # the scanner would, and their keys are known.
+        if (kind == "-d " or kind == "-s ") and _SIMPLE_ADDRESS.match(piece, 3):
+            item = make(Criterion, (piece[:2], piece[3:], False))
+            key = (item.flag,)
+        elif kind == "-j " and _SIMPLE_NAME.match(piece, 3) and piece[3:] not in _CHECKED_TARGETS:
+            item = make(Target, (piece[3:], False, ()))
+            key = _PLAIN_TARGET_KEY
+        elif kind == "-m ":
+            text = piece[22:-1]
+            if piece.startswith('-m comment --comment "') and piece[-1] == '"' and text and '"' not in text:
+                item = make(Match, ("comment", (make(Option, ("--comment", (text,), False)),)))
+                key = _COMMENT_KEY
+            else:
+                port = _SIMPLE_PORT.fullmatch(piece)
+                if port and int(port[3]) <= 65535:
+                    option = make(Option, (port[2], (port[3],), False))
+                    item = make(Match, (port[1], (option,)))
+                    key = ("-m", item.module, False)
+                else:
+                    item = self.scan_piece(piece)
+        elif piece.startswith("-j DNAT --to-destination ") and _SIMPLE_ENDPOINT.match(piece, 25):
+            item = make(Target, ("DNAT", False, (make(Option, ("--to-destination", (piece[25:],), False)),)))
+            key = _DNAT_PORT_KEY
+        else:
+            item = self.scan_piece(piece)
+        if key is None:
+            # What the rule checks (plan, and rule_problem through it) look at, and nothing else: rules of
+            # the same shape pass or fail them alike.
+            if item is False:
+                key = ("refused",)
+            elif type(item) is Criterion:
+                proto = None if item.negated else item.value.lower()
+                key = (item.flag, proto) if item.flag == "-p" else (item.flag,)
+            elif type(item) is Match:
+                key = ("-m", item.module, _lacks_required(item.module, item.options))
+            else:
+                assert type(item) is Target
+                name = item.name if item.name in _CHECKED_TARGETS else ""
+                key = ("-j", name, _lacks_required(item.name, item.options), _rewrites_ports(item))
+        code = self.codes_by_key.get(key)
+        if code is None:
+            code = self.codes_by_key[key] = chr(_FIRST_CODE + len(self.codes_by_key))
+            self.code_examples[code] = item or None
+        self.piece_codes[piece] = code
+        self.piece_items[piece] = item or None
+
+    def plan(self, shape: str) -> tuple[int, int, bool] | None:
+        """Where the criteria, matches and target of a line of this shape are among its parts (offsets from its
+        head: matches start, target or end, whether there is a target), or None: the full parser reads it.
+
+        The fast path takes the order iptables-save prints, criteria, matches, then at most one target,
+        each criterion at most once, and nothing the kernel would refuse in this table."""
+        assert self.table is not None
         criteria: list[Criterion] = []
         matches: list[Match] = []
         target: Target | None = None
-        if rest:
-            pieces = self.pieces
-            for piece in _PIECE_BOUNDARY.split(rest):
-                item = pieces.get(piece)
-                if item is None:
-                    item = pieces[piece] = self.scan_piece(piece)
-                if item is False:
-                    return False
-                if type(item) is Criterion:
-                    criteria.append(item)
-                elif type(item) is Match:
-                    matches.append(item)
-                elif target is None:
-                    target = item  # type: ignore[assignment]
-                else:
-                    return False
-            if len(criteria) > 1 and len({c.flag for c in criteria}) != len(criteria):
-                return False
-        built_matches = tuple(matches)
-        if rule_problem(self.table.name, criteria, built_matches, target) is not None:
-            return False
-        chain.rules.append(_PendingRule(lineno, line, tuple(criteria), built_matches, target, None))
-        return True
+        for code in shape:
+            item = self.code_examples[code]
+            if type(item) is Criterion and not matches and target is None:
+                if any(c.flag == item.flag for c in criteria):
+                    return None
+                criteria.append(item)
+            elif type(item) is Match and target is None:
+                matches.append(item)
+            elif type(item) is Target and target is None:
+                target = item
+            else:
+                return None
+        if rule_problem(self.table.name, criteria, tuple(matches), target) is not None:
+            return None
+        return 1 + len(criteria), 1 + len(criteria) + len(matches), target is not None
 
     def scan_piece(self, piece: str) -> Criterion | Match | Target | Literal[False]:
         """One Criterion, Match or Target parsed from a piece of a rule, or False if it is not one clean piece."""
         if piece.count('"') % 2:
             return False
-        # The three shapes that make most unique pieces of a kube-proxy dump, read without tokenizing.
-        kind = piece[:3]
-        if kind in ("-d ", "-s ") and _SIMPLE_ADDRESS.match(piece, 3):
-            return Criterion(piece[:2], piece[3:], False)  # type: ignore[arg-type]
-        if kind == "-j " and _SIMPLE_NAME.match(piece, 3):
-            name = piece[3:]
-            if name not in xtables.REQUIRED_OPTIONS:
-                return Target(name)
-        elif piece.startswith('-m comment --comment "') and piece.endswith('"') and len(piece) > 23:
-            text = piece[22:-1]
-            if '"' not in text:
-                return Match("comment", (Option("--comment", (text,)),))
-        elif piece.startswith("-j DNAT --to-destination ") and _SIMPLE_ENDPOINT.match(piece, 25):
-            return Target("DNAT", False, (Option("--to-destination", (piece[25:],)),))
         try:
             tokens = tokenize(piece)
             criteria, matches, target = self.scan(tokens, 0, 0, piece)
@@ -561,6 +701,24 @@ class _Parser:
             i = j
         return criteria, matches, target
 
+    def check_jumps(self, pending: _PendingTable) -> None:
+        """Report the first rule that jumps to a chain the table does not declare, or to a built-in chain."""
+        for chain in pending.chains.values():
+            for r in chain.rules:
+                target = r.target
+                if target is not None and target.name not in xtables.KNOWN_TARGETS:
+                    jumped = pending.chains.get(target.name)
+                    if jumped is None:
+                        verb = "goto" if target.goto else "jump"
+                        raise self.error(
+                            r.line, _target_column(r.text),
+                            f"{verb} to chain {target.name!r}, which table {pending.name!r} does not declare", r.text,
+                        )
+                    if jumped.builtin:
+                        raise self.error(
+                            r.line, _target_column(r.text), f"cannot jump to built-in chain {target.name!r}", r.text
+                        )
+
     def check_loops(self, pending: _PendingTable) -> None:
         """The kernel refuses a table whose jumps form a loop: find one and report the rule that closes it."""
         chains = pending.chains
@@ -616,9 +774,8 @@ def rule_problem(
         needed = xtables.MODULE_PROTOCOLS.get(match.module)
         if needed is not None and proto_name not in needed:
             return f"match module {match.module!r} needs '-p {'/'.join(sorted(needed))}' on the same rule", index
-        required = xtables.REQUIRED_OPTIONS.get(match.module)
-        if required and not any(o.name in required for o in match.options):
-            return f"{match.module} needs {' or '.join(required)}", index
+        if _lacks_required(match.module, match.options):
+            return f"{match.module} needs {' or '.join(xtables.REQUIRED_OPTIONS[match.module])}", index
     if target is None:
         return None
     name = target.name
@@ -627,16 +784,60 @@ def rule_problem(
         return f"target {name} is only valid in the {'/'.join(sorted(allowed))} table, not in {table!r}", None
     if table == "nat" and name in xtables.NAT_FORBIDDEN_TARGETS:
         return f"the nat table does not filter: {name} is not allowed there (use filter)", None
+    if _lacks_required(name, target.options):
+        return f"{name} needs {' or '.join(xtables.REQUIRED_OPTIONS[name])}", None
+    if _rewrites_ports(target) and proto_name not in xtables.PORT_PROTOCOLS:
+        return f"{name} with a port needs '-p tcp', udp, sctp or dccp on the same rule", None
+    return None
+
+
+def _lacks_required(name: str, options: tuple[Option, ...]) -> bool:
+    """Whether a match module or target misses all of the options of which it needs one."""
     required = xtables.REQUIRED_OPTIONS.get(name)
-    if required and not any(o.name in required for o in target.options):
-        return f"{name} needs {' or '.join(required)}", None
-    rewrites_ports = any(
+    if not required:
+        return False
+    return not any(o.name in required for o in options)
+
+
+def _rewrites_ports(target: Target) -> bool:
+    return any(
         (o.name in ("--to-destination", "--to-source") and ":" in o.value) or o.name == "--to-ports"
         for o in target.options
     )
-    if rewrites_ports and proto_name not in xtables.PORT_PROTOCOLS:
-        return f"{name} with a port needs '-p tcp', udp, sctp or dccp on the same rule", None
-    return None
+
+
+def _has_loop(graph: dict[str, tuple[str, ...]]) -> bool:
+    """Whether the jumps between chains (chain -> the user chains it jumps to; chains that jump nowhere are
+    left out) form a loop: a depth-first walk that meets a chain on its own path."""
+    # A chain that jumps only to chains that jump nowhere is on no loop. Dropping those, round after round,
+    # leaves little or nothing to walk (a kube-proxy table is five jumps deep); the rounds are capped, since
+    # a long line of chains would need as many rounds as it has chains.
+    for _ in range(8):
+        nodes = set(graph)
+        kept = {name: jumps for name, jumps in graph.items() if not nodes.isdisjoint(jumps)}
+        if len(kept) == len(graph):
+            break
+        graph = kept
+    done: set[str] = set()
+    for root in graph:
+        if root in done:
+            continue
+        path = {root}
+        stack = [(root, iter(graph[root]))]
+        while stack:
+            name, successors = stack[-1]
+            for successor in successors:
+                if successor in path:
+                    return True
+                if successor not in done and successor in graph:
+                    path.add(successor)
+                    stack.append((successor, iter(graph[successor])))
+                    break
+            else:
+                stack.pop()
+                path.discard(name)
+                done.add(name)
+    return False
 
 
 def _target_column(line: str) -> int:
@@ -670,7 +871,7 @@ def parse(text: str | bytes, source: str = "<string>") -> Dump:
     """Parse iptables-save (or iptables-restore) text into a `Dump`; `DumpError` on the first problem."""
     if isinstance(text, bytes):
         text = _decode(text, source)
-    if not text.strip():
+    if not text or text.isspace():
         raise DumpError(source, 1, 1, "empty input: expected iptables-save output", "")
     nul = text.find("\0")
     if nul >= 0:
@@ -680,21 +881,17 @@ def parse(text: str | bytes, source: str = "<string>") -> Dump:
         shown = text[start : None if end < 0 else end].replace("\0", "\\0")
         raise DumpError(source, nul_line, nul - start + 1, "NUL byte in the input: dumps are text", shown)
     lines = text.split("\n")
+    # The rules keep their lines; the whole text is not needed any more. (parse_file passes the text it read
+    # to no one else, so this frees it.)
+    del text
     if lines and lines[-1] == "":
         lines.pop()
-    parser = _Parser(source)
-    lineno = 0
-    line = ""
     # The model is acyclic, so the cycle collector has nothing to find; left on, it rescans the growing
     # heap again and again while a big dump is read, which costs about a third of the parse.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for lineno, line in enumerate(lines, 1):
-            if len(line) > MAX_LINE_BYTES // 4 and len(line.encode()) > MAX_LINE_BYTES:
-                raise DumpError(source, lineno, 1, "line is longer than 1 MiB", line[:80])
-            parser.feed(lineno, line)
-        return parser.finish(lineno, line)
+        return _Parser(source).run(lines)
     finally:
         if collecting:
             gc.enable()
@@ -702,11 +899,15 @@ def parse(text: str | bytes, source: str = "<string>") -> Dump:
 
 def parse_file(path: str | Path, source: str | None = None) -> Dump:
     """Read and parse a dump file; `-` reads standard input. OSError is turned into a DumpError."""
+    name = source or str(path)
+    # The bytes are handed over, not kept here: parse frees them once decoded, and the text once split.
+    return parse(_read(path, name), "<stdin>" if str(path) == "-" and source is None else name)
+
+
+def _read(path: str | Path, name: str) -> bytes:
     import sys
 
-    name = source or str(path)
     try:
-        data = sys.stdin.buffer.read() if str(path) == "-" else Path(path).read_bytes()
+        return sys.stdin.buffer.read() if str(path) == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise DumpError(name, 0, 0, f"cannot read: {exc.strerror or exc}") from None
-    return parse(data, "<stdin>" if str(path) == "-" and source is None else name)
