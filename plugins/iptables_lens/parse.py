@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import operator
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -47,6 +48,11 @@ _HEAD = "\n"  # the code of a line's head; pieces get codes from _FIRST_CODE on
 _FIRST_CODE = 0x21
 # Targets that rule_problem checks by name; any other target passes or fails its checks as any other does.
 _CHECKED_TARGETS = frozenset(xtables.TARGET_TABLES) | xtables.NAT_FORBIDDEN_TARGETS | frozenset(xtables.REQUIRED_OPTIONS)
+# What the fast path knows of a piece: its one-character code, and its item (for a line's head, the chain's
+# name; None for a piece it refuses).
+_Entry = tuple[str, Criterion | Match | Target | str | None]
+_CODE = operator.itemgetter(0)
+_ITEM = operator.itemgetter(1)
 # Keys (see _Parser.learn_piece) of pieces the fast path reads without the scanner.
 _PLAIN_TARGET_KEY = ("-j", "", False, False)
 _COMMENT_KEY = ("-m", "comment", False)
@@ -131,8 +137,7 @@ class _Parser:
         self.shared: dict[object, object] = {}
         # The fast path's caches (see fast_rules): each piece's code and item (None if refused), the code
         # of each key (see learn_piece), a piece with each code, and the current table's plan of each shape.
-        self.piece_codes: dict[str, str] = {}
-        self.piece_items: dict[str, Criterion | Match | Target | str | None] = {}
+        self.pieces: dict[str, _Entry] = {}
         self.codes_by_key: dict[tuple[object, ...], str] = {}
         self.code_examples: dict[str, Criterion | Match | Target | None] = {}
         self.plans: dict[str, tuple[int, int, bool] | None] = {}
@@ -309,8 +314,7 @@ class _Parser:
                 pending.chains[name] = _PendingChain(name, True, "ACCEPT", Counters(0, 0), 0)
         # The pieces seen in this table are rarely seen in the next: let their memory go before the table's
         # objects are made.
-        self.piece_codes.clear()
-        self.piece_items.clear()
+        self.pieces.clear()
         self.shared.clear()
         # Jumps must go to declared user chains and make no loop. A quick look at the chains each chain jumps
         # to comes first; only when it finds a problem do check_jumps and check_loops look rule by rule, to
@@ -437,7 +441,7 @@ class _Parser:
         assert self.table is not None
         table = self.table.name
         find_chain = self.table.chains.get
-        codes, items, plans = self.piece_codes, self.piece_items, self.plans
+        cache, plans = self.pieces, self.plans
         make = tuple.__new__
         for first in range(start, end, _CHUNK):
             chunk = lines[first : min(first + _CHUNK, end)]
@@ -454,25 +458,28 @@ class _Parser:
                 text = " \n" + " \n".join("-A" if "\\" in line or "\t" in line else line for line in chunk)
             pieces = _PIECE_BOUNDARY.split(text)
             del text
-            heads = []
-            for piece in set(pieces).difference(codes):
+            # The (code, item) of each distinct piece of the chunk: the big cache is looked up once for each,
+            # and this small table, quicker to look up, for each piece.
+            known = set(pieces)
+            new = known.difference(cache)
+            known.difference_update(new)
+            entries = dict(zip(known, map(cache.__getitem__, known), strict=True))
+            for piece in new:
                 if piece[:1] == "\n":
-                    heads.append(piece)
+                    # A line's head `\n-A CHAIN`: its item is the chain's name ("" for a bare `-A`). Heads are
+                    # not cached: a chain's rules are consecutive.
+                    entries[piece] = (_HEAD, piece[4:])
                 else:
-                    self.learn_piece(piece)
-            for head in heads:
-                # A line's head `\n-A CHAIN`: its item is the chain's name ("" for a bare `-A`).
-                codes[head] = _HEAD
-                items[head] = head[4:]
-            # One shape per line (pieces[0] is the empty text before the first head), and one item per piece.
-            shapes = "".join(map(codes.__getitem__, pieces)).split(_HEAD)
+                    entries[piece] = self.learn_piece(piece)
+            looked_up = list(map(entries.__getitem__, pieces))
+            del pieces, known, new, entries
+            # One shape per line (the first is that of the empty text before the first head), and one item
+            # per piece.
+            shapes = "".join(map(_CODE, looked_up)).split(_HEAD)
             for shape in set(shapes).difference(plans):
                 plans[shape] = self.plan(shape)
-            parts = tuple(map(items.__getitem__, pieces))
-            del pieces
-            # A chain's rules are consecutive, so heads are not kept from one chunk to the next.
-            for head in heads:
-                del codes[head], items[head]
+            parts = tuple(map(_ITEM, looked_up))
+            del looked_up
             at = 1  # where the line's head is in parts: its chain name, followed by its pieces' items
             linenos = range(first + 1, first + 1 + len(chunk))
             for lineno, line, shape in zip(linenos, chunk, itertools.islice(shapes, 1, None), strict=True):
@@ -489,8 +496,8 @@ class _Parser:
                     )))
                 at += len(shape) + 1
 
-    def learn_piece(self, piece: str) -> None:
-        """Parse a piece not seen before, and give it its code (see fast_rules)."""
+    def learn_piece(self, piece: str) -> _Entry:
+        """Parse a piece not seen before, and give it its code (see fast_rules); its (code, item), cached."""
         make = tuple.__new__  # what Criterion(...) etc. do, without their keyword handling
         kind = piece[:3]
         key: tuple[object, ...] | None = None
@@ -539,8 +546,8 @@ class _Parser:
         if code is None:
             code = self.codes_by_key[key] = chr(_FIRST_CODE + len(self.codes_by_key))
             self.code_examples[code] = item or None
-        self.piece_codes[piece] = code
-        self.piece_items[piece] = item or None
+        entry = self.pieces[piece] = (code, item or None)
+        return entry
 
     def plan(self, shape: str) -> tuple[int, int, bool] | None:
         """Where the criteria, matches and target of a line of this shape are among its parts (offsets from its
