@@ -37,6 +37,7 @@ _SIMPLE_ADDRESS = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/(?:3[0-2]|[12]?[0
 _SIMPLE_ENDPOINT = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}:(?:[1-9][0-9]{{0,3}}|[1-5][0-9]{{4}}|6[0-4][0-9]{{3}}|65[0-4][0-9]{{2}}|655[0-2][0-9]|6553[0-5])$")
 _SIMPLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _USER_CHAIN = re.compile(r":([A-Za-z0-9_][A-Za-z0-9_.-]*) - \[([0-9]+):([0-9]+)\]$")
+_NO_COUNTS = Counters(0, 0)  # shared by the many chains declared with [0:0]
 _ALL_BUILTINS = frozenset(name for chains in BUILTIN_CHAINS.values() for name in chains)
 # Where the fast path cuts rule lines into pieces: before each criterion, match module and target (with the
 # `!` that negates it, so not between that `!` and its option), and before the "\n" that it puts before
@@ -57,6 +58,7 @@ _ITEM = operator.itemgetter(1)
 _PLAIN_TARGET_KEY = ("-j", "", False, False)
 _COMMENT_KEY = ("-m", "comment", False)
 _DNAT_PORT_KEY = ("-j", "DNAT", False, True)
+_ADDRESS_KEYS = {"-d ": ("-d",), "-s ": ("-s",)}
 _SIMPLE_PORT = re.compile(r"-m (tcp|udp) (--[ds]port) ([0-9]{1,5})")
 
 
@@ -159,11 +161,18 @@ class _Parser:
         i = 0
         while i < count:
             line = lines[i]
+            # A dump is mostly runs of chain lines and of rule lines: each run is read in one go.
             if fast and line[:3] == "-A " and self.table is not None:
                 end = i + 1
                 while end < count and lines[end][:3] == "-A ":
                     end += 1
                 self.fast_rules(lines, i, end)
+                i = end
+            elif fast and line[:1] == ":" and self.table is not None:
+                end = i + 1
+                while end < count and lines[end][:1] == ":":
+                    end += 1
+                self.declare_chains(lines, i, end)
                 i = end
             else:
                 i += 1
@@ -245,17 +254,25 @@ class _Parser:
             )
         self.table.chains[chain.name] = chain
 
+    def declare_chains(self, lines: list[str], start: int, end: int) -> None:
+        """The chain lines lines[start:end]: the common `:KUBE-SEP-... - [0:0]` without tokenizing, the others
+        by declare_chain."""
+        assert self.table is not None
+        chains = self.table.chains
+        match = _USER_CHAIN.match
+        for lineno, line in enumerate(lines[start:end], start + 1):
+            m = match(line)
+            if m is not None and len(line) <= _LONG_LINE:
+                name, packets, bytes_ = m.groups()
+                if (name not in chains and name not in _ALL_BUILTINS and len(name) <= MAX_CHAIN_NAME
+                        and name not in xtables.KNOWN_TARGETS):
+                    counters = _NO_COUNTS if packets == "0" == bytes_ else Counters(int(packets), int(bytes_))
+                    chains[name] = _PendingChain(name, False, None, counters, lineno)
+                    continue
+            self.feed_line(lineno, line)
+
     def declare_chain(self, lineno: int, line: str) -> None:
         assert self.table is not None
-        m = _USER_CHAIN.match(line)
-        if m and m.group(1) not in self.table.chains and m.group(1) not in _ALL_BUILTINS:
-            # The common case, `:KUBE-SEP-... - [0:0]`, without tokenizing.
-            name = m.group(1)
-            if len(name) <= MAX_CHAIN_NAME and name not in xtables.KNOWN_TARGETS:
-                self.table.chains[name] = _PendingChain(
-                    name, False, None, Counters(int(m.group(2)), int(m.group(3))), lineno
-                )
-                return
         tokens = tokenize(line[1:], self.source, lineno)
         for t in tokens:
             t.column += 1
@@ -497,37 +514,47 @@ class _Parser:
                 at += len(shape) + 1
 
     def learn_piece(self, piece: str) -> _Entry:
-        """Parse a piece not seen before, and give it its code (see fast_rules); its (code, item), cached."""
+        """Parse a piece not seen in this chunk (see fast_rules); its (code, item).
+
+        The big cache keeps all but the simple shapes read here without the scanner, of which kube-proxy
+        writes most only once (an endpoint's address, its DNAT, a jump to its chain): re-reading one in a
+        later chunk costs less than keeping them all. Comments are kept: one Service's name comes back
+        in many rules."""
         make = tuple.__new__  # what Criterion(...) etc. do, without their keyword handling
         kind = piece[:3]
         key: tuple[object, ...] | None = None
         item: Criterion | Match | Target | Literal[False]
+        keep = False
         # The shapes of most distinct pieces of a kube-proxy dump, read without tokenizing: they build what
         # the scanner would, and their keys are known.
-        if (kind == "-d " or kind == "-s ") and _SIMPLE_ADDRESS.match(piece, 3):
-            item = make(Criterion, (piece[:2], piece[3:], False))
-            key = (item.flag,)
-        elif kind == "-j " and _SIMPLE_NAME.match(piece, 3) and piece[3:] not in _CHECKED_TARGETS:
-            item = make(Target, (piece[3:], False, ()))
-            key = _PLAIN_TARGET_KEY
+        if kind == "-j ":
+            if piece.startswith("-j DNAT --to-destination ") and _SIMPLE_ENDPOINT.match(piece, 25):
+                item = make(Target, ("DNAT", False, (make(Option, ("--to-destination", (piece[25:],), False)),)))
+                key = _DNAT_PORT_KEY
+            elif _SIMPLE_NAME.match(piece, 3) and piece[3:] not in _CHECKED_TARGETS:
+                item = make(Target, (piece[3:], False, ()))
+                key = _PLAIN_TARGET_KEY
+            else:
+                item = self.scan_piece(piece)
+                keep = True
         elif kind == "-m ":
             text = piece[22:-1]
             if piece.startswith('-m comment --comment "') and piece[-1] == '"' and text and '"' not in text:
                 item = make(Match, ("comment", (make(Option, ("--comment", (text,), False)),)))
                 key = _COMMENT_KEY
+                keep = True
+            elif (port := _SIMPLE_PORT.fullmatch(piece)) and int(port[3]) <= 65535:
+                item = make(Match, (port[1], (make(Option, (port[2], (port[3],), False)),)))
+                key = ("-m", item.module, False)
             else:
-                port = _SIMPLE_PORT.fullmatch(piece)
-                if port and int(port[3]) <= 65535:
-                    option = make(Option, (port[2], (port[3],), False))
-                    item = make(Match, (port[1], (option,)))
-                    key = ("-m", item.module, False)
-                else:
-                    item = self.scan_piece(piece)
-        elif piece.startswith("-j DNAT --to-destination ") and _SIMPLE_ENDPOINT.match(piece, 25):
-            item = make(Target, ("DNAT", False, (make(Option, ("--to-destination", (piece[25:],), False)),)))
-            key = _DNAT_PORT_KEY
+                item = self.scan_piece(piece)
+                keep = True
+        elif (kind == "-d " or kind == "-s ") and _SIMPLE_ADDRESS.match(piece, 3):
+            item = make(Criterion, (piece[:2], piece[3:], False))
+            key = _ADDRESS_KEYS[kind]
         else:
             item = self.scan_piece(piece)
+            keep = True
         if key is None:
             # What the rule checks (plan, and rule_problem through it) look at, and nothing else: rules of
             # the same shape pass or fail them alike.
@@ -546,7 +573,9 @@ class _Parser:
         if code is None:
             code = self.codes_by_key[key] = chr(_FIRST_CODE + len(self.codes_by_key))
             self.code_examples[code] = item or None
-        entry = self.pieces[piece] = (code, item or None)
+        entry = (code, item or None)
+        if keep:
+            self.pieces[piece] = entry
         return entry
 
     def plan(self, shape: str) -> tuple[int, int, bool] | None:
