@@ -49,9 +49,9 @@ _HEAD = "\n"  # the code of a line's head; pieces get codes from _FIRST_CODE on
 _FIRST_CODE = 0x21
 # Targets that rule_problem checks by name; any other target passes or fails its checks as any other does.
 _CHECKED_TARGETS = frozenset(xtables.TARGET_TABLES) | xtables.NAT_FORBIDDEN_TARGETS | frozenset(xtables.REQUIRED_OPTIONS)
-# What the fast path knows of a piece: its one-character code, and its item (for a line's head, the chain's
-# name; None for a piece it refuses).
-_Entry = tuple[str, Criterion | Match | Target | str | None]
+# What the fast path knows of a piece: its one-character code, and its item (for a line's head, its chain;
+# None for a piece it refuses).
+_Entry = tuple[str, "Criterion | Match | Target | _PendingChain | None"]
 _CODE = operator.itemgetter(0)
 _ITEM = operator.itemgetter(1)
 # Keys (see _Parser.learn_piece) of pieces the fast path reads without the scanner.
@@ -483,9 +483,9 @@ class _Parser:
             entries = dict(zip(known, map(cache.__getitem__, known), strict=True))
             for piece in new:
                 if piece[:1] == "\n":
-                    # A line's head `\n-A CHAIN`: its item is the chain's name ("" for a bare `-A`). Heads are
-                    # not cached: a chain's rules are consecutive.
-                    entries[piece] = (_HEAD, piece[4:])
+                    # A line's head `\n-A CHAIN`: its item is the chain (None if the table has no such chain yet,
+                    # or for a bare `-A`). Heads are not cached: a chain's rules are consecutive.
+                    entries[piece] = (_HEAD, find_chain(piece[4:]))
                 else:
                     entries[piece] = self.learn_piece(piece)
             looked_up = list(map(entries.__getitem__, pieces))
@@ -497,14 +497,15 @@ class _Parser:
                 plans[shape] = self.plan(shape)
             parts = tuple(map(_ITEM, looked_up))
             del looked_up
-            at = 1  # where the line's head is in parts: its chain name, followed by its pieces' items
+            at = 1  # where the line's head is in parts: its chain, followed by its pieces' items
             linenos = range(first + 1, first + 1 + len(chunk))
             for lineno, line, shape in zip(linenos, chunk, itertools.islice(shapes, 1, None), strict=True):
                 plan = plans[shape]
-                chain = find_chain(parts[at])  # type: ignore[arg-type]
+                chain = parts[at]
                 if plan is None or chain is None:
                     self.rule_line(lineno, line)
                 else:
+                    assert type(chain) is _PendingChain
                     matches_at, target_at, has_target = plan
                     rules = chain.rules
                     rules.append(make(Rule, (
