@@ -33,9 +33,17 @@ _TOKEN = re.compile(r'[^ \t"]*"((?:[^"\\]|\\.)*)"|[^ \t"]+')
 _UNESCAPE = re.compile(r"\\(.)")
 _COUNTERS = re.compile(r"^\[(\d+):(\d+)\]$")
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_SIMPLE_ADDRESS = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/(?:3[0-2]|[12]?[0-9]))?$")
-_SIMPLE_ENDPOINT = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}:(?:[1-9][0-9]{{0,3}}|[1-5][0-9]{{4}}|6[0-4][0-9]{{3}}|65[0-4][0-9]{{2}}|655[0-2][0-9]|6553[0-5])$")
-_SIMPLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_ADDRESS = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+# The shapes of most distinct pieces of a kube-proxy dump, which the fast path reads without the scanner
+# (see _Parser.learn_piece); the name of the last group says which shape matched.
+_SIMPLE_PIECE = re.compile(
+    rf"(?P<flag>-[sd]) (?P<address>{_ADDRESS}(?:/(?:3[0-2]|[12]?[0-9]))?)"
+    rf"|-j DNAT --to-destination (?P<endpoint>{_ADDRESS}:{_PORT})"
+    r"|-j (?P<chain>[A-Za-z0-9_][A-Za-z0-9_.-]*)"
+    r'|-m comment --comment "(?P<comment>[^"\\]+)"'
+    r"|-m (?P<proto>tcp|udp) (?P<port_option>--[ds]port) (?P<port>[0-9]{1,5})"
+)
 _USER_CHAIN = re.compile(r":([A-Za-z0-9_][A-Za-z0-9_.-]*) - \[([0-9]+):([0-9]+)\]$")
 _NO_COUNTS = Counters(0, 0)  # shared by the many chains declared with [0:0]
 _ALL_BUILTINS = frozenset(name for chains in BUILTIN_CHAINS.values() for name in chains)
@@ -58,8 +66,8 @@ _ITEM = operator.itemgetter(1)
 _PLAIN_TARGET_KEY = ("-j", "", False, False)
 _COMMENT_KEY = ("-m", "comment", False)
 _DNAT_PORT_KEY = ("-j", "DNAT", False, True)
-_ADDRESS_KEYS = {"-d ": ("-d",), "-s ": ("-s",)}
-_SIMPLE_PORT = re.compile(r"-m (tcp|udp) (--[ds]port) ([0-9]{1,5})")
+_ADDRESS_KEYS = {"-d": ("-d",), "-s": ("-s",)}
+_PORT_KEYS = {"tcp": ("-m", "tcp", False), "udp": ("-m", "udp", False)}
 
 
 @dataclass(slots=True)
@@ -522,37 +530,29 @@ class _Parser:
         later chunk costs less than keeping them all. Comments are kept: one Service's name comes back
         in many rules."""
         make = tuple.__new__  # what Criterion(...) etc. do, without their keyword handling
-        kind = piece[:3]
         key: tuple[object, ...] | None = None
         item: Criterion | Match | Target | Literal[False]
         keep = False
         # The shapes of most distinct pieces of a kube-proxy dump, read without tokenizing: they build what
         # the scanner would, and their keys are known.
-        if kind == "-j ":
-            if piece.startswith("-j DNAT --to-destination ") and _SIMPLE_ENDPOINT.match(piece, 25):
-                item = make(Target, ("DNAT", False, (make(Option, ("--to-destination", (piece[25:],), False)),)))
-                key = _DNAT_PORT_KEY
-            elif _SIMPLE_NAME.match(piece, 3) and piece[3:] not in _CHECKED_TARGETS:
-                item = make(Target, (piece[3:], False, ()))
-                key = _PLAIN_TARGET_KEY
-            else:
-                item = self.scan_piece(piece)
-                keep = True
-        elif kind == "-m ":
-            text = piece[22:-1]
-            if piece.startswith('-m comment --comment "') and piece[-1] == '"' and text and '"' not in text:
-                item = make(Match, ("comment", (make(Option, ("--comment", (text,), False)),)))
-                key = _COMMENT_KEY
-                keep = True
-            elif (port := _SIMPLE_PORT.fullmatch(piece)) and int(port[3]) <= 65535:
-                item = make(Match, (port[1], (make(Option, (port[2], (port[3],), False)),)))
-                key = ("-m", item.module, False)
-            else:
-                item = self.scan_piece(piece)
-                keep = True
-        elif (kind == "-d " or kind == "-s ") and _SIMPLE_ADDRESS.match(piece, 3):
-            item = make(Criterion, (piece[:2], piece[3:], False))
-            key = _ADDRESS_KEYS[kind]
+        simple = _SIMPLE_PIECE.fullmatch(piece)
+        shape = simple.lastgroup if simple else None
+        if simple and shape == "address":
+            item = make(Criterion, (simple["flag"], simple["address"], False))
+            key = _ADDRESS_KEYS[item.flag]
+        elif simple and shape == "endpoint":
+            item = make(Target, ("DNAT", False, (make(Option, ("--to-destination", (simple["endpoint"],), False)),)))
+            key = _DNAT_PORT_KEY
+        elif simple and shape == "chain" and simple["chain"] not in _CHECKED_TARGETS:
+            item = make(Target, (simple["chain"], False, ()))
+            key = _PLAIN_TARGET_KEY
+        elif simple and shape == "comment":
+            item = make(Match, ("comment", (make(Option, ("--comment", (simple["comment"],), False)),)))
+            key = _COMMENT_KEY
+            keep = True
+        elif simple and shape == "port" and int(simple["port"]) <= 65535:
+            item = make(Match, (simple["proto"], (make(Option, (simple["port_option"], (simple["port"],), False)),)))
+            key = _PORT_KEYS[item.module]
         else:
             item = self.scan_piece(piece)
             keep = True
