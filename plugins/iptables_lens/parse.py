@@ -347,7 +347,7 @@ class _Parser:
         graph: dict[str, tuple[str, ...]] = {}
         for chain in pending.chains.values():
             if chain.rules:
-                jumps = {rule.target.name for rule in chain.rules if rule.target is not None}
+                jumps = {target.name for rule in chain.rules if (target := rule.target) is not None}
                 jumps.difference_update(xtables.KNOWN_TARGETS)
                 if jumps:
                     graph[chain.name] = tuple(jumps)  # a tuple takes a quarter of a set's memory
@@ -510,10 +510,9 @@ class _Parser:
             for lineno, line, shape in zip(linenos, chunk, itertools.islice(shapes, 1, None), strict=True):
                 plan = plans[shape]
                 chain = parts[at]
-                if plan is None or chain is None:
+                if plan is None or type(chain) is not _PendingChain:
                     self.rule_line(lineno, line)
                 else:
-                    assert type(chain) is _PendingChain
                     matches_at, target_at, has_target = plan
                     rules = chain.rules
                     rules.append(make(Rule, (
