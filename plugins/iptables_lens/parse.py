@@ -4,6 +4,10 @@ One pass over the lines, no backtracking. Lines are tokenized exactly as `iptabl
 (double quotes group words, a backslash inside quotes takes the next character literally, `!` negates the
 option after it). Every problem raises `DumpError` with the line and column of the offending text.
 
+A big dump is mostly runs of `:CHAIN` and `-A CHAIN ...` lines that repeat a few shapes; a fast path reads
+those runs many lines at a time (see `_Parser.fast_rules`) and hands any line it is not sure of to the full
+parser, so that it gives the same model and the same errors.
+
 >>> dump = parse('*filter\\n:INPUT ACCEPT [0:0]\\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\\nCOMMIT\\n')
 >>> rule = dump.table("filter").chain("INPUT").rules[0]
 >>> rule.match("tcp").option("--dport").values, rule.target.name
@@ -145,8 +149,9 @@ class _Parser:
         # Identical options and matches are shared between rules: a big dump repeats `-m tcp` and
         # `--mode random` hundreds of thousands of times.
         self.shared: dict[object, object] = {}
-        # The fast path's caches (see fast_rules): each piece's code and item (None if refused), the code
-        # of each key (see learn_piece), a piece with each code, and the current table's plan of each shape.
+        # The fast path's caches (see fast_rules and learn_piece): the (code, item) of the pieces likely to
+        # come back, the code of each key, an example item of each code, and the current table's plan of
+        # each shape.
         self.pieces: dict[str, _Entry] = {}
         self.codes_by_key: dict[tuple[object, ...], str] = {}
         self.code_examples: dict[str, Criterion | Match | Target | None] = {}
