@@ -61,9 +61,12 @@ _HEAD = "\n"  # the code of a line's head; pieces get codes from _FIRST_CODE on
 _FIRST_CODE = 0x21
 # Targets that rule_problem checks by name; any other target passes or fails its checks as any other does.
 _CHECKED_TARGETS = frozenset(xtables.TARGET_TABLES) | xtables.NAT_FORBIDDEN_TARGETS | frozenset(xtables.REQUIRED_OPTIONS)
-# What the fast path knows of a piece: its one-character code, and its item (for a line's head, its chain;
-# None for a piece it refuses).
-_Entry = tuple[str, "Criterion | Match | Target | _PendingChain | None"]
+# What the fast path knows of a piece: its one-character code, and its item (for a line's head, its chain and
+# the rule's counters; None for a piece it refuses).
+_Entry = tuple[str, "Criterion | Match | Target | tuple[_PendingChain | None, Counters | None] | None"]
+# A head with counters, as `iptables-save -c` writes it: counters of up to 20 digits (64 bits), so that a
+# longer number is the full parser's to read.
+_COUNTED_HEAD = re.compile(r"\n\[([0-9]{1,20}):([0-9]{1,20})\] -A (.*)")
 _CODE = operator.itemgetter(0)
 _ITEM = operator.itemgetter(1)
 # Keys (see _Parser.learn_piece) of pieces the fast path reads without the scanner.
@@ -175,9 +178,9 @@ class _Parser:
         while i < count:
             line = lines[i]
             # A dump is mostly runs of chain lines and of rule lines: each run is read in one go.
-            if fast and line[:3] == "-A " and self.table is not None:
+            if fast and (line[:3] == "-A " or line[:1] == "[") and self.table is not None:
                 end = i + 1
-                while end < count and lines[end][:3] == "-A ":
+                while end < count and ((head := lines[end][:3]) == "-A " or head[:1] == "["):
                     end += 1
                 self.fast_rules(lines, i, end)
                 i = end
@@ -458,7 +461,7 @@ class _Parser:
     # -- the fast path for runs of `-A` lines ----------------------------------------------------------
 
     def fast_rules(self, lines: list[str], start: int, end: int) -> None:
-        """Parse the `-A CHAIN ...` lines lines[start:end] from cached pieces.
+        """Parse the `-A CHAIN ...` lines lines[start:end] (maybe with `[PACKETS:BYTES]` first) from cached pieces.
 
         A big dump is mostly such lines, and they repeat a few pieces: `-p tcp`, `-m tcp --dport 80`,
         `-j KUBE-MARK-MASQ`. Lines are cut before each `-s/-d/-i/-o/-p/-f/-m/-j/-g` (with its `!`), a chunk at
@@ -480,7 +483,7 @@ class _Parser:
                 for lineno, line in enumerate(chunk, first + 1):
                     self.feed_line(lineno, line)
                 continue
-            # " \n" before each line makes its `-A CHAIN` head a piece of its own, starting with "\n".
+            # " \n" before each line makes its `[P:B] -A CHAIN` head a piece of its own, starting with "\n".
             text = " \n" + " \n".join(chunk)
             if "\\" in text or "\t" in text:
                 # The full parser reads backslash escapes and tabs: such a line is cut as a bare `-A`, a head
@@ -496,9 +499,16 @@ class _Parser:
             entries = dict(zip(known, map(cache.__getitem__, known), strict=True))
             for piece in new:
                 if piece[:1] == "\n":
-                    # A line's head `\n-A CHAIN`: its item is the chain (None if the table has no such chain yet,
-                    # or for a bare `-A`). Heads are not cached: a chain's rules are consecutive.
-                    entries[piece] = (_HEAD, find_chain(piece[4:]))
+                    # A line's head: its item is (the chain, the rule's counters). Heads are not cached: a chain's
+                    # rules are consecutive.
+                    if piece[1:4] == "-A ":
+                        entries[piece] = (_HEAD, (find_chain(piece[4:]), None))
+                    elif counted := _COUNTED_HEAD.fullmatch(piece):
+                        packets, bytes_, name = counted.groups()
+                        counters = _NO_COUNTS if packets == "0" == bytes_ else Counters(int(packets), int(bytes_))
+                        entries[piece] = (_HEAD, (find_chain(name), counters))
+                    else:
+                        entries[piece] = (_HEAD, (None, None))  # the full parser reads the line
                 else:
                     entries[piece] = self.learn_piece(piece)
             looked_up = list(map(entries.__getitem__, pieces))
@@ -510,19 +520,20 @@ class _Parser:
                 plans[shape] = self.plan(shape)
             parts = tuple(map(_ITEM, looked_up))
             del looked_up
-            at = 1  # where the line's head is in parts: its chain, followed by its pieces' items
+            at = 1  # where the line's head is in parts: (its chain, its counters), followed by its pieces' items
             linenos = range(first + 1, first + 1 + len(chunk))
             for lineno, line, shape in zip(linenos, chunk, itertools.islice(shapes, 1, None), strict=True):
                 plan = plans[shape]
-                chain = parts[at]
-                if plan is None or type(chain) is not _PendingChain:
+                chain, counters = parts[at]  # type: ignore[misc]
+                if plan is None or chain is None:
                     self.rule_line(lineno, line)
                 else:
                     matches_at, target_at, has_target = plan
                     rules = chain.rules
                     rules.append(make(Rule, (
                         table, chain.name, len(rules) + 1, lineno, line, parts[at + 1 : at + matches_at],
-                        parts[at + matches_at : at + target_at], parts[at + target_at] if has_target else None, None,
+                        parts[at + matches_at : at + target_at], parts[at + target_at] if has_target else None,
+                        counters,
                     )))
                 at += len(shape) + 1
 
