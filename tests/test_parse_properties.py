@@ -31,6 +31,18 @@ def test_the_fast_path_and_the_full_parser_agree(seed):
     assert parse(text) == _slow_parse(text)
 
 
+@settings(max_examples=50, deadline=None)
+@given(seeds)
+def test_rules_saved_with_counters_read_alike_with_and_without_the_fast_path(seed):
+    rng = random.Random(seed)
+    text = "\n".join(
+        f"[{rng.randint(0, 10**6)}:{rng.randint(0, 10**12)}] {line}" if line.startswith("-A ") else line
+        for line in random_dump(rng).split("\n")
+    )
+    assert parse(text) == _slow_parse(text)
+    assert format_dump(parse(text)) == text
+
+
 def _verdict(parser, text):
     try:
         return parser(text)
