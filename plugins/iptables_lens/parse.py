@@ -466,10 +466,11 @@ class _Parser:
         A big dump is mostly such lines, and they repeat a few pieces: `-p tcp`, `-m tcp --dport 80`,
         `-j KUBE-MARK-MASQ`. Lines are cut before each `-s/-d/-i/-o/-p/-f/-m/-j/-g` (with its `!`), a chunk at
         a time, so that the cutting and the look-ups run in C rather than once per line in Python. Each
-        distinct piece is parsed once by the full scanner (learn_piece), and gets a one-character code for
-        what the rule checks need to know of it; the string of a line's codes, its shape, is checked once
-        per table (plan). A line with a refused piece or shape, or in an undeclared chain, goes to the full
-        parser, which reports any problem with its exact column.
+        distinct piece of a chunk is read once (learn_piece: the common shapes directly, any other by the
+        full scanner), and gets a one-character code for what the rule checks need to know of it; the
+        string of a line's codes, its shape, is checked once per table (plan). A line with a refused piece
+        or shape, or in an undeclared chain, goes to the full parser, which reports any problem with its
+        exact column.
         """
         assert self.table is not None
         table = self.table.name
@@ -524,7 +525,7 @@ class _Parser:
             linenos = range(first + 1, first + 1 + len(chunk))
             for lineno, line, shape in zip(linenos, chunk, itertools.islice(shapes, 1, None), strict=True):
                 plan = plans[shape]
-                chain, counters = parts[at]  # type: ignore[misc]
+                chain, counters = parts[at]
                 if plan is None or chain is None:
                     self.rule_line(lineno, line)
                 else:
