@@ -55,7 +55,7 @@ _ALL_BUILTINS = frozenset(name for chains in BUILTIN_CHAINS.values() for name in
 # `!` that negates it, so not between that `!` and its option), and before the "\n" that it puts before
 # each line's `-A CHAIN` (see _Parser.fast_rules).
 _PIECE_BOUNDARY = re.compile(r" (?=-[sdiopfmjg] |! -[sdiopfmjg] |\n)(?<! ! )")
-_CHUNK = 2048  # lines cut at a time: enough to leave Python's per-call costs behind, few enough to stay small
+_CHUNK = 256  # lines cut at a time: enough to leave Python's per-call costs behind, few enough for the CPU caches
 _LONG_LINE = MAX_LINE_BYTES // 4  # a line this long (in characters) may be over MAX_LINE_BYTES in UTF-8
 _HEAD = "\n"  # the code of a line's head; pieces get codes from _FIRST_CODE on
 _FIRST_CODE = 0x21
