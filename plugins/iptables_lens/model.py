@@ -1,18 +1,15 @@
 """The dump model: immutable objects for what `iptables-save` prints.
 
 Nothing here reads or writes text; `parse` builds these objects and `fmt` prints them.
-A 10,000-Service dump holds hundreds of thousands of rules, and identical sub-objects (a `-m tcp` match,
-`-p tcp`) are shared by the parser, so the many small objects are named tuples: immutable, compact, and
-cheap to build (`tuple.__new__(Rule, fields)` costs a tenth of a frozen dataclass's `__init__`). They compare
-equal only to an object of the same class with equal fields, as dataclasses do, never to a plain tuple.
-The few big containers, `Table` and `Dump`, stay frozen dataclasses.
+Objects are frozen and use slots: a 10,000-Service dump holds hundreds of thousands of rules,
+and identical sub-objects (a `-m tcp` match, `-p tcp`) are shared by the parser.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Literal
 
 # The built-in chains of each table, in the order iptables-save prints them.
 BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
@@ -29,14 +26,16 @@ TABLE_NAMES = tuple(BUILTIN_CHAINS)
 VERDICT_TARGETS = frozenset({"ACCEPT", "DROP", "RETURN", "QUEUE"})
 
 
-class Counters(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Counters:
     """Packet and byte counters, as `[packets:bytes]`."""
 
     packets: int
     bytes: int
 
 
-class Option(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Option:
     """One option of a match module or a target, e.g. `! --dport 80` or `--to-destination 10.0.0.1:80`.
 
     `values` is empty for a flag such as `--random-fully`.
@@ -52,7 +51,8 @@ class Option(NamedTuple):
         return " ".join(self.values)
 
 
-class Match(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Match:
     """A match module as loaded with `-m NAME`, with its options in order."""
 
     module: str
@@ -66,7 +66,8 @@ class Match(NamedTuple):
         return None
 
 
-class Target(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Target:
     """What a rule does when it matches: `-j NAME` (jump) or `-g NAME` (goto), with options."""
 
     name: str
@@ -80,7 +81,8 @@ class Target(NamedTuple):
         return None
 
 
-class Criterion(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Criterion:
     """An address, interface or protocol match: `-s`, `-d`, `-i`, `-o`, `-p` or `-f`, maybe negated."""
 
     flag: Literal["-s", "-d", "-i", "-o", "-p", "-f"]
@@ -88,7 +90,8 @@ class Criterion(NamedTuple):
     negated: bool = False
 
 
-class Rule(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Rule:
     """One rule of a chain.
 
     `position` counts from 1 as `iptables -L --line-numbers` does. `line` is the 1-based line of the
@@ -130,7 +133,8 @@ class Rule(NamedTuple):
         return f"{self.table}-{self.chain}-{self.position}"
 
 
-class Chain(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Chain:
     """A chain: built-in chains have a policy (ACCEPT or DROP); user chains have `policy=None`."""
 
     name: str
@@ -215,25 +219,3 @@ class Dump:
         chains = sum(len(t.chains) for t in self.tables)
         rules = sum(len(c.rules) for t in self.tables for c in t.chains)
         return len(self.tables), chains, rules
-
-
-def _record_eq(self: tuple, other: object) -> bool:
-    # A named tuple alone would equal any tuple with the same values (a plain one, or another class of
-    # the model); the model's objects, like the dataclasses they replace, equal only their own kind.
-    if not isinstance(other, tuple):
-        return NotImplemented
-    return type(other) is type(self) and tuple.__eq__(self, other)
-
-
-def _record_ne(self: tuple, other: object) -> bool:
-    equal = _record_eq(self, other)
-    return equal if equal is NotImplemented else not equal
-
-
-# Set after the classes are made: typing.NamedTuple allows no assignments in a class body. The hash stays
-# the tuple's, which is also what the frozen dataclasses computed (the hash of the fields' tuple).
-for _record in (Counters, Option, Match, Target, Criterion, Rule, Chain):
-    _record.__eq__ = _record_eq  # type: ignore[method-assign,assignment]
-    _record.__ne__ = _record_ne  # type: ignore[method-assign,assignment]
-    _record.__hash__ = tuple.__hash__  # type: ignore[method-assign]
-del _record
