@@ -572,43 +572,42 @@ class _Parser:
         later chunk costs less than keeping them all. Comments are kept: one Service's name comes back
         in many rules."""
         key: tuple[object, ...] | None = None
-        item: Criterion | Match | Target | Literal[False]
-        keep = False
+        item: Criterion | Match | Target | Literal[False] = False
         # The shapes of most distinct pieces of a kube-proxy dump, read without tokenizing: they build what
         # the scanner would (with the twins of the model's classes, see _thawed), and their keys are known.
         simple = _SIMPLE_PIECE.fullmatch(piece)
-        shape = simple.lastgroup if simple else None
-        option = None
-        if simple and shape == "address":
-            item = _CriterionTwin(simple["flag"], simple["address"], False)
-            item.__class__ = Criterion
-            key = _ADDRESS_KEYS[simple["flag"]]
-        elif simple and shape == "endpoint":
-            option = _OptionTwin("--to-destination", (simple["endpoint"],), False)
-            item = _TargetTwin("DNAT", False, (option,))
-            item.__class__ = Target
-            key = _DNAT_PORT_KEY
-        elif simple and shape == "chain" and simple["chain"] not in _CHECKED_TARGETS:
-            item = _TargetTwin(simple["chain"], False, ())
-            item.__class__ = Target
-            key = _PLAIN_TARGET_KEY
-        elif simple and shape == "comment":
-            option = _OptionTwin("--comment", (simple["comment"],), False)
-            item = _MatchTwin("comment", (option,))
-            item.__class__ = Match
-            key = _COMMENT_KEY
-            keep = True
-        elif simple and shape == "port" and int(simple["port"]) <= 65535:
-            option = _OptionTwin(simple["port_option"], (simple["port"],), False)
-            item = _MatchTwin(simple["proto"], (option,))
-            item.__class__ = Match
-            key = _PORT_KEYS[simple["proto"]]
-        else:
-            item = self.scan_piece(piece)
-            keep = True
-        if option is not None:
-            option.__class__ = Option
+        if simple is not None:
+            shape = simple.lastgroup
+            if shape == "address":
+                item = _CriterionTwin(simple["flag"], simple["address"], False)
+                item.__class__ = Criterion
+                key = _ADDRESS_KEYS[simple["flag"]]
+            elif shape == "endpoint":
+                option = _OptionTwin("--to-destination", (simple["endpoint"],), False)
+                option.__class__ = Option
+                item = _TargetTwin("DNAT", False, (option,))
+                item.__class__ = Target
+                key = _DNAT_PORT_KEY
+            elif shape == "chain" and simple["chain"] not in _CHECKED_TARGETS:
+                item = _TargetTwin(simple["chain"], False, ())
+                item.__class__ = Target
+                key = _PLAIN_TARGET_KEY
+            elif shape == "comment":
+                option = _OptionTwin("--comment", (simple["comment"],), False)
+                option.__class__ = Option
+                item = _MatchTwin("comment", (option,))
+                item.__class__ = Match
+                key = _COMMENT_KEY
+            elif shape == "port" and int(simple["port"]) <= 65535:
+                option = _OptionTwin(simple["port_option"], (simple["port"],), False)
+                option.__class__ = Option
+                item = _MatchTwin(simple["proto"], (option,))
+                item.__class__ = Match
+                key = _PORT_KEYS[simple["proto"]]
+        # Kept: comments, and whatever the scanner reads.
+        keep = key is None or key is _COMMENT_KEY
         if key is None:
+            item = self.scan_piece(piece)
             # What the rule checks (plan, and rule_problem through it) look at, and nothing else: rules of
             # the same shape pass or fail them alike.
             if item is False:
