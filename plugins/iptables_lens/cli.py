@@ -5,6 +5,8 @@ Exit codes: 0 success, 1 invalid input (the errors are on stderr), 2 usage error
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import sys
 
 import click
@@ -12,6 +14,9 @@ import click
 from .errors import DumpError
 from .fmt import format_dump
 from .parse import parse_file
+from .render.text import trace_lines
+from .scenario import load_scenario
+from .trace import Interface, NodeContext, Packet, Route, node_context, trace
 
 EXIT_INVALID = 1
 
@@ -70,6 +75,71 @@ def fmt(file: str) -> None:
         _fail(error)
         sys.exit(EXIT_INVALID)
     click.echo(format_dump(dump), nl=False)
+
+
+def _node_for_trace(scenario_dir: str | None, node_name: str | None, local_ips: tuple[str, ...]) -> NodeContext:
+    if scenario_dir:
+        scenario = load_scenario(scenario_dir)
+        names = [n.name for n in scenario.meta.nodes]
+        if node_name not in names:
+            raise click.UsageError(f"--node must be one of {', '.join(names)}")
+        return node_context(scenario, node_name)
+    addresses = tuple(ipaddress.IPv4Interface(f"{ip}/32") for ip in local_ips)
+    interfaces = (Interface("lo", (ipaddress.IPv4Interface("127.0.0.1/8"),)), Interface("eth0", addresses))
+    main = addresses[0].ip if addresses else ipaddress.IPv4Address("0.0.0.0")
+    # Without a scenario, everything that is not local leaves through eth0.
+    return NodeContext("the node", interfaces, (Route(ipaddress.IPv4Network("0.0.0.0/0"), "eth0"),), main)
+
+
+def _ip(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        if isinstance(value, tuple):
+            return tuple(str(ipaddress.IPv4Address(v)) for v in value)
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an IPv4 address") from None
+
+
+@main.command("trace")
+@click.argument("dump_file", metavar="DUMP", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--src", required=True, callback=_ip, help="Source address of the first packet.")
+@click.option("--dst", required=True, callback=_ip, help="Destination address.")
+@click.option("--dport", required=True, type=click.IntRange(0, 65535), help="Destination port.")
+@click.option("--proto", default="tcp", type=click.Choice(["tcp", "udp", "sctp"]), show_default=True)
+@click.option("--sport", default=40000, type=click.IntRange(0, 65535), show_default=True, help="Source port.")
+@click.option("--local-ip", "local_ips", multiple=True, callback=_ip,
+              help="An address of the node (repeat for several). Decides INPUT vs FORWARD and addrtype LOCAL.")
+@click.option("--origin", type=click.Choice(["external", "local"]),
+              help="external: arrives from the network; local: sent by the node. Default: local when --src is a "
+                   "--local-ip, else external.")
+@click.option("--scenario", "scenario_dir", type=click.Path(file_okay=False, exists=True),
+              help="Take the node's addresses and routes from a scenario folder (with --node).")
+@click.option("--node", "node_name", help="The scenario node the dump belongs to.")
+@click.option("--recent", multiple=True, help="A -m recent list the client is already in (session affinity).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
+def trace_command(dump_file, src, dst, dport, proto, sport, local_ips, origin, scenario_dir, node_name, recent,
+                  as_json):
+    """Walk the first packet of a connection through a dump, as netfilter does.
+
+    \b
+    Example:
+      iptables-lens trace dumps/kind-nodeport/worker-1-after.rules \\
+          --src 172.20.0.100 --dst 172.20.0.2 --dport 30080 --local-ip 172.20.0.2
+    """
+    try:
+        dump = parse_file(dump_file)
+        node = _node_for_trace(scenario_dir, node_name, local_ips)
+    except DumpError as error:
+        _fail(error)
+        sys.exit(EXIT_INVALID)
+    packet = Packet(src, dst, proto, sport, dport)
+    result = trace(dump, packet, node, origin, frozenset(recent))
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo("\n".join(trace_lines(result)))
 
 
 if __name__ == "__main__":  # pragma: no cover

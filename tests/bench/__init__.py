@@ -1,5 +1,6 @@
 """Benchmarks for `nox -s bench`. Each is a function returning rows {"figure": ..., "value": ...}."""
 
 from .parse_bench import bench_parse
+from .trace_bench import bench_trace
 
-BENCHMARKS = [bench_parse]
+BENCHMARKS = [bench_parse, bench_trace]
