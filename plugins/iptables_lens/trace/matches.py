@@ -195,7 +195,8 @@ def module_result(rule: Rule, m: Match, f: Facts) -> bool | Split:
         mode = m.option("--mode")
         if mode and mode.value == "random":
             chance = m.option("--probability")
-            assert chance is not None, "the parser requires --probability with --mode random"
+            if chance is None:
+                raise Undecided("-m statistic --mode random without --probability")
             probability = _nominal(chance.value)
             if chance.negated:
                 probability = 1 - probability
