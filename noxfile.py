@@ -4,6 +4,7 @@
     nox -s serve       build the site and serve it on http://127.0.0.1:8000
     nox -s docs        build the site with --strict, then run every example on its pages
     nox -s tests       the tests under tests/ (kernel tests need root)
+    nox -s lab         load each scenario into the kernel and check the tracer against it
     nox -s lint        ruff and mypy
     nox -s bench       benchmarks: ratios against a reference measured in the same run
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import nox
 
@@ -21,7 +23,7 @@ nox.options.error_on_missing_interpreters = True
 
 # Material prints a long notice about MkDocs 2 on every build; it is not about this project.
 BUILD_ENV = {"NO_MKDOCS_2_WARNING": "1"}
-SYSTEM_TOOLS = {"iptables-restore": "iptables", "conntrack": "conntrack", "ip": "iproute2"}
+SYSTEM_TOOLS = {"iptables-restore": "iptables", "conntrack": "conntrack", "ip": "iproute2", "nft": "nftables"}
 
 
 def _install(session: nox.Session, *extras: str) -> None:
@@ -65,6 +67,16 @@ def serve(session: nox.Session) -> None:
     _install(session)
     session.run("mkdocs", "build", "--strict", env=BUILD_ENV)
     session.run("mkdocs", "serve", "--dev-addr", "127.0.0.1:8000", "--watch", "dumps", env=BUILD_ENV)
+
+
+@nox.session
+def lab(session: nox.Session) -> None:
+    """Load every scenario into real netfilter (network namespaces, as root) and check the tracer against it.
+    `nox -s lab -- --record` also rewrites the kernel recordings under dumps/*/kernel/."""
+    _ensure_system_tools(session)
+    _install(session)
+    for folder in sorted(p.parent for p in Path("dumps").glob("*/scenario.yaml")):
+        session.run("iptables-lens", "lab", str(folder), *session.posargs)
 
 
 @nox.session

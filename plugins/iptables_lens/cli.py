@@ -142,5 +142,56 @@ def trace_command(dump_file, src, dst, dport, proto, sport, local_ips, origin, s
         click.echo("\n".join(trace_lines(result)))
 
 
+@main.command("lab")
+@click.argument("scenario_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--connections", default=400, show_default=True, type=click.IntRange(1, 5000),
+              help="Connections per flow for the statistical check.")
+@click.option("--flow", "flows", multiple=True, help="Only this flow (repeat for several).")
+@click.option("--variant", type=click.Choice(["nft", "legacy"]), default="nft", show_default=True,
+              help="Which iptables-restore loads the dumps.")
+@click.option("--record", is_flag=True, help="Write the kernel's traces to SCENARIO_DIR/kernel/FLOW.trace.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per flow.")
+def lab_command(scenario_dir, connections, flows, variant, record, as_json):
+    """Load a scenario into real netfilter in network namespaces and check the tracer against it.
+
+    Needs root. Every namespace, veth and process the lab makes is removed when it ends. Exit status 1
+    when the kernel and the tracer disagree.
+
+    \b
+    Example:
+      iptables-lens lab dumps/kind-nodeport --connections 400
+    """
+    from .lab.netns import can_run_kernel_lab
+    from .lab.run import run_lab, write_recording
+    from .lab.topology import LabError
+
+    reason = can_run_kernel_lab()
+    if reason:
+        click.echo(f"error: the lab {reason}", err=True)
+        sys.exit(EXIT_INVALID)
+    try:
+        scenario = load_scenario(scenario_dir)
+        results = run_lab(scenario, connections, variant, list(flows) or None)
+    except (DumpError, LabError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_INVALID)
+    for result in results:
+        if record and result.ok:
+            write_recording(scenario, result)
+        if as_json:
+            click.echo(json.dumps(result.to_json()))
+            continue
+        click.echo(f"{result.flow.id}: {'agrees with the tracer' if result.ok else 'DISAGREES with the tracer'}")
+        for branch in result.branches:
+            state = "same path as the tracer" if branch.problem is None else branch.problem
+            click.echo(f"  kernel branch to {branch.endpoint}: {state}")
+        for check in result.checks:
+            click.echo(f"  {check}")
+        for problem in result.problems:
+            click.echo(f"  problem: {problem}")
+    if not all(r.ok for r in results):
+        sys.exit(EXIT_INVALID)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

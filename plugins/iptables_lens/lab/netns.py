@@ -26,9 +26,9 @@ def can_run_kernel_lab() -> str | None:
     """None when this process can create namespaces and load rules, else the reason it cannot."""
     if os.geteuid() != 0:
         return "needs root to create network namespaces"
-    missing = missing_tools("ip", *RESTORE_COMMANDS.values())
+    missing = missing_tools("ip", "nft", "conntrack", "xtables-monitor", *RESTORE_COMMANDS.values())
     if missing:
-        return f"needs {', '.join(missing)} (apt-get install iptables iproute2)"
+        return f"needs {', '.join(missing)} (apt-get install iptables nftables conntrack iproute2)"
     return None
 
 
