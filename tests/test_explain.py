@@ -469,6 +469,11 @@ def test_the_summary_leads_with_the_protocol_and_folds_address_and_port_into_it(
     assert rule.summary == "Only TCP from 192.0.2.0/24 to port 22, only new connections: accepts."
 
 
+def test_the_summary_groups_addresses_and_ports_by_direction():
+    rule = explained("-A INPUT -s 10.0.0.1/32 -d 10.0.0.2/32 -p tcp -m tcp --sport 5 --dport 80 -j ACCEPT")
+    assert rule.summary == "Only TCP from 10.0.0.1 port 5 to 10.0.0.2 port 80: accepts."
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.integers(min_value=0, max_value=2**32 - 1))
 def test_every_rule_of_a_generated_dump_is_explained_without_error(seed):

@@ -887,29 +887,30 @@ def _summary(conditions: list[str], protocol: int | None, action: str) -> str:
     """One sentence: "Only TCP to 10.96.0.1 port 443, not from the pod network 10.244.0.0/16: jump to X."
 
     Address, port and interface phrases read as an extension of the protocol ("only TCP to port 80"), so
-    they follow it without their own "only"; the other phrases are listed after, in rule order.
+    they follow it without their own "only", grouped by direction ("from A port 5 to B port 80"); the other
+    phrases are listed after, in rule order.
     """
     if not conditions:
         return _capitalized(action) + "."
     rest = list(conditions)
-    head = ""
-    if protocol is not None:
-        head = rest.pop(protocol)
-    last_direction = None
+    lead = [rest.pop(protocol)] if protocol is not None else []
+    by_direction: dict[str, list[str]] = {}
     for phrase in list(rest):
-        direction = next((d for d in ("to", "from", "arriving", "leaving") if phrase.startswith(f"only {d} ")), None)
+        direction = next((d for d in ("from", "to", "arriving", "leaving") if phrase.startswith(f"only {d} ")), None)
         if direction is None:
             continue
         rest.remove(phrase)
-        if not head:
-            head = phrase
-        else:
-            piece = phrase[len("only "):]
-            # "to 10.96.0.1" then "to port 443" reads as "to 10.96.0.1 port 443".
-            if last_direction == direction and piece.startswith(f"{direction} port"):
-                piece = piece[len(direction) + 1 :]
-            head += " " + piece
-        last_direction = direction
+        pieces = by_direction.setdefault(direction, [])
+        piece = phrase[len("only "):]
+        port = f"{direction} port"
+        if piece.startswith(port) and pieces and all(" port" not in p for p in pieces):
+            # "to 10.96.0.1" and "to port 443" read as "to 10.96.0.1 port 443".
+            piece = piece[len(direction) + 1 :]
+        pieces.append(piece)
+    extension = [piece for pieces in by_direction.values() for piece in pieces]
+    head = " ".join(lead + extension)
+    if head and not lead:
+        head = "only " + head
     parts = [head, *rest] if head else rest
     separator = "; " if any("," in p for p in parts) else ", "
     return f"{_capitalized(separator.join(parts))}: {action}."
