@@ -1,0 +1,55 @@
+"""The pages a scenario contributes to the site, as Markdown strings: no MkDocs here.
+
+>>> from iptables_lens.scenario import load_scenario
+>>> pages = scenario_pages(load_scenario("dumps/kind-nodeport"))
+>>> [page.path for page in pages][:3]
+['scenarios/kind-nodeport/index.md', 'scenarios/kind-nodeport/blog-worker.md', 'scenarios/kind-nodeport/blog-worker2.md']
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .lab.run import recording_path
+from .render.markdown import SitePaths, flow_page, node_page, overview_page
+from .scenario import Scenario
+
+
+@dataclass(frozen=True)
+class GeneratedPage:
+    path: str  # under docs/
+    title: str
+    body: str
+    scenario: str
+    kind: str  # overview, node or flow
+    in_nav: bool = True
+
+    @property
+    def markdown(self) -> str:
+        """The page with its title set in front matter. MkDocs would otherwise take the title from the first
+        heading's text with its entities decoded, and themes print titles without escaping: a title from a
+        scenario file must arrive escaped."""
+        return f"---\ntitle: {json.dumps(html.escape(self.title))}\n---\n\n{self.body}"
+
+
+def scenario_pages(scenario: Scenario, root: str = "scenarios", use_directory_urls: bool = True,
+                   repo_root: Path | None = None) -> list[GeneratedPage]:
+    """The overview, a page per node that has dumps, and a page per flow."""
+    paths = SitePaths(scenario.name, root, use_directory_urls)
+    meta = scenario.meta
+    folder = os.path.relpath(scenario.folder, repo_root or Path.cwd())
+    pages = [GeneratedPage(paths.index(), meta.title, overview_page(scenario, paths), scenario.name, "overview")]
+    nodes_with_dumps = sorted({d.node for d in meta.dumps}, key=[n.name for n in meta.nodes].index)
+    for node in nodes_with_dumps:
+        pages.append(GeneratedPage(paths.node(node), f"Node {node}", node_page(scenario, node, paths),
+                                   scenario.name, "node"))
+    for flow in meta.flows:
+        recording = recording_path(scenario, flow)
+        text = recording.read_text() if recording.is_file() else None
+        pages.append(GeneratedPage(paths.flow(flow.id), flow.title, flow_page(scenario, flow, paths, text, folder),
+                                   scenario.name, "flow"))
+    return pages
