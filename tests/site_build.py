@@ -10,11 +10,15 @@ from pathlib import Path
 from tests.conftest import REPO_ROOT
 
 
-def variant_config(folder: Path, scenarios: Path) -> Path:
-    """A copy of mkdocs.yml whose docs come from the repository and whose scenarios come from `scenarios`."""
+def variant_config(folder: Path, *scenarios: Path) -> Path:
+    """A copy of mkdocs.yml whose scenarios are the seed plus `scenarios` (folders, linked in)."""
+    chosen = folder / "scenarios"
+    chosen.mkdir(exist_ok=True)
+    for scenario in (REPO_ROOT / "dumps" / "kind-nodeport", *scenarios):
+        (chosen / scenario.name).symlink_to(scenario, target_is_directory=True)
     text = (REPO_ROOT / "mkdocs.yml").read_text()
     text = text.replace("docs_dir: docs", f"docs_dir: {REPO_ROOT / 'docs'}")
-    text = text.replace("      scenarios: dumps", f"      scenarios: {scenarios}")
+    text = text.replace("      scenarios: dumps", f"      scenarios: {chosen}")
     config = folder / "mkdocs.yml"
     config.write_text(text)
     return config

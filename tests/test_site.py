@@ -15,7 +15,7 @@ from iptables_lens.scenario import load_scenario
 from tests.conftest import REPO_ROOT, SEED
 from tests.site_build import build, variant_config
 
-HOSTILE = REPO_ROOT / "tests" / "data" / "scenarios"
+HOSTILE = REPO_ROOT / "tests" / "data" / "scenarios" / "hostile-comments"
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +91,7 @@ def test_the_walkthrough_evidence_is_on_the_flow_page(site):
 def hostile_site(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("hostile")
     result = build(folder / "site", variant_config(folder, HOSTILE))
+    assert "WARNING" not in result.stderr, result.stderr
     assert result.returncode == 0, result.stderr
     return folder / "site"
 
@@ -104,7 +105,7 @@ def test_hostile_comments_are_shown_literally_everywhere(hostile_site):
         assert hostile not in everything, hostile
     # ... yet a reader sees every rule, comment included, exactly as the dump has it.
     shown = html_module.unescape(everything)
-    for line in (HOSTILE / "hostile-comments" / "node.rules").read_text().splitlines():
+    for line in (HOSTILE / "node.rules").read_text().splitlines():
         if line.startswith("-A KUBE-SERVICES"):
             assert line in shown, line
     assert 'href="http://example.com"' not in everything
@@ -138,3 +139,54 @@ def test_two_builds_in_a_row_are_identical(tmp_path, site):
 
     walk(filecmp.dircmp(site, second))
     assert set(differing) <= stamped, differing
+
+
+def test_iptables_blocks_are_highlighted_by_the_packages_lexer(site):
+    raw = (site / "walkthrough" / "index.html").read_text()
+    blocks = re.findall(r'<div class="highlight"><pre>(.*?)</pre></div>', raw, re.S)
+    rules = [b for b in blocks if '<span class="k">-A</span>' in b]
+    assert rules, "no iptables block was highlighted"
+    # Chains, options and targets get their own token classes, as the lexer names them.
+    assert '<span class="nc">PREROUTING</span>' in rules[0]
+    assert '<span class="na">-m</span>' in rules[0]
+    assert '<span class="nf">KUBE-SERVICES</span>' in rules[0]
+
+
+def test_a_bad_dump_fails_the_build_with_its_file_line_and_column(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    source = HOSTILE
+    (broken / "scenario.yaml").write_text((source / "scenario.yaml").read_text())
+    text = (source / "node.rules").read_text().replace("-j KUBE-MARK-MASQ\nCOMMIT", "-j KUBE-MARK-MAZQ\nCOMMIT")
+    (broken / "node.rules").write_text(text)
+    result = build(tmp_path / "site", variant_config(tmp_path, broken))
+    assert result.returncode != 0
+    assert "broken/node.rules:15:" in result.stderr
+    assert "jump to chain 'KUBE-MARK-MAZQ'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_metadata_file_fails_the_build_with_its_key_path(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    source = HOSTILE
+    (broken / "scenario.yaml").write_text((source / "scenario.yaml").read_text().replace("dport: 80", "dport: 80000"))
+    (broken / "node.rules").write_text((source / "node.rules").read_text())
+    result = build(tmp_path / "site", variant_config(tmp_path, broken))
+    assert result.returncode != 0
+    assert "scenario.yaml:" in result.stderr and "flows[0].dport" in result.stderr
+
+
+def test_serve_watches_the_scenarios_folder():
+    from iptables_lens.mkdocs_plugin import IptablesLensPlugin
+
+    class Server:
+        watched: list[str] = []
+
+        def watch(self, path):
+            self.watched.append(path)
+
+    plugin = IptablesLensPlugin()
+    plugin.scenarios_dir = REPO_ROOT / "dumps"
+    server = plugin.on_serve(Server(), None, None)
+    assert server.watched == [str(REPO_ROOT / "dumps")]
