@@ -4,6 +4,7 @@
     nox -s serve       build the site and serve it on http://127.0.0.1:8000
     nox -s docs        build the site with --strict, then run every example on its pages
     nox -s tests       the tests under tests/ (kernel tests need root)
+    nox -s validate    check every scenario under dumps/ (schema, dumps, Services, kernel)
     nox -s lab         load each scenario into the kernel and check the tracer against it
     nox -s lint        ruff and mypy
     nox -s bench       benchmarks: ratios against a reference measured in the same run
@@ -80,6 +81,15 @@ def lab(session: nox.Session) -> None:
     _install(session)
     for folder in sorted(p.parent for p in Path("dumps").glob("*/scenario.yaml")):
         session.run("iptables-lens", "lab", str(folder), *session.posargs)
+
+
+@nox.session
+def validate(session: nox.Session) -> None:
+    """Validate every scenario under dumps/ (as root, the kernel is asked too)."""
+    _ensure_system_tools(session)
+    _install(session)
+    folders = sorted(str(p.parent) for p in Path("dumps").glob("*/scenario.yaml"))
+    session.run("iptables-lens", "validate", *folders, *session.posargs)
 
 
 @nox.session

@@ -142,6 +142,84 @@ def trace_command(dump_file, src, dst, dport, proto, sport, local_ips, origin, s
         click.echo("\n".join(trace_lines(result)))
 
 
+@main.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--kernel/--no-kernel", default=None,
+              help="Also ask the kernel to accept each dump (default: when running as root).")
+def validate(folders, kernel):
+    """Check scenario folders: schema, files, dumps, the declared Services in the dumps, addresses, chain
+    names, and (as root) the kernel. Lists every problem; exit status 1 if there is any.
+
+    \b
+    Example:
+      iptables-lens validate dumps/kind-nodeport
+    """
+    import os
+
+    from .validate import validate_scenario
+
+    if kernel is None:
+        kernel = os.geteuid() == 0
+    failed = False
+    for folder in folders:
+        problems = validate_scenario(folder, kernel=kernel)
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        if problems:
+            failed = True
+            click.echo(f"{folder}: {len(problems)} problem(s)")
+        else:
+            click.echo(f"{folder}: ok" + (" (the kernel accepts every dump)" if kernel else ""))
+    if failed:
+        sys.exit(EXIT_INVALID)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+@click.option("-o", "--output", "out", required=True, type=click.Path(exists=False),
+              help="The folder to write the scrubbed scenario to (must not exist).")
+@click.option("--key", help="Secret that fixes the address mapping (same key, same mapping). Default: a new "
+                            "random one, so nobody can undo the mapping.")
+@click.option("--rename", "renames", multiple=True, metavar="OLD=NEW",
+              help="Rename a namespace (default=shop) or a Service (default/my-svc=shop/web); repeat for several.")
+def scrub(folder, out, key, renames):
+    """Anonymize a scenario: map its addresses prefix-preservingly, rename namespaces and Services, and
+    recompute kube-proxy's chain hashes, so it can be shared and still traces the same way.
+
+    \b
+    Example:
+      iptables-lens scrub my-cluster -o dumps/my-cluster --rename default=shop
+    """
+    import secrets
+
+    from .scrub import scrub_scenario
+
+    mapping = {}
+    for item in renames:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new or old.count("/") != new.count("/"):
+            raise click.BadParameter(f"{item!r}: expected OLD=NEW, both namespaces or both namespace/name",
+                                     param_hint="--rename")
+        mapping[old] = new
+    secret = key.encode() if key else secrets.token_bytes(32)
+    try:
+        written = scrub_scenario(folder, out, secret, mapping)
+    except DumpError as error:
+        _fail(error)
+        sys.exit(EXIT_INVALID)
+    except FileExistsError as error:
+        raise click.UsageError(str(error)) from None
+    click.echo(f"wrote {written}; kernel recordings were not copied (run `iptables-lens lab {written} --record`)")
+
+
+@main.command()
+def schema():
+    """Print the JSON Schema of scenario.yaml, for editors (docs/scenario.schema.json holds a copy)."""
+    from .scenario import metadata_json_schema
+
+    click.echo(json.dumps(metadata_json_schema(), indent=2, sort_keys=True))
+
+
 @main.command("lab")
 @click.argument("scenario_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--connections", default=400, show_default=True, type=click.IntRange(1, 5000),

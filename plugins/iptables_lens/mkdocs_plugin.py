@@ -23,6 +23,7 @@ from mkdocs_gen_files.editor import FilesEditor
 from .errors import DumpError
 from .scenario import Scenario, find_scenarios, load_scenario
 from .site import GeneratedPage, scenario_pages
+from .validate import check_scenario
 
 
 class IptablesLensConfig(base.Config):
@@ -62,7 +63,9 @@ class IptablesLensPlugin(BasePlugin[IptablesLensConfig]):
         try:
             scenarios = [load_scenario(f) for f in folders]
             for scenario in scenarios:
-                _ = scenario.dumps  # parse now, so a bad dump fails the build with its position
+                # The same checks as `iptables-lens validate` (but the kernel's): a scenario that fails them
+                # does not build, and every problem is listed with its place.
+                check_scenario(scenario)
         except DumpError as error:
             raise PluginError(f"iptables-lens: {error}") from None
         return scenarios

@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from ..scenario import Scenario
-from ..trace.scenario_node import local_pod_addresses, pod_gateway, veth_name
+from ..trace.scenario_node import local_pod_addresses, veth_name
 from .netns import Namespace
 
 IPv4 = ipaddress.IPv4Address
@@ -97,7 +97,7 @@ class Lab:
             for other in meta.nodes:
                 if other.name != node.name:
                     _run(ns, "ip", "route", "add", str(other.pod_cidr), "via", str(other.address), "dev", "eth0")
-            gateway = pod_gateway(node.pod_cidr)
+            gateway = node.gateway
             for address in local_pod_addresses(self.scenario, node.name):
                 pod = self._namespace(f"pod{len(self.pods)}")
                 self.pods[address] = pod

@@ -1,9 +1,9 @@
 """A node's context (interfaces, addresses, routes) from a scenario's facts.
 
 Nodes sit on the underlay network (`eth0`). Pods are wired the way kind's CNI (kindnet, with the ptp
-plugin) wires them: one veth per pod whose host side holds the node's pod gateway address (the first address
-of the node's pod range), a /32 route to each local pod over its veth, and a route to every other node's pod
-range via that node's address.
+plugin) wires them: one veth per pod whose host side holds the node's pod gateway address (`pod_gateway`,
+by default the first address of the node's pod range), a /32 route to each local pod over its veth, and a
+route to every other node's pod range via that node's address.
 """
 
 from __future__ import annotations
@@ -14,10 +14,6 @@ from ..scenario import Scenario
 from .context import Interface, NodeContext, Route
 
 Iface = ipaddress.IPv4Interface
-
-
-def pod_gateway(pod_cidr: ipaddress.IPv4Network) -> ipaddress.IPv4Address:
-    return pod_cidr.network_address + 1
 
 
 def veth_name(address: ipaddress.IPv4Address) -> str:
@@ -35,7 +31,7 @@ def node_context(scenario: Scenario, node_name: str) -> NodeContext:
         Interface("eth0", (Iface(f"{node.address}/{underlay.prefixlen}"),)),
     ]
     routes = [Route(underlay, "eth0")]
-    gateway = pod_gateway(node.pod_cidr)
+    gateway = node.gateway
     for address in local_pod_addresses(scenario, node_name):
         name = veth_name(address)
         interfaces.append(Interface(name, (Iface(f"{gateway}/32"),)))
