@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -21,15 +22,26 @@ SCENARIOS = find_scenarios(REPO_ROOT / "dumps")
 
 
 def _lab_processes() -> list[str]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    """Lab programs (agents, monitors) that are descendants of this test process."""
+    parents, commands = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            commands[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
+        except (OSError, IndexError):
             continue  # the process ended while we looked
-        if "iptables_lens.lab.agents" in args or "xtables-monitor" in args:
-            found.append(args)
-    return sorted(found)
+        parents[int(stat.parent.name)] = int(fields[1])
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    return sorted(cmd for pid, cmd in commands.items()
+                  if ("iptables_lens.lab.agents" in cmd or "xtables-monitor" in cmd) and ours(pid))
 
 
 def _root_veths() -> set[str]:
@@ -62,6 +74,7 @@ def test_the_kernel_takes_the_tracers_path_hop_by_hop_and_its_nat(seed_lab_resul
         assert branch.matched_outcome is not None
         assert len(branch.steps) > 10
     assert result.connections == 400 and sum(result.counts.values()) == 400
+    assert result.conntrack_entries >= 380  # the kernel's NAT record of (nearly) every connection
     assert all(check.ok for check in result.checks), [str(c) for c in result.checks]
 
 

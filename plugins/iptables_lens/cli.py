@@ -8,21 +8,56 @@ from __future__ import annotations
 import ipaddress
 import json
 import sys
+from pathlib import Path
 
 import click
 
 from .errors import DumpError
 from .fmt import format_dump
+from .model import Dump
 from .parse import parse_file
-from .render.text import trace_lines
+from .render.text import diff_json, diff_lines, explain_json, explain_lines, explain_views, trace_lines
 from .scenario import load_scenario
 from .trace import Interface, NodeContext, Packet, Route, node_context, trace
 
 EXIT_INVALID = 1
+BIG_INPUT = 4 << 20  # above this many bytes, reading a dump takes about a second: show progress
 
 
 def _fail(error: DumpError) -> None:
     click.echo(f"error: {error}", err=True)
+
+
+def _on_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _load(path: str) -> Dump:
+    """Parse a dump, with a progress bar on a terminal when it is big; exit 1 with the error if it is bad."""
+    try:
+        size = 0 if path == "-" else Path(path).stat().st_size
+    except OSError:
+        size = 0
+    try:
+        if size > BIG_INPUT and sys.stderr.isatty():
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+            with Progress(*columns, transient=True, console=_rich_console(stderr=True)) as progress:
+                task = progress.add_task(f"reading {Path(path).name} ({size >> 20} MiB)", total=None)
+                dump = parse_file(path)
+                progress.update(task, total=1, completed=1)
+            return dump
+        return parse_file(path)
+    except DumpError as error:
+        _fail(error)
+        sys.exit(EXIT_INVALID)
+
+
+def _rich_console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -75,6 +110,157 @@ def fmt(file: str) -> None:
         _fail(error)
         sys.exit(EXIT_INVALID)
     click.echo(format_dump(dump), nl=False)
+
+
+@main.command()
+@click.argument("dump_file", metavar="DUMP", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--service", metavar="NS/NAME", help="Only what concerns this Service, in the order a packet meets it.")
+@click.option("--chain", metavar="CHAIN", help="Only chains of this name.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
+def explain(dump_file, service, chain, as_json):
+    """Every rule of a dump in plain English, table by table and chain by chain, with kube-proxy's chain
+    families and decoded chain names.
+
+    \b
+    Examples:
+      iptables-lens explain dumps/kind-nodeport/worker-1-after.rules --service default/my-nginx-service
+      iptables-save | iptables-lens explain - --chain KUBE-SERVICES
+    """
+    dump = _load(dump_file)
+    views = explain_views(dump, service=service, chain=chain)
+    if (service or chain) and not views:
+        click.echo(f"error: {dump.source}: nothing in it concerns {service or chain}", err=True)
+        sys.exit(EXIT_INVALID)
+    if as_json:
+        click.echo(json.dumps(explain_json(dump.source, views), indent=2))
+    elif _on_terminal():
+        _print_explain_rich(views)
+    else:
+        click.echo("\n".join(explain_lines(views)))
+
+
+def _print_explain_rich(views) -> None:
+    from rich.table import Table as RichTable
+
+    console = _rich_console()
+    for view in views:
+        title = f"[bold]{view.table} {view.chain}[/bold]"
+        if view.builtin:
+            title += f"  built-in, policy {view.policy or 'ACCEPT'}"
+        elif view.family:
+            title += f"  [cyan]{view.family}[/cyan]: {view.family_description}"
+        table = RichTable(title=title, title_justify="left", show_lines=False, expand=True)
+        table.add_column("#", justify="right", style="bold")
+        table.add_column("What it does")
+        table.add_column("Line", justify="right", style="dim")
+        for rule in view.rules:
+            table.add_row(str(rule.position), f"{rule.summary}\n[dim]{_escape_markup(rule.text)}[/dim]", str(rule.line))
+        console.print(table)
+        if view.name_explained:
+            console.print(f"  [dim]{_escape_markup(view.name_explained)}[/dim]")
+
+
+def _escape_markup(value: str) -> str:
+    from rich.markup import escape
+
+    return escape(value)
+
+
+@main.command()
+@click.argument("before_file", metavar="BEFORE", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("after_file", metavar="AFTER", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--text", "show_text", is_flag=True, help="Also print the textual (unified) diff.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
+def diff(before_file, after_file, show_text, as_json):
+    """What changed between two dumps: chains and rules added and removed, grouped by the Service they belong
+    to, with noise (timestamps, counters, Docker's DNS ports) folded.
+
+    \b
+    Example:
+      iptables-lens diff dumps/kind-nodeport/worker-1-before.rules dumps/kind-nodeport/worker-1-after.rules
+    """
+    from .diff import diff_dumps
+
+    if before_file == "-" and after_file == "-":
+        raise click.UsageError("only one of BEFORE and AFTER can be read from standard input")
+    changes = diff_dumps(_load(before_file), _load(after_file))
+    if as_json:
+        click.echo(json.dumps(diff_json(changes), indent=2))
+        return
+    if _on_terminal():
+        console = _rich_console()
+        for line in diff_lines(changes):
+            style = "green" if line.startswith("  +") else "red" if line.startswith("  -") else "bold"
+            console.print(_escape_markup(line), style=style)
+        if show_text:
+            from rich.syntax import Syntax
+
+            console.print(Syntax(changes.textual(), "diff", background_color="default"))
+        return
+    click.echo("\n".join(diff_lines(changes)))
+    if show_text:
+        click.echo(changes.textual(), nl=False)
+
+
+@main.command()
+@click.argument("dump_files", metavar="DUMP...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the Markdown pages (created if needed).")
+@click.option("--site", is_flag=True, help="Also build a small MkDocs site from them into OUTPUT/site.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object listing what was written.")
+def render(dump_files, out, site, as_json):
+    """Write the site's pages for your own dumps: explained rule tables for each, and what changed when
+    you give two (before, then after).
+
+    \b
+    Example:
+      iptables-lens render before.rules after.rules -o my-pages --site
+    """
+    from .site import dump_pages
+
+    dumps = [_load(path) for path in dump_files]
+    pages = dump_pages(dumps)
+    folder = Path(out)
+    docs = folder / "docs" if site else folder
+    written = []
+    for page in pages:
+        target = docs / page.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(page.markdown)
+        tmp.replace(target)
+        written.append(str(target))
+    if site:
+        written.append(_build_small_site(folder, [p for p in pages if p.path != "index.md"]))
+    if as_json:
+        click.echo(json.dumps({"written": written}, indent=2))
+    else:
+        for path in written:
+            click.echo(f"wrote {path}")
+
+
+def _build_small_site(folder: Path, pages) -> str:
+    """mkdocs.yml for the pages, then a build: Material, offline, the same Markdown extensions as this site."""
+    import yaml
+
+    config = {
+        "site_name": "iptables-lens: my dumps",
+        "docs_dir": "docs",
+        "site_dir": "site",
+        "theme": {"name": "material", "font": False},
+        "markdown_extensions": ["admonition", "attr_list", "md_in_html", "tables", "pymdownx.details",
+                                "pymdownx.highlight", "pymdownx.superfences",
+                                {"pymdownx.tabbed": {"alternate_style": True}}],
+        "plugins": ["search"],
+        "nav": [{"Dumps": "index.md"}] + [{p.title: p.path} for p in pages],
+    }
+    (folder / "mkdocs.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+
+    build(load_config(str(folder / "mkdocs.yml")))
+    return str(folder / "site")
 
 
 def _node_for_trace(scenario_dir: str | None, node_name: str | None, local_ips: tuple[str, ...]) -> NodeContext:

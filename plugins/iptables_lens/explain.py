@@ -62,7 +62,7 @@ def explain_chain(chain: Chain, table: Table) -> ChainExplanation:
     return ChainExplanation(
         chain=chain.name,
         family=family,
-        family_description=kube.describe_family(family) if family else None,
+        family_description=kube.describe_family(family, table.name) if family else None,
         decoded=kube.decode_chain(table, chain.name),
         rules=tuple(explain_rule(rule, table) for rule in chain.rules),
     )

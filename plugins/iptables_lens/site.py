@@ -11,11 +11,13 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .lab.run import recording_path
 from .render.markdown import SitePaths, flow_page, node_page, overview_page
+from .model import Dump
 from .scenario import Scenario
 
 
@@ -53,3 +55,26 @@ def scenario_pages(scenario: Scenario, root: str = "scenarios", use_directory_ur
         pages.append(GeneratedPage(paths.flow(flow.id), flow.title, flow_page(scenario, flow, paths, text, folder),
                                    scenario.name, "flow"))
     return pages
+
+
+def dump_pages(dumps: list[Dump]) -> list[GeneratedPage]:
+    """Pages for dumps that come without a scenario (`iptables-lens render`): one page of explained rule
+    tables per dump, and, for two dumps, what changed from the first to the second."""
+    from .diff import diff_dumps
+    from .render.markdown import diff_section, rule_tables, text
+
+    pages = []
+    for index, dump in enumerate(dumps):
+        name = Path(dump.source).name or f"dump-{index + 1}"
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(name).stem).strip("-") or f"dump-{index + 1}"
+        tables, chains, rules = dump.summary()
+        body = (f"# {text(name)}\n\n{rules} rules in {chains} chains of {tables} tables.\n\n"
+                + rule_tables(dump, "rules"))
+        pages.append(GeneratedPage(f"{slug}.md", name, body, "dumps", "node"))
+    if len(dumps) == 2:
+        before, after = dumps
+        body = (f"# What changed\n\nFrom {text(before.source)} to {text(after.source)}.\n\n"
+                + diff_section(diff_dumps(before, after), set()))
+        pages.append(GeneratedPage("what-changed.md", "What changed", body, "dumps", "diff"))
+    index_body = "# Dumps\n\n" + "\n".join(f"- [{text(p.title)}]({p.path})" for p in pages) + "\n"
+    return [GeneratedPage("index.md", "Dumps", index_body, "dumps", "overview"), *pages]

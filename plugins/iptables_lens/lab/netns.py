@@ -74,7 +74,8 @@ class Namespace:
         return self.run(argv, input=text)
 
 
-def leftover_namespaces() -> list[str]:
-    """Names of lab namespaces that still exist (for checks that the lab cleaned up)."""
+def leftover_namespaces(pid: int | None = None) -> list[str]:
+    """Names of the lab namespaces this process (or process `pid`) made that still exist."""
+    mine = f"{PREFIX}{pid or os.getpid()}-"
     proc = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    return [line.split()[0] for line in proc.stdout.splitlines() if line.startswith(PREFIX)]
+    return sorted(line.split()[0] for line in proc.stdout.splitlines() if line.startswith(mine))

@@ -12,10 +12,10 @@
 
 from .context import Interface, NodeContext, Route
 from .engine import RuleIndex, Tracer, trace
-from .packet import ConntrackEntry, IPv4, Outcome, Packet, Step, Trace
+from .packet import HOOKS, TABLES_AT_HOOK, ConntrackEntry, IPv4, Outcome, Packet, Step, Trace
 from .scenario_node import node_context
 
 __all__ = [
-    "ConntrackEntry", "IPv4", "Interface", "NodeContext", "Outcome", "Packet", "Route", "RuleIndex", "Step", "Trace",
+    "HOOKS", "TABLES_AT_HOOK", "ConntrackEntry", "IPv4", "Interface", "NodeContext", "Outcome", "Packet", "Route", "RuleIndex", "Step", "Trace",
     "Tracer", "node_context", "trace",
 ]

@@ -342,7 +342,24 @@ class Tracer:
                     else:
                         ended.append((result, how))
             states = going_on + passing
+            if hook == "OUTPUT" and table_name == "nat":
+                # The kernel looks the route up again right after nat OUTPUT when DNAT changed the
+                # destination (ip_route_me_harder), so filter OUTPUT already sees the new way out.
+                states = self._reroute_translated(states, ended)
         return states, ended
+
+    def _reroute_translated(self, states: list[State], ended: list[tuple[State, str]]) -> list[State]:
+        rerouted = []
+        for s in states:
+            if s.dnat is None:
+                rerouted.append(s)
+                continue
+            again = self._route(s)
+            if again is None:
+                ended.append((_changed(s, reason=f"no route to {s.packet.dst}"), "DROP"))
+            else:
+                rerouted.append(again)
+        return rerouted
 
     def _route(self, s: State) -> State | None:
         route = self.node.route(s.packet.dst)
@@ -377,7 +394,10 @@ class Tracer:
             last = s.steps[-1] if s.steps else None
             where = f"{last.table} {last.chain} rule {last.rule}" if last and last.rule else (
                 f"{last.table} {last.chain} policy" if last else "")
-            delivery = {"DROP": f"dropped at {where}", "REJECT": f"rejected at {where}"}.get(how, s.reason or how)
+            if how == "DROP" and s.reason and s.reason.startswith("no route"):
+                delivery = s.reason
+            else:
+                delivery = {"DROP": f"dropped at {where}", "REJECT": f"rejected at {where}"}.get(how, s.reason or how)
             finished.append((s, how, delivery))
 
     def _inbound(self, states: list[State], finished: list, skip_nat: bool) -> None:
@@ -410,16 +430,7 @@ class Tracer:
             return
         states, ended = self.run_hook([routed], "OUTPUT")
         self._finish_ended(ended, finished)
-        rerouted = []
-        for s in states:
-            if s.packet.dst != start.packet.dst:
-                again = self._route(s)  # DNAT in OUTPUT: the kernel looks the route up again
-                if again is None:
-                    finished.append((s, "DROP", f"no route to {s.packet.dst}"))
-                    continue
-                s = again
-            rerouted.append(s)
-        sent, ended = self.run_hook(rerouted, "POSTROUTING")
+        sent, ended = self.run_hook(states, "POSTROUTING")
         self._finish_ended(ended, finished)
         for s in sent:
             if s.oif == "lo":
