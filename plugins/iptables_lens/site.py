@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .lab.run import recording_path
-from .render.markdown import SitePaths, flow_page, node_page, overview_page
 from .model import Dump
+from .render.markdown import SitePaths, flow_page, node_page, overview_page
 from .scenario import Scenario
 
 
