@@ -107,37 +107,45 @@ def service_path(dump: Dump, service: str) -> list[tuple[Table, Chain, set[int] 
         owned = {c.name for c in table.chains if not c.builtin and _owned_by(c, service)}
         if not owned:
             continue
-        seen: set[str] = set()
-
-        def visit(chain: Chain, whole: bool = False) -> None:
-            if chain.name in seen:
-                return
-            seen.add(chain.name)
-            whole = whole or chain.name in owned
-            keep: set[int] = set()
-            onward: list[str] = []
-            for rule in chain.rules:
-                target = rule.target
-                goes_to_owned = target is not None and target.name in owned
-                if whole or goes_to_owned or _names(rule.comment, service):
-                    keep.add(rule.position)
-                    if target is not None and table.has_chain(target.name):
-                        onward.append(target.name)
-                elif target is not None and table.has_chain(target.name) and _leads_to(table, target.name, owned):
-                    keep.add(rule.position)
-                    onward.append(target.name)
-            if keep:
-                result.append((table, chain, None if whole else keep))
-            for name in onward:
-                # A chain the Service's own chains jump to (KUBE-MARK-MASQ) is on its path as a whole.
-                visit(table.chain(name), whole=chain.name in owned)
-
+        walk = _PathWalk(table, owned, service, result)
         for chain in table.chains:
             if chain.builtin:
-                visit(chain)
-        for name in sorted(owned - seen):  # owned chains nothing reaches still belong to the Service
-            visit(table.chain(name))
+                walk.visit(chain)
+        for name in sorted(owned - walk.seen):  # owned chains nothing reaches still belong to the Service
+            walk.visit(table.chain(name))
     return result
+
+
+class _PathWalk:
+    """Depth-first from the built-in chains, keeping the rules on the way to a Service's own chains."""
+
+    def __init__(self, table: Table, owned: set[str], service: str, result: list):
+        self.table, self.owned, self.service, self.result = table, owned, service, result
+        self.seen: set[str] = set()
+
+    def visit(self, chain: Chain, whole: bool = False) -> None:
+        if chain.name in self.seen:
+            return
+        self.seen.add(chain.name)
+        table, owned = self.table, self.owned
+        whole = whole or chain.name in owned
+        keep: set[int] = set()
+        onward: list[str] = []
+        for rule in chain.rules:
+            target = rule.target
+            goes_to_owned = target is not None and target.name in owned
+            if whole or goes_to_owned or _names(rule.comment, self.service):
+                keep.add(rule.position)
+                if target is not None and table.has_chain(target.name):
+                    onward.append(target.name)
+            elif target is not None and table.has_chain(target.name) and _leads_to(table, target.name, owned):
+                keep.add(rule.position)
+                onward.append(target.name)
+        if keep:
+            self.result.append((table, chain, None if whole else keep))
+        for name in onward:
+            # A chain the Service's own chains jump to (KUBE-MARK-MASQ) is on its path as a whole.
+            self.visit(table.chain(name), whole=chain.name in owned)
 
 
 def _names(comment: str | None, service: str) -> bool:
