@@ -71,7 +71,8 @@ def main() -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
-def check(files: tuple[str, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
+def check(files: tuple[str, ...], as_json: bool) -> None:
     """Parse and check each dump; print one summary line per file.
 
     FILE may be - to read standard input.
@@ -82,34 +83,43 @@ def check(files: tuple[str, ...]) -> None:
       iptables-save | iptables-lens check -
     """
     failed = False
+    report = []
     for path in files:
         try:
             dump = parse_file(path)
         except DumpError as error:
-            _fail(error)
             failed = True
+            report.append({"source": error.source, "ok": False, "tables": None, "chains": None, "rules": None,
+                           "error": str(error)})
+            if not as_json:
+                _fail(error)
             continue
         tables, chains, rules = dump.summary()
-        click.echo(f"{dump.source}: ok: {tables} tables, {chains} chains, {rules} rules")
+        report.append({"source": dump.source, "ok": True, "tables": tables, "chains": chains, "rules": rules,
+                       "error": None})
+        if not as_json:
+            click.echo(f"{dump.source}: ok: {tables} tables, {chains} chains, {rules} rules")
+    if as_json:
+        click.echo(json.dumps({"files": report}, indent=2))
     if failed:
         sys.exit(EXIT_INVALID)
 
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-def fmt(file: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
+def fmt(file: str, as_json: bool) -> None:
     """Print a dump as canonical iptables-save text.
 
     \b
     Example:
       iptables-lens fmt dumps/kind-nodeport/worker-1-after.rules
     """
-    try:
-        dump = parse_file(file)
-    except DumpError as error:
-        _fail(error)
-        sys.exit(EXIT_INVALID)
-    click.echo(format_dump(dump), nl=False)
+    dump = _load(file)
+    if as_json:
+        click.echo(json.dumps({"source": dump.source, "text": format_dump(dump)}, indent=2))
+    else:
+        click.echo(format_dump(dump), nl=False)
 
 
 @main.command()
@@ -314,8 +324,8 @@ def trace_command(dump_file, src, dst, dport, proto, sport, local_ips, origin, s
       iptables-lens trace dumps/kind-nodeport/worker-1-after.rules \\
           --src 172.20.0.100 --dst 172.20.0.2 --dport 30080 --local-ip 172.20.0.2
     """
+    dump = _load(dump_file)
     try:
-        dump = parse_file(dump_file)
         node = _node_for_trace(scenario_dir, node_name, local_ips)
     except DumpError as error:
         _fail(error)
@@ -324,6 +334,16 @@ def trace_command(dump_file, src, dst, dport, proto, sport, local_ips, origin, s
     result = trace(dump, packet, node, origin, frozenset(recent))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
+    elif _on_terminal():
+        console = _rich_console()
+        for line in trace_lines(result):
+            if line.startswith("outcome "):
+                console.print(_escape_markup(line), style="bold")
+            elif line.startswith("  ") and line[2:3].isupper() and not line.startswith(("  delivery", "  branch")):
+                hook, _, rest = line[2:].partition(" ")
+                console.print(f"  [cyan]{hook:<11}[/cyan] {_escape_markup(rest.strip())}")
+            else:
+                console.print(_escape_markup(line))
     else:
         click.echo("\n".join(trace_lines(result)))
 
@@ -332,7 +352,8 @@ def trace_command(dump_file, src, dst, dport, proto, sport, local_ips, origin, s
 @click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
 @click.option("--kernel/--no-kernel", default=None,
               help="Also ask the kernel to accept each dump (default: when running as root).")
-def validate(folders, kernel):
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
+def validate(folders, kernel, as_json):
     """Check scenario folders: schema, files, dumps, the declared Services in the dumps, addresses, chain
     names, and (as root) the kernel. Lists every problem; exit status 1 if there is any.
 
@@ -347,15 +368,22 @@ def validate(folders, kernel):
     if kernel is None:
         kernel = os.geteuid() == 0
     failed = False
+    report = []
     for folder in folders:
         problems = validate_scenario(folder, kernel=kernel)
+        report.append({"folder": folder, "ok": not problems, "problems": [
+            {"source": p.source, "line": p.line, "column": p.column, "message": p.message} for p in problems]})
+        failed = failed or bool(problems)
+        if as_json:
+            continue
         for problem in problems:
             click.echo(f"error: {problem}", err=True)
         if problems:
-            failed = True
             click.echo(f"{folder}: {len(problems)} problem(s)")
         else:
             click.echo(f"{folder}: ok" + (" (the kernel accepts every dump)" if kernel else ""))
+    if as_json:
+        click.echo(json.dumps({"folders": report}, indent=2))
     if failed:
         sys.exit(EXIT_INVALID)
 
@@ -399,8 +427,23 @@ def scrub(folder, out, key, renames):
 
 
 @main.command()
-def schema():
-    """Print the JSON Schema of scenario.yaml, for editors (docs/scenario.schema.json holds a copy)."""
+@click.option("--command", "command", type=click.Choice(["check", "fmt", "explain", "diff", "trace", "render",
+                                                          "validate"]),
+              help="The schema of that command's --json output instead.")
+def schema(command):
+    """Print the JSON Schema of scenario.yaml, for editors (docs/scenario.schema.json holds a copy), or of a
+    command's --json output.
+
+    \b
+    Examples:
+      iptables-lens schema > scenario.schema.json
+      iptables-lens schema --command trace
+    """
+    if command:
+        from .schemas import output_schema
+
+        click.echo(json.dumps(output_schema(command), indent=2, sort_keys=True))
+        return
     from .scenario import metadata_json_schema
 
     click.echo(json.dumps(metadata_json_schema(), indent=2, sort_keys=True))
