@@ -12,10 +12,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from iptables_lens.schemas import output_schema
 from iptables_lens.synth import synth_dump
-from tests.conftest import REPO_ROOT, SEED, SEED_DUMPS
+
+from tests.conftest import REPO_ROOT, SEED
 
 AFTER = SEED / "worker-1-after.rules"
 BEFORE = SEED / "worker-1-before.rules"
