@@ -18,12 +18,14 @@ from mkdocs.config import base
 from mkdocs.config import config_options as c
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin
+from mkdocs.structure.files import InclusionLevel
 from mkdocs_gen_files.editor import FilesEditor
 
 from .errors import DumpError
-from .scenario import Scenario, find_scenarios, load_scenario
+from .scenario import Scenario, find_scenarios
+from .render.large import PLACEHOLDER
 from .site import GeneratedPage, scenario_pages
-from .validate import check_scenario
+from .validate import load_checked
 
 
 class IptablesLensConfig(base.Config):
@@ -52,6 +54,7 @@ class IptablesLensPlugin(BasePlugin[IptablesLensConfig]):
                 self.pages += scenario_pages(scenario, self.config.pages_root, config.use_directory_urls, self.root)
         except DumpError as error:
             raise PluginError(f"iptables-lens: {error}") from None
+        self.deferred = {page.path: page.deferred for page in self.pages if page.deferred}
         if config.nav is not None and self.pages:
             config.nav.append({self.config.nav_title: _nest(self.pages)})
         return config
@@ -61,11 +64,9 @@ class IptablesLensPlugin(BasePlugin[IptablesLensConfig]):
         if self.config.include:
             folders = [f for f in folders if f.name in self.config.include]
         try:
-            scenarios = [load_scenario(f) for f in folders]
-            for scenario in scenarios:
-                # The same checks as `iptables-lens validate` (but the kernel's): a scenario that fails them
-                # does not build, and every problem is listed with its place.
-                check_scenario(scenario)
+            # The same checks as `iptables-lens validate` (but the kernel's): a scenario that fails them
+            # does not build, and every problem is listed with its place.
+            scenarios = [load_checked(f) for f in folders]
         except DumpError as error:
             raise PluginError(f"iptables-lens: {error}") from None
         return scenarios
@@ -76,9 +77,22 @@ class IptablesLensPlugin(BasePlugin[IptablesLensConfig]):
             for page in self.pages:
                 with editor.open(page.path, "w") as handle:
                     handle.write(page.markdown)
+        hidden = {page.path for page in self.pages if not page.in_nav}
+        for file in editor.files:
+            # The pages of a big dump are reached from its index page; listing thousands of them in the
+            # navigation would repeat the list on every page.
+            if file.src_uri in hidden:
+                file.inclusion = InclusionLevel.NOT_IN_NAV
         if self.config.examples_dir:
             _write_examples(Path(self.root / self.config.examples_dir), self.pages)
         return editor.files
+
+    def on_post_page(self, output, page, config):
+        deferred = self.deferred.get(page.file.src_uri)
+        if deferred:
+            for key, render in deferred.items():
+                output = output.replace(PLACEHOLDER.format(key=key), render(), 1)
+        return output
 
     def on_serve(self, server, config, builder):
         server.watch(str(self.scenarios_dir))

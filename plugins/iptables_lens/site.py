@@ -12,11 +12,12 @@ import html
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .lab.run import recording_path
 from .model import Dump
+from .render.large import ChainLocator, is_large, large_dump_pages
 from .render.markdown import SitePaths, flow_page, node_page, overview_page
 from .scenario import Scenario
 
@@ -29,6 +30,8 @@ class GeneratedPage:
     scenario: str
     kind: str  # overview, node or flow
     in_nav: bool = True
+    deferred: dict = field(default_factory=dict, compare=False)
+    """Placeholder key -> what renders the HTML that replaces it after Markdown (see render.large)."""
 
     @property
     def markdown(self) -> str:
@@ -44,8 +47,22 @@ def scenario_pages(scenario: Scenario, root: str = "scenarios", use_directory_ur
     paths = SitePaths(scenario.name, root, use_directory_urls)
     meta = scenario.meta
     folder = os.path.relpath(scenario.folder, repo_root or Path.cwd())
-    pages = [GeneratedPage(paths.index(), meta.title, overview_page(scenario, paths), scenario.name, "overview")]
     nodes_with_dumps = sorted({d.node for d in meta.dumps}, key=[n.name for n in meta.nodes].index)
+    large_pages = []
+    for node in nodes_with_dumps:
+        dumps = [(d.moment, scenario.dumps[d.file]) for d in meta.dumps if d.node == node]
+        if not any(is_large(dump) for _, dump in dumps):
+            continue
+        locator = paths.locators[node] = ChainLocator()
+        # Of a big before/after pair, the rules after are shown; the rules before are those, less the changes
+        # the node page lists.
+        shown = [(m, d) for m, d in dumps if m == "after"] or dumps
+        for moment, dump in shown:
+            for page in large_dump_pages(dump, moment, paths.large_base(node, moment), f"{node}: the rules {moment}",
+                                         locator):
+                large_pages.append(GeneratedPage(page.path, page.title, page.body, scenario.name, "rules",
+                                                 in_nav=False, deferred=page.deferred))
+    pages = [GeneratedPage(paths.index(), meta.title, overview_page(scenario, paths), scenario.name, "overview")]
     for node in nodes_with_dumps:
         pages.append(GeneratedPage(paths.node(node), f"Node {node}", node_page(scenario, node, paths),
                                    scenario.name, "node"))
@@ -54,7 +71,7 @@ def scenario_pages(scenario: Scenario, root: str = "scenarios", use_directory_ur
         text = recording.read_text() if recording.is_file() else None
         pages.append(GeneratedPage(paths.flow(flow.id), flow.title, flow_page(scenario, flow, paths, text, folder),
                                    scenario.name, "flow"))
-    return pages
+    return pages + large_pages
 
 
 def dump_pages(dumps: list[Dump]) -> list[GeneratedPage]:

@@ -44,14 +44,29 @@ class _Collector:
 
 def validate_scenario(folder: str | Path, kernel: bool = False) -> list[DumpError]:
     """Every problem of the scenario in `folder` (an empty list when it is sound)."""
-    folder = Path(folder)
+    return _validate(Path(folder), kernel)[0]
+
+
+def load_checked(folder: str | Path) -> Scenario:
+    """The scenario in `folder`, with its dumps parsed once; DumpErrors listing every problem if it has any
+    (the checks of `validate_scenario`, but the kernel's). The site build uses this."""
+    problems, meta, dumps = _validate(Path(folder), kernel=False)
+    if problems:
+        raise DumpErrors(problems)
+    assert meta is not None
+    scenario = Scenario(Path(folder), meta)
+    scenario.__dict__["dumps"] = {d.file: dumps[d.file] for d in meta.dumps}  # fills the cached property
+    return scenario
+
+
+def _validate(folder: Path, kernel: bool) -> tuple[list[DumpError], ScenarioMeta | None, dict[str, Dump]]:
     meta_path = folder / METADATA_FILE
     try:
         meta, root, lines = _read_metadata(meta_path)
     except DumpErrors as errors:
-        return list(errors.problems)
+        return list(errors.problems), None, {}
     except DumpError as error:
-        return [error]
+        return [error], None, {}
     found = _Collector(meta_path, root, lines)
     dumps: dict[str, Dump] = {}
     for index, entry in enumerate(meta.dumps):
@@ -78,7 +93,7 @@ def validate_scenario(folder: str | Path, kernel: bool = False) -> list[DumpErro
         _check_hashes(dump, folder / entry.file, found)
     if kernel:
         _check_kernel(folder, meta, found)
-    return found.problems
+    return found.problems, meta, dumps
 
 
 def _nat_rules(dump: Dump, chain: str):
@@ -211,8 +226,3 @@ def _check_kernel(folder: Path, meta: ScenarioMeta, found: _Collector) -> None:
                                   f"{result.stderr.strip()}")
 
 
-def check_scenario(scenario: Scenario) -> None:
-    """Raise DumpErrors listing every problem of a loaded scenario (the site build uses this)."""
-    problems = validate_scenario(scenario.folder)
-    if problems:
-        raise DumpErrors(problems)

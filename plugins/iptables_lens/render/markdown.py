@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..diff import DumpDiff, diff_dumps
 from ..explain import explain_chain
@@ -47,11 +47,24 @@ def anchor_id(moment: str, table: str, chain: str, position: int | None = None) 
 
 @dataclass(frozen=True)
 class SitePaths:
-    """Where a scenario's pages live under docs/, and how one links to another."""
+    """Where a scenario's pages live under docs/, and how one links to another.
+
+    `locators` is filled for nodes whose dumps are big: their chains live on several pages.
+    """
 
     scenario: str
     root: str = "scenarios"
     use_directory_urls: bool = True
+    locators: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def rules_of(self, node: str, moment: str, table: str, chain: str, position: int | None = None) -> str:
+        """The page that holds a chain's rule (or the chain) of a node's dump."""
+        locator = self.locators.get(node)
+        page = locator.page_of(moment, table, chain, position) if locator is not None else None
+        return page or self.node(node)
+
+    def large_base(self, node: str, moment: str) -> str:
+        return f"{self.root}/{self.scenario}/{node}/{moment}"
 
     def index(self) -> str:
         return f"{self.root}/{self.scenario}/index.md"
@@ -141,7 +154,7 @@ def _chain_section(table: Table, chain, moment: str) -> str:
 # -- the diff ------------------------------------------------------------------------------------------------
 
 
-def diff_section(changes: DumpDiff, declared: set[str]) -> str:
+def diff_section(changes: DumpDiff, declared: set[str], textual: bool = True) -> str:
     out: list[str] = []
     unrelated = {id(s) for s in changes.unrelated(declared)}
     for group in changes.services:
@@ -160,9 +173,11 @@ def diff_section(changes: DumpDiff, declared: set[str]) -> str:
         for n in changes.noise:
             rows.append(f"| {text(n.kind)} | {text(n.description)} | {code(n.before)} | {code(n.after)} |")
         out.append(indent("\n".join(rows)) + "\n")
-    textual = changes.textual()
-    out.append('??? abstract "The textual diff"\n')
-    out.append(indent(f"```diff\n{textual}```") + "\n")
+    if textual:
+        out.append('??? abstract "The textual diff"\n')
+        out.append(indent(f"```diff\n{changes.textual()}```") + "\n")
+    else:
+        out.append("The dumps are too big for a line-by-line diff here: `iptables-lens diff --text` prints it.\n")
     return "\n".join(out)
 
 
@@ -191,7 +206,8 @@ def _step_link(paths: SitePaths, source: str, flow: Flow):
     def link(step: Step) -> str | None:
         if step.table is None or step.chain is None:
             return None
-        return paths.url(source, paths.node(flow.node), anchor_id("after", step.table, step.chain, step.rule))
+        target = paths.rules_of(flow.node, "after", step.table, step.chain, step.rule)
+        return paths.url(source, target, anchor_id("after", step.table, step.chain, step.rule))
 
     return link
 
@@ -213,7 +229,10 @@ def steps_table(outcome, paths: SitePaths, source: str, flow: Flow) -> str:
             where = "routing"
         else:
             label = f"{step.table} {step.chain}" + (f" #{step.rule}" if step.rule else " policy")
-            target = paths.link(source, paths.node(flow.node), anchor_id("after", step.table, step.chain, step.rule))
+            page = paths.rules_of(flow.node, "after", step.table, step.chain, step.rule)
+            # The rows of a big dump's tables are filled in after Markdown, so links go to their chain.
+            position = None if flow.node in paths.locators else step.rule
+            target = paths.link(source, page, anchor_id("after", step.table, step.chain, position))
             where = f"[{text(label)}]({target})"
         rows.append(f"| {step.hook} | {where} | {text(step.action)} |")
     return "\n".join(rows) + "\n"
@@ -301,9 +320,8 @@ def overview_page(scenario: Scenario, paths: SitePaths) -> str:
             if d.moment != "after":
                 continue
             dump = scenario.dumps[d.file]
-            node_page = paths.node(d.node)
-            def chain_link(table: str, chain: str, target: str = node_page) -> str:
-                return paths.url(source, target, anchor_id("after", table, chain))
+            def chain_link(table: str, chain: str, node: str = d.node) -> str:
+                return paths.url(source, paths.rules_of(node, "after", table, chain), anchor_id("after", table, chain))
 
             graph = service_graph(dump, service.key, chain_link)
             out.append(f"The nat chains that carry it on {text(d.node)} (click a chain to see its rules):\n")
@@ -333,6 +351,8 @@ def node_page(scenario: Scenario, node_name: str, paths: SitePaths) -> str:
     after = scenario.dump_for(node.name, "after")
     before = scenario.dump_for(node.name, "before")
     declared = {s.key for s in meta.services}
+    if node.name in paths.locators:
+        return "\n".join(out) + _large_node_body(scenario, node.name, paths, before, after, declared)
     if after is not None:
         out.append('=== "Rules after the Service"\n')
         out.append(indent(_dump_intro(after) + rule_tables(after, "after")) + "\n")
@@ -351,6 +371,34 @@ def node_page(scenario: Scenario, node_name: str, paths: SitePaths) -> str:
             result = predicted(scenario, flow)
             body.append(outcome_table(result))
         out.append(indent("\n".join(body)) + "\n")
+    return "\n".join(out)
+
+
+def _large_node_body(scenario: Scenario, node: str, paths: SitePaths, before: Dump | None, after: Dump | None,
+                     declared: set[str]) -> str:
+    source = paths.node(node)
+    out = ["The dumps of this node are big, so their rules are on pages of their own, with the Services' chains "
+           "grouped by Service:\n"]
+    for moment, dump in (("after", after), ("before", before)):
+        if dump is None or (moment == "before" and after is not None):
+            continue
+        tables, chains, rules = dump.summary()
+        link = paths.link(source, f"{paths.large_base(node, moment)}/index.md")
+        out.append(f"- [The rules {moment}]({link}): {rules} rules in {chains} chains.")
+    if before is not None and after is not None:
+        tables, chains, rules = before.summary()
+        out.append(f"- The rules before: {rules} rules in {chains} chains; they are the rules after, less the "
+                   "changes below.")
+    out.append("")
+    if before is not None and after is not None:
+        out.append("## What changed\n")
+        out.append(diff_section(diff_dumps(before, after), declared, textual=False))
+    flows = [f for f in scenario.meta.flows if f.node == node]
+    if flows:
+        out.append("## Flows\n")
+        for flow in flows:
+            out.append(f"**[{text(flow.title)}]({paths.link(source, paths.flow(flow.id))})**\n")
+            out.append(outcome_table(predicted(scenario, flow)))
     return "\n".join(out)
 
 
