@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
+import sys
 from fractions import Fraction
 from ipaddress import IPv4Network
 
@@ -33,10 +35,10 @@ from iptables_lens.synth import (
     synth_dump,
     synth_mixed,
 )
-from iptables_lens.synth_scenario import SCENARIO_KINDS, scenario_files, write_scenario
+from iptables_lens.synth_scenario import SCENARIO_KINDS, scenario_files, write_atomically, write_scenario
 from iptables_lens.trace import IPv4, NodeContext, Packet, Route, trace
 
-from tests.conftest import SEED
+from tests.conftest import REPO_ROOT, SEED
 
 MY_NGINX = ServiceSpec(
     "default", "my-nginx-service", "10.96.118.136", type="NodePort", ports=(Port(80, 80, node_port=30080),),
@@ -446,3 +448,45 @@ def test_the_kernel_agrees_with_the_tracer_on_the_generated_scenarios(scenarios)
     assert len(results) == 3
     for result in results:
         assert result.ok, (result.flow.id, result.problems, [b.problem for b in result.branches])
+
+
+# -- the command ------------------------------------------------------------------------------------------
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "iptables_lens.cli", *args], capture_output=True, text=True,
+                          cwd=REPO_ROOT)
+
+
+def test_synth_prints_nodeport_services_by_default():
+    proc = run("synth", "-n", "3", "--endpoints", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == synth_cluster(nodeport_spec(3, 2))
+
+
+def test_synth_mix_writes_the_seeded_mix_to_the_output_file_and_nothing_else(tmp_path):
+    out = tmp_path / "mix.rules"
+    proc = run("synth", "-n", "40", "--endpoints", "2", "--mix", "--seed", "3", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and out.read_text() == synth_mixed(40, 2, seed=3)
+    assert [p.name for p in tmp_path.iterdir()] == ["mix.rules"]
+
+
+def test_synth_without_a_count_is_a_usage_error():
+    proc = run("synth")
+    assert proc.returncode == 2 and "-n is required" in proc.stderr
+
+
+def test_synth_scenario_writes_a_scenario_folder(tmp_path):
+    proc = run("synth", "scenario", "nodeport-local", "-o", str(tmp_path / "local"))
+    assert proc.returncode == 0, proc.stderr
+    scenario = load_scenario(tmp_path / "local")
+    assert len(proc.stdout.splitlines()) == 6 and scenario.meta.services[0].external_traffic_policy == "Local"
+
+
+def test_an_interrupted_atomic_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path):
+    out = tmp_path / "dump.rules"
+    out.write_text("old\n")
+    with pytest.raises(TypeError):
+        write_atomically(out, 42)  # type: ignore[arg-type]
+    assert out.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["dump.rules"]
