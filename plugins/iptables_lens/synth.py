@@ -381,7 +381,7 @@ def synth_cluster(spec: ClusterSpec) -> str:
     >>> web = ServiceSpec("default", "web", "10.96.0.50", ports=(Port(80, 8080),),
     ...                   endpoints=(Endpoint("10.244.1.2", "node-1"),))
     >>> text = synth_cluster(ClusterSpec((web,), node="node-1"))
-    >>> print(next(line for line in text.splitlines() if "DNAT" in line))
+    >>> print(next(line for line in text.splitlines() if "-j DNAT" in line))
     -A KUBE-SEP-PXJ2U7QYT2QW5545 -p tcp -m comment --comment "default/web" -m tcp -j DNAT --to-destination 10.244.1.2:8080
     """
     nat = _nat_table(spec)
