@@ -10,6 +10,7 @@ import hashlib
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from fractions import Fraction
 from ipaddress import IPv4Network
 
@@ -72,8 +73,32 @@ def chains_named(text: str, prefix: str) -> list[str]:
     return sorted({m for m in re.findall(r"^:(\S+) ", text, re.M) if m.startswith(prefix)})
 
 
+def edge_cases() -> str:
+    """Policy and affinity combinations the mix does not draw, each once with a local endpoint on the dump's
+    node and once without."""
+    lb = dict(type="LoadBalancer", ports=(Port(80, 8080, node_port=30200),), load_balancer_ips=("198.18.0.9",))
+    services = [
+        web(name="both-local", type="NodePort", ports=(Port(80, 8080, node_port=30100),),
+            internal_traffic_policy="Local", external_traffic_policy="Local", session_affinity="ClientIP"),
+        web(name="internal-local", internal_traffic_policy="Local", external_ips=("192.0.2.7",)),
+        web(name="external-ip-local", external_ips=("192.0.2.8",), external_traffic_policy="Local"),
+        web(name="lb-no-endpoints", endpoints=(), load_balancer_source_ranges=("203.0.113.0/24",), **lb),
+        web(name="lb-local-firewall", external_traffic_policy="Local", health_check_node_port=30201,
+            load_balancer_source_ranges=("172.20.0.0/16",), **lb),
+        web(name="udp", ports=(Port(53, 5353, "UDP", node_port=30300),), type="NodePort", endpoints=()),
+    ]
+    elsewhere = [replace(s, name=f"{s.name}-elsewhere", endpoints=tuple(replace(e, node="node-1") for e in s.endpoints),
+                         ports=tuple(replace(p, node_port=p.node_port and p.node_port + 1000) for p in s.ports),
+                         load_balancer_ips=("198.18.0.10",) if s.load_balancer_ips else (),
+                         health_check_node_port=s.health_check_node_port and s.health_check_node_port + 1000)
+                 for s in services]
+    both = [replace(s, cluster_ip=f"10.96.0.{100 + i}") for i, s in enumerate(services + elsewhere)]
+    return synth_cluster(ClusterSpec(tuple(both), node="node-0"))
+
+
 # Dumps that exercise every kind of rule the generator writes.
 CASES = {
+    "edge-cases": edge_cases,
     "mixed": lambda: synth_mixed(300, 3, seed=7),
     "mixed-large-cluster": lambda: synth_mixed(500, 3, seed=2),
     "seed-node": lambda: synth_cluster(SEED_NODE),
@@ -323,6 +348,15 @@ def test_internal_policy_local_without_local_endpoints_drops_cluster_ip_traffic(
     assert chain_rules(table_text(text, "filter"), "KUBE-SERVICES") == [
         '-A KUBE-SERVICES -d 10.96.0.50/32 -p tcp -m comment --comment "default/web has no local endpoints" -m tcp '
         "--dport 80 -j DROP"]
+
+
+def test_with_both_policies_local_pods_still_reach_every_endpoint_through_the_external_chain():
+    text = dump_of(web(type="NodePort", ports=(Port(80, 8080, node_port=30100),), internal_traffic_policy="Local",
+                       external_traffic_policy="Local"), node="node-7")
+    [svc] = chains_named(text, "KUBE-SVC-")
+    [ext] = chains_named(text, "KUBE-EXT-")
+    assert len(chain_rules(text, svc)) == 2 and f"-j {svc}" in chain_rules(text, ext)[0]
+    assert "has no local endpoints" in chain_rules(table_text(text, "filter"), "KUBE-SERVICES")[0]
 
 
 def test_a_named_port_is_part_of_the_service_port_name():

@@ -415,7 +415,8 @@ def _write_service_port(nat: _Table, filter_: _Table, spec: ClusterSpec, svc: Se
     externally_accessible = bool(port.node_port or svc.load_balancer_ips or svc.external_ips)
     external_policy_local = externally_accessible and svc.external_traffic_policy == "Local"
     internal_policy_local = svc.internal_traffic_policy == "Local"
-    uses_cluster_endpoints = not internal_policy_local or (externally_accessible and not external_policy_local)
+    # Even with both policies Local, external traffic needs the cluster endpoints for the short circuit.
+    uses_cluster_endpoints = not internal_policy_local or externally_accessible
     uses_local_endpoints = internal_policy_local or external_policy_local
     cluster_endpoints = endpoints if uses_cluster_endpoints else []
     local_endpoints = [e for e in endpoints if e.node == spec.node] if uses_local_endpoints else []
