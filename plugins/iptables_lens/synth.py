@@ -528,43 +528,45 @@ def _write_service_port(nat: _Table, filter_: _Table, spec: ClusterSpec, svc: Se
                 nat.add(fw_chain, f"-s {ip}/32 {lb_comment} -j {external_chain}")
         nat.add(fw_chain, _comment(f"other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL"))
 
+    # Endpoint `ip:port` -> its KUBE-SEP chain (hashing is most of the generator's time: do it once).
+    endpoint_chains = {f"{e.address}:{port.target_port}": "" for e in reachable}
+    for target in endpoint_chains:
+        endpoint_chains[target] = endpoint_chain(name, protocol, target)
     if uses_cluster_policy_chain:
         nat.chain(cluster_policy_chain)
-        _write_service_to_endpoints(nat, name, svc, port, cluster_policy_chain, cluster_endpoints, large)
+        _write_service_to_endpoints(nat, name, svc, port, cluster_policy_chain, cluster_endpoints, endpoint_chains,
+                                    large)
     if uses_local_policy_chain:
         nat.chain(local_policy_chain)
-        _write_service_to_endpoints(nat, name, svc, port, local_policy_chain, local_endpoints, large)
+        _write_service_to_endpoints(nat, name, svc, port, local_policy_chain, local_endpoints, endpoint_chains,
+                                    large)
 
     # The endpoint chains.
-    for endpoint in reachable:
-        target = f"{endpoint.address}:{port.target_port}"
-        chain = endpoint_chain(name, protocol, target)
+    comment = "" if large else _comment(name) + " "
+    for target, chain in endpoint_chains.items():
         nat.chain(chain)
-        comment = "" if large else _comment(name) + " "
-        nat.add(chain, f"-s {endpoint.address}/32 {comment}-j KUBE-MARK-MASQ")
+        nat.add(chain, f"-s {target.split(':')[0]}/32 {comment}-j KUBE-MARK-MASQ")
         recent = (f"-m recent --set --name {chain} --mask 255.255.255.255 --rsource "
                   if svc.session_affinity == "ClientIP" else "")
         nat.add(chain, f"-p {protocol} {comment}{recent}-m {protocol} -j DNAT --to-destination {target}")
 
 
 def _write_service_to_endpoints(nat: _Table, name: str, svc: ServiceSpec, port: Port, chain: str,
-                                endpoints: list[Endpoint], large: bool) -> None:
+                                endpoints: list[Endpoint], endpoint_chains: dict[str, str], large: bool) -> None:
     """writeServiceToEndpointRules: session affinity checks first, then the random pick."""
-    protocol = port.protocol.lower()
-    chains = [(e, f"{e.address}:{port.target_port}") for e in endpoints]
+    targets = [f"{e.address}:{port.target_port}" for e in endpoints]
     if svc.session_affinity == "ClientIP":
-        for _, target in chains:
-            sep = endpoint_chain(name, protocol, target)
+        for target in targets:
+            sep = endpoint_chains[target]
             comment = "" if large else _comment(f"{name} -> {target}") + " "
             nat.add(chain, f"{comment}-m recent --rcheck --seconds {svc.affinity_seconds} --reap --name {sep} "
                            f"--mask 255.255.255.255 --rsource -j {sep}")
-    count = len(chains)
-    for index, (_, target) in enumerate(chains):
-        sep = endpoint_chain(name, protocol, target)
+    count = len(targets)
+    for index, target in enumerate(targets):
         comment = "" if large else _comment(f"{name} -> {target}") + " "
         pick = (f"-m statistic --mode random --probability {saved_probability(count - index)} "
                 if index < count - 1 else "")
-        nat.add(chain, f"{comment}{pick}-j {sep}")
+        nat.add(chain, f"{comment}{pick}-j {endpoint_chains[target]}")
 
 
 def kind_system_services(control_plane: str = "blog-control-plane", api_server: str = "172.20.0.4",
