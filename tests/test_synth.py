@@ -215,14 +215,14 @@ def test_every_hashed_chain_name_verifies_against_its_service():
     hashed = [c.name for c in nat.chains if family(c.name) in ("KUBE-SVC", "KUBE-SVL", "KUBE-EXT", "KUBE-FW",
                                                                  "KUBE-SEP")]
     assert {family(c) for c in hashed} == {"KUBE-SVC", "KUBE-SVL", "KUBE-EXT", "KUBE-FW", "KUBE-SEP"}
-    unverified = [c for c in hashed if not decode_chain(nat, c).verified]  # type: ignore[union-attr]
+    unverified = [c for c in hashed if not decode_chain(nat, c).verified]
     assert unverified == []
 
 
 def test_endpoints_are_written_in_the_order_of_their_ip_port_strings():
     text = dump_of(web(endpoints=(Endpoint("10.244.1.2"), Endpoint("10.244.1.10"), Endpoint("10.244.0.9"))))
     svc = chains_named(text, "KUBE-SVC-")[0]
-    order = [re.search(r"-> ([\d.]+):", r).group(1) for r in chain_rules(text, svc)[1:]]  # type: ignore[union-attr]
+    order = [re.search(r"-> ([\d.]+):", r).group(1) for r in chain_rules(text, svc)[1:]]
     assert order == ["10.244.0.9", "10.244.1.10", "10.244.1.2"]
 
 
