@@ -500,5 +500,55 @@ def lab_command(scenario_dir, connections, flows, variant, record, as_json):
         sys.exit(EXIT_INVALID)
 
 
+@main.group("synth", invoke_without_command=True)
+@click.option("-n", "services", type=click.IntRange(0), help="How many Services.")
+@click.option("--endpoints", default=5, show_default=True, type=click.IntRange(0),
+              help="Endpoints of each Service.")
+@click.option("--mix", is_flag=True, help="Services of every kind (see synth_mixed), not only NodePort ones.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the --mix draw.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the dump to this file (atomically) instead of standard output.")
+@click.pass_context
+def synth_command(ctx, services, endpoints, mix, seed, output):
+    """Print a synthetic kube-proxy v1.29 dump of N Services (one node's iptables-save text).
+
+    Without --mix every Service is a NodePort Service; with --mix the Services are a seeded mix of
+    ClusterIP, NodePort, LoadBalancer, externalTrafficPolicy Local, ClientIP affinity and no-endpoint ones.
+
+    \b
+    Example:
+      iptables-lens synth -n 10000 --endpoints 3 --mix -o big.rules
+      iptables-lens synth scenario nodeport-local -o dumps/nodeport-local
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if services is None:
+        raise click.UsageError("-n is required (or a subcommand: scenario)")
+    from .synth import nodeport_spec, synth_cluster, synth_mixed
+    from .synth_scenario import write_atomically
+
+    text = synth_mixed(services, endpoints, seed) if mix else synth_cluster(nodeport_spec(services, endpoints))
+    if output:
+        write_atomically(output, text)
+    else:
+        click.echo(text, nl=False)
+
+
+@synth_command.command("scenario")
+@click.argument("kind", type=click.Choice(["clusterip", "nodeport-local"]))
+@click.option("-o", "--output", "folder", required=True, type=click.Path(file_okay=False),
+              help="The scenario folder to write (created if missing).")
+def synth_scenario_command(kind, folder):
+    """Write a generated scenario folder (scenario.yaml, service.yaml, before/after dumps) for KIND.
+
+    \b
+    Example:
+      iptables-lens synth scenario clusterip -o dumps/synth-clusterip
+    """
+    from .synth_scenario import write_scenario
+
+    for path in write_scenario(kind, folder):
+        click.echo(str(path))
+
 if __name__ == "__main__":  # pragma: no cover
     main()
