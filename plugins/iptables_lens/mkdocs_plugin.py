@@ -22,8 +22,8 @@ from mkdocs.structure.files import InclusionLevel
 from mkdocs_gen_files.editor import FilesEditor
 
 from .errors import DumpError
-from .scenario import Scenario, find_scenarios
 from .render.large import PLACEHOLDER
+from .scenario import Scenario, find_scenarios
 from .site import GeneratedPage, scenario_pages
 from .validate import load_checked
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
 from iptables_lens.synth import cluster_ip, pod_ip, synth_dump
 
 

@@ -160,16 +160,16 @@ def large_dump_pages(dump: Dump, moment: str, base: str, title: str, locator: Ch
     for number, bucket in enumerate(buckets, 1):
         path = f"{base}/services-{number}.md"
         deferred = {}
-        body = [f"# Services {number}: {html.escape(bucket[0])} to {html.escape(bucket[-1])}\n"]
+        lines = [f"# Services {number}: {html.escape(bucket[0])} to {html.escape(bucket[-1])}\n"]
         for service in bucket:
             own = sorted(by_service[service], key=lambda tc: _family_order(tc[1].name))
-            body.append(f"## {html.escape(service)}\n")
+            lines.append(f"## {html.escape(service)}\n")
             names = ", ".join(c.name for _, c in own)
-            body.append(f"Chains {html.escape(names)}. {html.escape(entries.get(service, ''))}\n")
+            lines.append(f"Chains {html.escape(names)}. {html.escape(entries.get(service, ''))}\n")
             for table, chain in own:
                 locator.add(moment, table.name, chain.name, 1, path)
-                body.append(_placeholder(deferred, table, chain, moment))
-        pages.append(Page(path, f"Services {number}", "\n".join(body), deferred))
+                lines.append(_placeholder(deferred, table, chain, moment))
+        pages.append(Page(path, f"Services {number}", "\n".join(lines), deferred))
     pages.insert(0, Page(index_path, title, "\n".join(index), index_deferred))
     return pages
 
@@ -196,7 +196,7 @@ def _entries(dump: Dump, owned: dict[tuple[str, str], str]) -> dict[str, str]:
                 service = owned.get((table.name, target.name)) or owned.get((table.name, chain.name))
                 if service is None:
                     continue
-                dport = next((m.option("--dport").value for m in rule.matches if m.option("--dport")), None)
+                dport = next((o.value for m in rule.matches if (o := m.option("--dport")) is not None), None)
                 destination = rule.criterion("-d")
                 if (table.name, chain.name) not in owned and dport:
                     where = (f"{destination.value.split('/')[0]}:{dport}" if destination and not destination.negated
