@@ -156,7 +156,8 @@ def _metadata(scenario: _Scenario) -> str:
         },
         "cluster": {
             "name": "blog", "kubernetes_version": KUBERNETES_VERSION, "iptables_version": IPTABLES_VERSION,
-            "proxy_mode": "iptables", "underlay_cidr": "172.20.0.0/16", "pod_cidr": "10.244.0.0/16",
+            "proxy_mode": "iptables", "underlay_cidr": "172.20.0.0/16",
+            "underlay_gateway": "172.20.0.1", "pod_cidr": "10.244.0.0/16",
         },
         "nodes": [{"name": n.name, "role": n.role, "address": n.address, "pod_cidr": n.pod_cidr}
                   for n in scenario.nodes],
