@@ -22,7 +22,7 @@ from mkdocs.structure.files import InclusionLevel
 from mkdocs_gen_files.editor import FilesEditor
 
 from .errors import DumpError
-from .render.large import PLACEHOLDER
+from .render.large import PLACEHOLDER_PATTERN
 from .scenario import Scenario, find_scenarios
 from .site import GeneratedPage, scenario_pages
 from .validate import load_checked
@@ -90,8 +90,8 @@ class IptablesLensPlugin(BasePlugin[IptablesLensConfig]):
     def on_post_page(self, output, page, config):
         deferred = self.deferred.get(page.file.src_uri)
         if deferred:
-            for key, render in deferred.items():
-                output = output.replace(PLACEHOLDER.format(key=key), render(), 1)
+            # One pass over the page, whatever the number of tables it holds.
+            output = PLACEHOLDER_PATTERN.sub(lambda m: deferred[m.group(1)](), output)
         return output
 
     def on_serve(self, server, config, builder):

@@ -10,14 +10,14 @@ untouched (a Markdown table of ten thousand rows takes Python-Markdown minutes).
 from __future__ import annotations
 
 import html
+import re
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from ..explain import explain_chain
-from ..fmt import format_rule
-from ..kube import family, service_of_comment
+from ..explain import explain_rule
+from ..kube import decode_chain, describe_family, family, service_of_comment
 from ..model import Chain, Dump, Table
 from .markdown import anchor_id
 
@@ -31,6 +31,7 @@ def is_large(dump: Dump) -> bool:
 
 
 PLACEHOLDER = "<!-- iptables-lens:rules {key} -->"
+PLACEHOLDER_PATTERN = re.compile(r"<!-- iptables-lens:rules (\S+) -->")
 
 
 @dataclass(frozen=True)
@@ -76,22 +77,23 @@ def owners(dump: Dump) -> dict[tuple[str, str], str]:
 
 def chain_table(table: Table, chain: Chain, moment: str, first: int = 1, last: int | None = None) -> str:
     """One chain (or rules first..last of it) as an HTML table with anchored rows."""
-    explained = explain_chain(chain, table)
     head = f'<p><a id="{anchor_id(moment, table.name, chain.name)}"></a><strong><code>{html.escape(chain.name)}</code></strong>'
+    kind = family(chain.name)
     if chain.builtin:
         head += f" — built-in chain, policy <code>{html.escape(chain.policy or 'ACCEPT')}</code>"
-    elif explained.family:
-        head += f" — kube-proxy family <code>{explained.family}</code>: {html.escape(explained.family_description or '')}"
-    if explained.decoded is not None:
-        verdict = "it verifies" if explained.decoded.verified else "it does NOT verify"
-        head += f"<br>{html.escape(explained.decoded.explanation)}: {verdict}."
+    elif kind:
+        head += f" — kube-proxy family <code>{kind}</code>: {html.escape(describe_family(kind, table.name))}"
+    decoded = decode_chain(table, chain.name)
+    if decoded is not None:
+        verdict = "it verifies" if decoded.verified else "it does NOT verify"
+        head += f"<br>{html.escape(decoded.explanation)}: {verdict}."
     rows = [head + "</p>", "<table>", "<thead><tr><th>#</th><th>Rule</th><th>What it does</th><th>Line</th></tr></thead>",
             "<tbody>"]
-    for rule, meaning in zip(chain.rules, explained.rules, strict=True):
-        if rule.position < first or (last is not None and rule.position > last):
-            continue
+    # Only the rows shown are explained: a long chain is cut into parts, each explained once.
+    for rule in chain.rules[first - 1 : last]:
         anchor = anchor_id(moment, table.name, chain.name, rule.position)
-        rows.append(f'<tr><td><a id="{anchor}"></a>{rule.position}</td><td><code>{html.escape(format_rule(rule))}'
+        meaning = explain_rule(rule, table)
+        rows.append(f'<tr><td><a id="{anchor}"></a>{rule.position}</td><td><code>{html.escape(rule.text)}'
                     f"</code></td><td>{html.escape(meaning.summary)}</td><td>{rule.line}</td></tr>")
     rows += ["</tbody>", "</table>"]
     return "\n".join(rows) + "\n"
