@@ -74,9 +74,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(tags=["test"])
 def browser(session: nox.Session) -> None:
-    """The built site in Debian's chromium, driven by Playwright: every page loads offline and cleanly,
-    diagrams, tabs, search, the diff, dark mode; screenshots of three pages go to build/screenshots/.
-    The tests build the sites they need themselves."""
+    """The built site in Debian's chromium (Playwright); screenshots go to build/screenshots/.
+
+    Every page loads offline and cleanly; diagrams, tabs, search, the diff and dark mode work. The tests
+    build the sites they need themselves."""
     _ensure_browser(session)
     _install(session, "test")
     session.run("pytest", "tests/browser", *session.posargs)
