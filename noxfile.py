@@ -27,7 +27,7 @@ nox.options.error_on_missing_interpreters = True
 BUILD_ENV = {"NO_MKDOCS_2_WARNING": "1"}
 GENERATED_PAGES = "build/generated-docs"
 SYSTEM_TOOLS = {"iptables-restore": "iptables", "conntrack": "conntrack", "ip": "iproute2", "nft": "nftables"}
-# Debian's chromium, without the desktop it recommends, and fonts for the site's system font stack.
+# Debian's chromium, and fonts for the site's system font stack.
 BROWSER_PACKAGES = ["chromium", "fonts-liberation", "fonts-dejavu-core"]
 
 
@@ -36,12 +36,11 @@ def _install(session: nox.Session, *extras: str) -> None:
     session.install("-e", spec)
 
 
-def _apt_install(session: nox.Session, packages: list[str], *options: str) -> None:
+def _apt_install(session: nox.Session, packages: list[str]) -> None:
     session.log(f"installing {', '.join(packages)} with apt-get")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *options, *packages], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env, stdout=subprocess.DEVNULL)
 
 
 def _can_apt_install(session: nox.Session, what: str) -> bool:
@@ -61,7 +60,7 @@ def _ensure_system_tools(session: nox.Session) -> None:
 def _ensure_browser(session: nox.Session) -> None:
     """Browser tests need Debian's chromium (Playwright's own browser download is not used)."""
     if shutil.which("chromium") is None and _can_apt_install(session, "no chromium: browser tests will be skipped"):
-        _apt_install(session, BROWSER_PACKAGES, "--no-install-recommends")
+        _apt_install(session, BROWSER_PACKAGES)
 
 
 @nox.session(tags=["test"])
