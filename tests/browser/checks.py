@@ -2,7 +2,8 @@
 
 test_site_in_browser.py asserts that each finds nothing on the real site; test_checks_catch_broken_sites.py
 asserts that the same functions do find something on sites broken on purpose (Mermaid from a CDN, a diagram
-with bad syntax), so a check that can no longer fail does not go unnoticed.
+with bad syntax, a label missing, text the colour of its background), so a check that can no longer fail
+does not go unnoticed.
 
 Nothing here imports Playwright: the fixtures in conftest.py skip with a reason when it is missing.
 """
