@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .fmt import format_rule
+from .gcpause import paused_gc
 from .kube import service_of_comment
 from .model import Chain, Dump, Rule
 
@@ -110,7 +111,13 @@ def _text_lines(dump: Dump) -> list[str]:
 
 
 def _plain(rule: Rule) -> str:
-    """The rule's canonical text without counters."""
+    """The rule's canonical text without counters: its source line when that is already canonical (what
+    iptables-save prints always is), else the formatted rule."""
+    text = rule.text
+    if text.startswith("["):
+        text = text.split("] ", 1)[1]
+    if text.startswith("-A ") and "\t" not in text and "  " not in text:
+        return text
     text = format_rule(rule)
     return text.split("] ", 1)[1] if text.startswith("[") else text
 
@@ -150,6 +157,11 @@ def _chain_owners(dump: Dump) -> dict[tuple[str, str], str]:
 
 def diff_dumps(before: Dump, after: Dump) -> DumpDiff:
     """What changed from `before` to `after`, grouped by Service, noise apart."""
+    with paused_gc():
+        return _diff(before, after)
+
+
+def _diff(before: Dump, after: Dump) -> DumpDiff:
     noise: list[Noise] = []
     header_b, header_a = before.header or "", after.header or ""
     if header_b != header_a:

@@ -22,6 +22,7 @@ from mkdocs.structure.files import InclusionLevel
 from mkdocs_gen_files.editor import FilesEditor
 
 from .errors import DumpError
+from .gcpause import paused_gc
 from .render.large import PLACEHOLDER_PATTERN
 from .scenario import Scenario, find_scenarios
 from .site import GeneratedPage, scenario_pages
@@ -91,7 +92,8 @@ class IptablesLensPlugin(BasePlugin[IptablesLensConfig]):
         deferred = self.deferred.get(page.file.src_uri)
         if deferred:
             # One pass over the page, whatever the number of tables it holds.
-            output = PLACEHOLDER_PATTERN.sub(lambda m: deferred[m.group(1)](), output)
+            with paused_gc():
+                output = PLACEHOLDER_PATTERN.sub(lambda m: deferred[m.group(1)](), output)
         return output
 
     def on_serve(self, server, config, builder):

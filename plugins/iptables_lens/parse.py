@@ -12,7 +12,6 @@ option after it). Every problem raises `DumpError` with the line and column of t
 
 from __future__ import annotations
 
-import gc
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Literal
 
 from . import xtables
 from .errors import DumpError
+from .gcpause import paused_gc
 from .model import BUILTIN_CHAINS, Chain, Counters, Criterion, Dump, Match, Option, Rule, Table, Target
 
 MAX_LINE_BYTES = 1 << 20
@@ -687,17 +687,12 @@ def parse(text: str | bytes, source: str = "<string>") -> Dump:
     line = ""
     # The model is acyclic, so the cycle collector has nothing to find; left on, it rescans the growing
     # heap again and again while a big dump is read, which costs about a third of the parse.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         for lineno, line in enumerate(lines, 1):
             if len(line) > MAX_LINE_BYTES // 4 and len(line.encode()) > MAX_LINE_BYTES:
                 raise DumpError(source, lineno, 1, "line is longer than 1 MiB", line[:80])
             parser.feed(lineno, line)
         return parser.finish(lineno, line)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def parse_file(path: str | Path, source: str | None = None) -> Dump:

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .gcpause import paused_gc
 from .lab.run import recording_path
 from .model import Dump
 from .render.large import ChainLocator, is_large, large_dump_pages
@@ -44,6 +45,12 @@ class GeneratedPage:
 def scenario_pages(scenario: Scenario, root: str = "scenarios", use_directory_urls: bool = True,
                    repo_root: Path | None = None) -> list[GeneratedPage]:
     """The overview, a page per node that has dumps, and a page per flow."""
+    with paused_gc():
+        return _scenario_pages(scenario, root, use_directory_urls, repo_root)
+
+
+def _scenario_pages(scenario: Scenario, root: str, use_directory_urls: bool, repo_root: Path | None
+                    ) -> list[GeneratedPage]:
     paths = SitePaths(scenario.name, root, use_directory_urls)
     meta = scenario.meta
     folder = os.path.relpath(scenario.folder, repo_root or Path.cwd())

@@ -19,6 +19,7 @@ import ipaddress
 from pathlib import Path
 
 from .errors import DumpError, DumpErrors
+from .gcpause import paused_gc
 from .kube import HASHED_FAMILIES, decode_chain, endpoint_chain, service_chain
 from .model import Dump
 from .scenario import METADATA_FILE, Scenario, ScenarioMeta, _key_path, _read_metadata, _yaml_position
@@ -60,6 +61,11 @@ def load_checked(folder: str | Path) -> Scenario:
 
 
 def _validate(folder: Path, kernel: bool) -> tuple[list[DumpError], ScenarioMeta | None, dict[str, Dump]]:
+    with paused_gc():
+        return _validate_paused(folder, kernel)
+
+
+def _validate_paused(folder: Path, kernel: bool) -> tuple[list[DumpError], ScenarioMeta | None, dict[str, Dump]]:
     meta_path = folder / METADATA_FILE
     try:
         meta, root, lines = _read_metadata(meta_path)

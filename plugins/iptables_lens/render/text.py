@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from ..diff import DumpDiff
 from ..explain import explain_chain
 from ..fmt import format_rule
-from ..kube import service_of_comment
+from ..gcpause import paused_gc
+from ..kube import family, service_of_comment
 from ..model import Chain, Dump, Table
 from ..trace.packet import Outcome, Trace
 
@@ -76,6 +77,11 @@ class ChainView:
 def explain_views(dump: Dump, service: str | None = None, chain: str | None = None) -> list[ChainView]:
     """The chains to show, each with its explained rules. With `service`, only what concerns it, in the order
     a packet meets it; with `chain`, only chains of that name."""
+    with paused_gc():
+        return _explain_views(dump, service, chain)
+
+
+def _explain_views(dump: Dump, service: str | None, chain: str | None) -> list[ChainView]:
     if service is not None:
         selected = service_path(dump, service)
     else:
@@ -154,8 +160,17 @@ def _names(comment: str | None, service: str) -> bool:
 
 
 def _owned_by(chain: Chain, service: str) -> bool:
-    return chain.name.count("-") >= 2 and chain.name.startswith("KUBE-") and any(_names(r.comment, service)
-                                                                                for r in chain.rules)
+    """Whether a per-Service chain belongs to `service`: its first commented rule names it."""
+    if family(chain.name) not in _PER_SERVICE:
+        return False
+    for rule in chain.rules:
+        comment = rule.comment
+        if comment:
+            return _names(comment, service)
+    return False
+
+
+_PER_SERVICE = frozenset({"KUBE-SVC", "KUBE-SVL", "KUBE-EXT", "KUBE-FW", "KUBE-SEP"})
 
 
 def _leads_to(table: Table, start: str, owned: set[str], depth: int = 0) -> bool:
