@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..diff import DumpDiff
-from ..explain import explain_chain
+from ..explain import explain_rule
 from ..fmt import format_rule
 from ..gcpause import paused_gc
-from ..kube import family, service_of_comment
+from ..kube import decode_chain, describe_family, family, service_of_comment
 from ..model import Chain, Dump, Table
 from ..trace.packet import Outcome, Trace
 
@@ -88,19 +88,21 @@ def _explain_views(dump: Dump, service: str | None, chain: str | None) -> list[C
         selected = [(t, c, None) for t in dump.tables for c in t.chains if chain is None or c.name == chain]
     views = []
     for table, ch, only in selected:
-        explained = explain_chain(ch, table)
+        kind = family(ch.name)
         rules = []
-        for rule, meaning in zip(ch.rules, explained.rules, strict=True):
+        # Only the rules shown are explained: for one Service, two rules of a 10,000-rule KUBE-SERVICES.
+        for rule in ch.rules:
             if only is not None and rule.position not in only:
                 continue
+            meaning = explain_rule(rule, table)
             rules.append(RuleView(rule.position, rule.line, format_rule(rule), meaning.summary, meaning.conditions,
                                   meaning.action, meaning.comment, meaning.service))
-        decoded = explained.decoded
+        decoded = decode_chain(table, ch.name)
         name_explained = None
         if decoded is not None:
             name_explained = decoded.explanation + (": it verifies" if decoded.verified else "")
-        views.append(ChainView(table.name, ch.name, ch.builtin, ch.policy, explained.family,
-                               explained.family_description, name_explained, tuple(rules)))
+        views.append(ChainView(table.name, ch.name, ch.builtin, ch.policy, kind,
+                               describe_family(kind, table.name) if kind else None, name_explained, tuple(rules)))
     return views
 
 
@@ -175,8 +177,8 @@ _PER_SERVICE = frozenset({"KUBE-SVC", "KUBE-SVL", "KUBE-EXT", "KUBE-FW", "KUBE-S
 
 def _leads_to(table: Table, start: str, owned: set[str], depth: int = 0) -> bool:
     """Whether a chain (KUBE-SERVICES, KUBE-NODEPORTS...) has a rule that reaches one of `owned`."""
-    if depth > 4:
-        return False
+    if depth > 4 or (start not in owned and family(start) in _PER_SERVICE):
+        return False  # another Service's own chain
     for rule in table.chain(start).rules:
         target = rule.target
         if target is None or not table.has_chain(target.name):
