@@ -1,6 +1,7 @@
 """pytest set-up for the whole repository.
 
-- Every page under docs/ is a test file: sybil runs its examples (see tests/doc_examples.py).
+- Every page under docs/ is a test file: sybil runs its examples (see tests/doc_examples.py). So is every
+  generated page that `nox -s docs` writes to build/generated-docs/ (the plugin's `examples_dir`).
 - With CI=true, a skipped test fails: in CI every prerequisite is installed, so a skip means a
   check silently did not run.
 """
@@ -13,7 +14,9 @@ import pytest
 
 from tests.doc_examples import page_examples
 
-pytest_collect_file = page_examples("docs", ["*.md"]).pytest()
+GENERATED_PAGES = "build/generated-docs"
+
+pytest_collect_file = (page_examples("docs", ["*.md"]) + page_examples(GENERATED_PAGES, ["*.md"])).pytest()
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

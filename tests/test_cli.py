@@ -71,3 +71,37 @@ def test_fmt_canonicalises_restore_input():
     text = b'*filter\n:INPUT ACCEPT [0:0]\n-A INPUT --protocol tcp --source 10.0.0.1 -m comment --comment plain -j ACCEPT\nCOMMIT\n'
     proc = run("fmt", "-", stdin=text)
     assert proc.stdout.decode().splitlines()[4] == "-A INPUT -s 10.0.0.1 -p tcp -m comment --comment plain -j ACCEPT"
+
+
+def test_trace_json_follows_the_documented_contract():
+    import json
+
+    proc = run("trace", str(SEED_DUMPS[0]), "--src", "172.20.0.100", "--dst", "172.20.0.2", "--dport", "30080",
+               "--local-ip", "172.20.0.2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["origin"] == "external"
+    outcomes = data["outcomes"]
+    assert sorted((o["probability"], o["dnat"]) for o in outcomes) == [("1/2", "10.244.1.2:80"), ("1/2", "10.244.2.2:80")]
+    for outcome in outcomes:
+        assert outcome["verdict"] == "ACCEPT" and outcome["masquerade"] is True and outcome["snat"] == "172.20.0.2"
+        for step in outcome["path"]:
+            assert set(step) == {"hook", "table", "chain", "rule", "line", "action"}
+            assert step["hook"] in {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
+        policy_steps = [s for s in outcome["path"] if s["action"].startswith("policy")]
+        assert policy_steps and all(s["rule"] is None for s in policy_steps)
+
+
+def test_trace_origin_defaults_to_local_when_the_source_is_a_local_ip():
+    import json
+
+    proc = run("trace", str(SEED_DUMPS[0]), "--src", "172.20.0.2", "--dst", "172.20.0.2", "--dport", "30080",
+               "--local-ip", "172.20.0.2", "--json")
+    data = json.loads(proc.stdout)
+    assert data["origin"] == "local"
+    assert all(o["path"][0]["hook"] == "OUTPUT" for o in data["outcomes"])
+
+
+def test_trace_rejects_a_bad_address_as_a_usage_error():
+    proc = run("trace", str(SEED_DUMPS[0]), "--src", "300.1.1.1", "--dst", "172.20.0.2", "--dport", "80")
+    assert proc.returncode == 2 and b"not an IPv4 address" in proc.stderr

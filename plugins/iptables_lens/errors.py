@@ -32,3 +32,19 @@ class DumpError(ValueError):
 
     def __reduce__(self):  # keeps the error picklable (pytest-xdist, multiprocessing)
         return (type(self), (self.source, self.line, self.column, self.message, self.text))
+
+
+class DumpErrors(DumpError):
+    """Several mistakes found at once (a validation lists them all); behaves as the first for position."""
+
+    def __init__(self, problems: list[DumpError]):
+        assert problems, "DumpErrors needs at least one problem"
+        self.problems = problems
+        first = problems[0]
+        super().__init__(first.source, first.line, first.column, first.message, first.text)
+
+    def __str__(self) -> str:
+        return "\n".join(DumpError.__str__(p) for p in self.problems)
+
+    def __reduce__(self):
+        return (type(self), (self.problems,))

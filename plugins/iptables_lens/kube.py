@@ -44,12 +44,12 @@ FIXED_FAMILIES: dict[str, str] = {
     "KUBE-MARK-MASQ": "marks a packet so KUBE-POSTROUTING masquerades it",
     "KUBE-MARK-DROP": "marks a packet to be dropped (older kube-proxy versions)",
     "KUBE-FORWARD": "accepts forwarded Service traffic and drops invalid packets",
-    "KUBE-FIREWALL": "drops packets from outside to 127.0.0.0/8 (kubelet)",
+    "KUBE-FIREWALL": "drops packets from elsewhere to 127.0.0.0/8 that belong to no connection",
     "KUBE-PROXY-FIREWALL": "load balancer source ranges",
     "KUBE-EXTERNAL-SERVICES": "rejects external traffic to Services with no endpoints",
     "KUBE-PROXY-CANARY": "empty chain kube-proxy watches to notice a flushed table",
     "KUBE-KUBELET-CANARY": "empty chain the kubelet watches to notice a flushed table",
-    "KUBE-IPTABLES-HINT": "tells other tools which iptables back end kube-proxy uses",
+    "KUBE-IPTABLES-HINT": "the kubelet's sign to tools in containers of which iptables back end the node uses",
 }
 
 # Per-Service chain prefixes, with what each is for.
@@ -74,7 +74,17 @@ def family(chain: str) -> str | None:
     return None
 
 
-def describe_family(name: str) -> str:
+# Chains that have one name in two tables and a different job in each.
+_FILTER_FAMILIES: dict[str, str] = {
+    "KUBE-SERVICES": "rejects traffic to Services that have no endpoints",
+    "KUBE-NODEPORTS": "accepts traffic to health check node ports",
+}
+
+
+def describe_family(name: str, table: str = "nat") -> str:
+    """What a chain family is for, in the table the chain is in."""
+    if table == "filter" and name in _FILTER_FAMILIES:
+        return _FILTER_FAMILIES[name]
     return FIXED_FAMILIES.get(name) or HASHED_FAMILIES.get(name, "")
 
 
@@ -119,13 +129,25 @@ def _protocol_of(rules: tuple[Rule, ...]) -> list[str]:
 
 
 def decode_chain(table: Table, chain: str) -> ChainName | None:
-    """Decode a hashed kube-proxy chain name by recomputing its hash from the rules' comments."""
+    """Decode a hashed kube-proxy chain name by recomputing its hash from the rules' comments.
+
+    The chain's own comments name its Service almost always; only when they do not are the comments of the
+    rules that jump to it read too (which means a scan of the table, so it is the second resort).
+    """
     m = _HASHED.match(chain)
     if not m or not table.has_chain(chain):
         return None
-    prefix = m.group(1)
     rules = table.chain(chain).rules
-    comments = [r.comment for r in rules] + [r.comment for r in table.rules if r.target and r.target.name == chain]
+    own = [r.comment for r in rules]
+    found = _decode_from(m.group(1), chain, rules, own)
+    if found.verified:
+        return found
+    jumpers = [r.comment for r in table.rules if r.target and r.target.name == chain]
+    again = _decode_from(m.group(1), chain, rules, own + jumpers)
+    return again if again.verified or again.service_port else found
+
+
+def _decode_from(prefix: str, chain: str, rules: tuple[Rule, ...], comments: list[str | None]) -> ChainName:
     candidates = list(dict.fromkeys(s for s in map(service_of_comment, comments) if s))
     protocols = _protocol_of(rules)
     if prefix == "KUBE-SEP":

@@ -17,7 +17,6 @@ parser, so that it gives the same model and the same errors.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import itertools
 import operator
 import re
@@ -27,6 +26,7 @@ from typing import Any, Literal
 
 from . import xtables
 from .errors import DumpError
+from .gcpause import paused_gc
 from .model import BUILTIN_CHAINS, Chain, Counters, Criterion, Dump, Match, Option, Rule, Table, Target
 
 MAX_LINE_BYTES = 1 << 20
@@ -976,13 +976,8 @@ def parse(text: str | bytes, source: str = "<string>") -> Dump:
         lines.pop()
     # The model is acyclic, so the cycle collector has nothing to find; left on, it rescans the growing
     # heap again and again while a big dump is read, which costs about a third of the parse.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         return _Parser(source).run(lines)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def parse_file(path: str | Path, source: str | None = None) -> Dump:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import ipaddress
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import DumpError
+from .errors import DumpError, DumpErrors
 from .model import Dump
 from .parse import parse_file
 
@@ -45,6 +45,8 @@ class Cluster(_Strict):
     iptables_version: str
     proxy_mode: Literal["iptables"] = "iptables"
     underlay_cidr: Network
+    underlay_gateway: IPv4 | None = None
+    """An address on the underlay that is no node (kind: the Docker network's gateway), if dumps name it."""
     pod_cidr: Network
 
 
@@ -53,6 +55,12 @@ class Node(_Strict):
     role: Literal["control-plane", "worker"]
     address: IPv4
     pod_cidr: Network
+    pod_gateway: IPv4 | None = None
+    """The address the host side of each pod's veth holds; kind's CNI uses the first of the pod range."""
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        return self.pod_gateway or self.pod_cidr.network_address + 1
 
 
 class Pod(_Strict):
@@ -142,16 +150,43 @@ class ScenarioMeta(_Strict):
     flows: tuple[Flow, ...] = ()
 
     @model_validator(mode="after")
-    def _names_refer_to_nodes(self) -> ScenarioMeta:
+    def _facts_agree(self) -> ScenarioMeta:
         names = {n.name for n in self.nodes}
         for kind, items in (("pods", self.pods), ("dumps", self.dumps), ("flows", self.flows)):
             for item in items:
                 if item.node not in names:
                     raise ValueError(f"{kind}: node {item.node!r} is not one of the nodes ({', '.join(sorted(names))})")
+        for node in self.nodes:
+            if node.address not in self.cluster.underlay_cidr:
+                raise ValueError(f"nodes: {node.name}'s address {node.address} is outside the underlay "
+                                 f"{self.cluster.underlay_cidr}")
+            if not node.pod_cidr.subnet_of(self.cluster.pod_cidr):
+                raise ValueError(f"nodes: {node.name}'s pod range {node.pod_cidr} is outside the pod network "
+                                 f"{self.cluster.pod_cidr}")
+        for pod in self.pods:
+            if pod.address not in self.node(pod.node).pod_cidr:
+                raise ValueError(f"pods: {pod.name} at {pod.address} is outside {pod.node}'s pod range "
+                                 f"{self.node(pod.node).pod_cidr}")
+        for service in self.services:
+            for endpoint in service.endpoints:
+                if endpoint.node is not None and endpoint.node not in names:
+                    raise ValueError(f"services: endpoint {endpoint.address} names node {endpoint.node!r}, "
+                                     f"which is not one of the nodes")
+        files = [d.file for d in self.dumps]
+        if len(set(files)) != len(files):
+            raise ValueError("dumps: a file is listed twice")
         return self
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
+
+
+def metadata_json_schema() -> dict:
+    """The JSON Schema of scenario.yaml, for editors that validate YAML as it is typed."""
+    schema = ScenarioMeta.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "iptables-lens scenario.yaml"
+    return schema
 
 
 def _yaml_position(root: yaml.Node | None, loc: tuple[int | str, ...]) -> tuple[int, int]:
@@ -208,16 +243,25 @@ def _read_metadata(path: Path) -> tuple[ScenarioMeta, yaml.Node | None, list[str
         return ScenarioMeta.model_validate(data), root, lines
     except ValidationError as exc:
         problems = []
-        first = None
         for err in exc.errors():
-            line, col = _yaml_position(root, tuple(err["loc"]))
-            first = first or (line, col)
-            problems.append(f"{source}:{line}:{col}: {_key_path(tuple(err['loc']))}: {err['msg']}")
-        line, col = first or (1, 1)
-        message = problems[0].split(": ", 1)[1] if len(problems) == 1 else (
-            f"{len(problems)} problems:\n" + "\n".join(problems)
-        )
-        raise DumpError(source, line, col, message, lines[line - 1] if 0 < line <= len(lines) else None) from None
+            loc = tuple(err["loc"])
+            line, col = _yaml_position(root, loc)
+            problems.append(DumpError(source, line, col, f"{_key_path(loc)}: {_pydantic_message(err)}",
+                                      lines[line - 1] if 0 < line <= len(lines) else None))
+        raise DumpErrors(problems) from None
+
+
+def _pydantic_message(err: Any) -> str:
+    """Pydantic's message, with what was found, in the words a person editing YAML needs."""
+    message = err["msg"]
+    if err["type"] == "extra_forbidden":
+        return "unknown key (check its spelling against the schema)"
+    if err["type"] == "missing":
+        return "required key is missing"
+    found = err.get("input")
+    if found is not None and not isinstance(found, (dict, list)):
+        message += f" (found {found!r})"
+    return message
 
 
 class Scenario:

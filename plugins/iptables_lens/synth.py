@@ -1,8 +1,23 @@
-"""Synthetic kube-proxy (v1.29, iptables mode) dumps of any size, for benchmarks and scale tests.
+"""Synthetic kube-proxy (v1.29, iptables mode) dumps of any size, for benchmarks, scale tests and scenarios.
 
-The output has the layout iptables-save prints after kube-proxy wrote it: the same fixed chains as the seed
-scenario's nodes, and per Service port the same chain families, hashed names, comments, probabilities and
-rule order. Node ports start at 30000 and, past 32767, use a widened range (as a cluster with
+The output is what `iptables-save` prints on a node after kube-proxy wrote its rules: the fixed chains of
+the seed scenario's nodes, and per Service port the chain families, hashed names, comments, probabilities
+and rule order that `syncProxyRules` in kube-proxy v1.29's pkg/proxy/iptables/proxier.go writes, in the
+form iptables-save prints them back (builtin chains first, then user chains sorted by name; a chain's
+rules in the order kube-proxy wrote them).
+
+Three entry points:
+
+- `synth_cluster(spec)`: one node's dump for a `ClusterSpec` listing Services of any kind (ClusterIP,
+  NodePort, LoadBalancer with or without source ranges, external IPs, `externalTrafficPolicy: Local`,
+  `sessionAffinity: ClientIP`, no endpoints) and their endpoints, each on a named node.
+- `synth_mixed(n, endpoints, seed)`: a seeded mix of all those kinds, for scale tests.
+- `synth_dump(services, endpoints)`: the original NodePort-only generator the benchmarks use, kept byte
+  for byte. Unlike kube-proxy it keeps its comments past 1,000 endpoints (see
+  `ClusterSpec.large_cluster_mode`) and orders endpoints numerically; `synth_cluster(nodeport_spec(...))`
+  does both as kube-proxy does.
+
+Node ports start at 30000 and, past 32767, use a widened range (as a cluster with
 `--service-node-port-range=30000-40000` would), since 10,000 NodePort Services do not fit the default range.
 
 >>> text = synth_dump(services=1, endpoints=2)
@@ -11,6 +26,11 @@ True
 """
 
 from __future__ import annotations
+
+import ipaddress
+import random
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from .kube import endpoint_chain, service_chain
 
@@ -146,3 +166,530 @@ def synth_dump(services: int, endpoints: int = 5, namespace: str = "bench") -> s
     for table in (_MANGLE, _FILTER, "\n".join(nat)):
         parts += [HEADER, table, FOOTER]
     return "\n".join(parts) + "\n"
+
+
+# -- synth_cluster: any mix of Service kinds, as kube-proxy v1.29's syncProxyRules writes them ----------
+
+Protocol = Literal["TCP", "UDP", "SCTP"]
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+TrafficPolicy = Literal["Cluster", "Local"]
+Affinity = Literal["None", "ClientIP"]
+
+DEFAULT_AFFINITY_SECONDS = 10800  # v1.DefaultClientIPServiceAffinitySeconds
+LARGE_CLUSTER_ENDPOINTS = 1000  # largeClusterEndpointsThreshold in proxier.go
+
+
+@dataclass(frozen=True)
+class Port:
+    """One Service port. `name` is the port's name ("" for an unnamed port, as in the seed's Service)."""
+
+    port: int = 80
+    target_port: int = 8080
+    protocol: Protocol = "TCP"
+    name: str = ""
+    node_port: int | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A ready endpoint: a pod's address (each Service port's `target_port` on it) and the node it runs on."""
+
+    address: str
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A Service as kube-proxy sees it.
+
+    A LoadBalancer Service's `load_balancer_ips` are its status ingress IPs; kube-proxy v1.29 writes a
+    KUBE-FW chain for it only when `load_balancer_source_ranges` is set too.
+    """
+
+    namespace: str
+    name: str
+    cluster_ip: str
+    ports: tuple[Port, ...] = (Port(),)
+    endpoints: tuple[Endpoint, ...] = ()
+    type: ServiceType = "ClusterIP"
+    external_traffic_policy: TrafficPolicy = "Cluster"
+    internal_traffic_policy: TrafficPolicy = "Cluster"
+    session_affinity: Affinity = "None"
+    affinity_seconds: int = DEFAULT_AFFINITY_SECONDS
+    load_balancer_ips: tuple[str, ...] = ()
+    load_balancer_source_ranges: tuple[str, ...] = ()
+    external_ips: tuple[str, ...] = ()
+    health_check_node_port: int | None = None
+
+    def __post_init__(self) -> None:
+        for port in self.ports:
+            if self.type == "ClusterIP" and port.node_port is not None:
+                raise ValueError(f"{self.key}: a ClusterIP Service has no node ports")
+            if self.type != "ClusterIP" and port.node_port is None:
+                raise ValueError(f"{self.key}: a {self.type} Service needs a node port on each port")
+        if self.load_balancer_ips and self.type != "LoadBalancer":
+            raise ValueError(f"{self.key}: only a LoadBalancer Service has load balancer IPs")
+        if self.external_traffic_policy == "Local" and self.type == "ClusterIP" and not self.external_ips:
+            raise ValueError(f"{self.key}: externalTrafficPolicy applies to NodePort and LoadBalancer Services")
+        names = [p.name for p in self.ports]
+        if len(names) > 1 and (len(set(names)) != len(names) or not all(names)):
+            raise ValueError(f"{self.key}: the ports of a multi-port Service need distinct names")
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def port_name(self, port: Port) -> str:
+        """kube-proxy's ServicePortName string: `namespace/name`, plus `:port` for a named port."""
+        return f"{self.key}:{port.name}" if port.name else self.key
+
+
+@dataclass(frozen=True)
+class KindNode:
+    """The chains a kind node has besides kube-proxy's: Docker's embedded DNS (DNAT to 127.0.0.11 on two
+    random ports, fixed here) and kind's masquerade agent."""
+
+    gateway: str = "172.20.0.1"
+    dns_tcp_port: int = 39649
+    dns_udp_port: int = 59039
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Everything one node's dump depends on: the Services, which node it is (endpoints on `node` are
+    local), the node's IP (for load balancer source ranges), the cluster's pod CIDR (kube-proxy's local
+    traffic detector, `--cluster-cidr`), and whether it is a kind node.
+
+    `large_cluster_mode`: None decides as kube-proxy does (more than 1,000 endpoints in all: the
+    endpoint chains and the rules jumping to them lose their comments); True or False forces it.
+    """
+
+    services: tuple[ServiceSpec, ...]
+    node: str = "node-0"
+    node_ip: str = "172.20.0.2"
+    pod_cidr: str = POD_CIDR
+    kind: KindNode | None = None
+    large_cluster_mode: bool | None = None
+
+
+class _Table:
+    """One table's chains as iptables-save prints them: builtin chains in the kernel's order, then user
+    chains sorted by name; each chain's rules in the order they were written."""
+
+    def __init__(self, name: str, builtin: tuple[str, ...], chains: tuple[str, ...]):
+        self.name = name
+        self.builtin = builtin
+        self.rules: dict[str, list[str]] = {c: [] for c in builtin + chains}
+
+    def chain(self, name: str) -> None:
+        self.rules.setdefault(name, [])
+
+    def add(self, chain: str, rule: str) -> None:
+        self.rules[chain].append(f"-A {chain} {rule}")
+
+    def text(self) -> str:
+        users = sorted(c for c in self.rules if c not in self.builtin)
+        lines = [f"*{self.name}"]
+        lines += [f":{c} ACCEPT [0:0]" for c in self.builtin]
+        lines += [f":{c} - [0:0]" for c in users]
+        for c in self.builtin + tuple(users):
+            lines += self.rules[c]
+        lines.append("COMMIT")
+        return "\n".join(lines)
+
+
+def _comment(text: str) -> str:
+    return f'-m comment --comment "{text}"'
+
+
+def _verdict(target: str) -> str:
+    # iptables-save prints REJECT's default reply.
+    return "REJECT --reject-with icmp-port-unreachable" if target == "REJECT" else target
+
+
+def _port_match(protocol: str, dport: int, between: str) -> str:
+    """`-p P BETWEEN -m P --dport N`: iptables-save prints `-p` with the addresses, then the matches in the
+    order they were given (kube-proxy gives the comment first, then `-m P`)."""
+    return f"-p {protocol} {between} -m {protocol} --dport {dport}"
+
+
+def _dest(ip: str) -> str:
+    return f"-d {ip}/32"
+
+
+def _filter_table() -> _Table:
+    table = _Table("filter", ("INPUT", "FORWARD", "OUTPUT"), (
+        "KUBE-EXTERNAL-SERVICES", "KUBE-FIREWALL", "KUBE-FORWARD", "KUBE-KUBELET-CANARY", "KUBE-NODEPORTS",
+        "KUBE-PROXY-CANARY", "KUBE-PROXY-FIREWALL", "KUBE-SERVICES"))
+    # The jumps kube-proxy and the kubelet ensure (EnsureRule), in the order they end up in on a kind node.
+    for line in _FILTER.splitlines():
+        if line.startswith("-A ") and line.split()[1] in ("INPUT", "FORWARD", "OUTPUT"):
+            table.rules[line.split()[1]].append(line)
+    return table
+
+
+def _filter_tail(table: _Table) -> None:
+    """The rules syncProxyRules writes after all Services (KUBE-FORWARD), and KUBE-FIREWALL's."""
+    for line in _FILTER.splitlines():
+        if line.startswith(("-A KUBE-FIREWALL ", "-A KUBE-FORWARD ")):
+            table.rules[line.split()[1]].append(line)
+
+
+def _nat_table(spec: ClusterSpec) -> _Table:
+    table = _Table("nat", ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"), tuple(_NAT_FIXED_CHAINS))
+    for line in _NAT_HEAD_RULES.splitlines():
+        table.rules[line.split()[1]].append(line)
+    table.rules["KUBE-MARK-MASQ"].append(_MARK_MASQ_RULES)
+    table.rules["KUBE-POSTROUTING"] += _POSTROUTING_RULES.splitlines()
+    kind = spec.kind
+    if kind is not None:
+        gw, tcp, udp = kind.gateway, kind.dns_tcp_port, kind.dns_udp_port
+        for chain in ("DOCKER_OUTPUT", "DOCKER_POSTROUTING", "KIND-MASQ-AGENT"):
+            table.chain(chain)
+        table.add("PREROUTING", f"-d {gw}/32 -j DOCKER_OUTPUT")
+        table.add("OUTPUT", f"-d {gw}/32 -j DOCKER_OUTPUT")
+        table.add("POSTROUTING", f"-d {gw}/32 -j DOCKER_POSTROUTING")
+        table.add("POSTROUTING", "-m addrtype ! --dst-type LOCAL " + _comment(
+            "kind-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our custom "
+            "KIND-MASQ-AGENT chain") + " -j KIND-MASQ-AGENT")
+        table.add("DOCKER_OUTPUT", f"-d {gw}/32 -p tcp -m tcp --dport 53 -j DNAT --to-destination 127.0.0.11:{tcp}")
+        table.add("DOCKER_OUTPUT", f"-d {gw}/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.11:{udp}")
+        table.add("DOCKER_POSTROUTING", f"-s 127.0.0.11/32 -p tcp -m tcp --sport {tcp} -j SNAT --to-source {gw}:53")
+        table.add("DOCKER_POSTROUTING", f"-s 127.0.0.11/32 -p udp -m udp --sport {udp} -j SNAT --to-source {gw}:53")
+        table.add("KIND-MASQ-AGENT", f"-d {spec.pod_cidr} "
+                  + _comment("kind-masq-agent: local traffic is not subject to MASQUERADE") + " -j RETURN")
+        table.add("KIND-MASQ-AGENT", _comment(
+            "kind-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)") + " -j MASQUERADE")
+    return table
+
+
+def is_large_cluster(spec: ClusterSpec) -> bool:
+    """Whether kube-proxy would drop the per-endpoint comments: more than 1,000 endpoints over all Service
+    ports (`proxier.largeClusterMode`), unless the spec forces it one way."""
+    if spec.large_cluster_mode is not None:
+        return spec.large_cluster_mode
+    total = sum(len(s.endpoints) * len(s.ports) for s in spec.services)
+    return total > LARGE_CLUSTER_ENDPOINTS
+
+
+def synth_cluster(spec: ClusterSpec) -> str:
+    """iptables-save text (mangle, filter, nat) for `spec.node` after kube-proxy v1.29 synced `spec`.
+
+    Services come in the spec's order; kube-proxy walks a Go map, so on a real node the order of the
+    Services' rules within KUBE-SERVICES, KUBE-NODEPORTS and the filter chains changes from sync to sync.
+
+    >>> web = ServiceSpec("default", "web", "10.96.0.50", ports=(Port(80, 8080),),
+    ...                   endpoints=(Endpoint("10.244.1.2", "node-1"),))
+    >>> text = synth_cluster(ClusterSpec((web,), node="node-1"))
+    >>> print(next(line for line in text.splitlines() if "-j DNAT" in line))
+    -A KUBE-SEP-PXJ2U7QYT2QW5545 -p tcp -m comment --comment "default/web" -m tcp -j DNAT --to-destination 10.244.1.2:8080
+    """
+    nat = _nat_table(spec)
+    filter_ = _filter_table()
+    large = is_large_cluster(spec)
+    for service in spec.services:
+        for port in service.ports:
+            _write_service_port(nat, filter_, spec, service, port, large)
+    # Finally, tail-call to the nodePorts chain (nodePortAddresses matches all, localhost node ports on).
+    nat.rules["KUBE-SERVICES"].append(_SERVICES_LAST)
+    _filter_tail(filter_)
+    parts = []
+    for table in (_MANGLE, filter_.text(), nat.text()):
+        parts += [HEADER, table, FOOTER]
+    return "\n".join(parts) + "\n"
+
+
+def _write_service_port(nat: _Table, filter_: _Table, spec: ClusterSpec, svc: ServiceSpec, port: Port,
+                        large: bool) -> None:
+    """The rules syncProxyRules writes for one Service port, in its order."""
+    protocol = port.protocol.lower()
+    name = svc.port_name(port)
+    cluster_policy_chain = service_chain("KUBE-SVC", name, protocol)
+    local_policy_chain = service_chain("KUBE-SVL", name, protocol)
+    fw_chain = service_chain("KUBE-FW", name, protocol)
+    external_chain = service_chain("KUBE-EXT", name, protocol)
+
+    # proxy.CategorizeEndpoints, with every endpoint ready and no topology hints. Endpoints come sorted
+    # by their "ip:port" string (endpointslicecache's byEndpoint).
+    endpoints = sorted(svc.endpoints, key=lambda e: f"{e.address}:{port.target_port}")
+    externally_accessible = bool(port.node_port or svc.load_balancer_ips or svc.external_ips)
+    external_policy_local = externally_accessible and svc.external_traffic_policy == "Local"
+    internal_policy_local = svc.internal_traffic_policy == "Local"
+    # Even with both policies Local, external traffic needs the cluster endpoints for the short circuit.
+    uses_cluster_endpoints = not internal_policy_local or externally_accessible
+    uses_local_endpoints = internal_policy_local or external_policy_local
+    cluster_endpoints = endpoints if uses_cluster_endpoints else []
+    local_endpoints = [e for e in endpoints if e.node == spec.node] if uses_local_endpoints else []
+    reachable = cluster_endpoints if uses_cluster_endpoints else local_endpoints
+    has_endpoints = bool(endpoints)
+
+    uses_cluster_policy_chain = bool(cluster_endpoints) and uses_cluster_endpoints
+    uses_local_policy_chain = bool(local_endpoints) and uses_local_endpoints
+    internal_chain = cluster_policy_chain
+    has_internal_endpoints = has_endpoints
+    if internal_policy_local:
+        internal_chain = local_policy_chain
+        has_internal_endpoints = bool(local_endpoints)
+    external_policy_chain = cluster_policy_chain
+    has_external_endpoints = has_endpoints
+    if external_policy_local:
+        external_policy_chain = local_policy_chain
+        has_external_endpoints = bool(local_endpoints)
+    uses_external_chain = has_endpoints and externally_accessible
+    lb_chain = external_chain
+    uses_fw_chain = has_endpoints and bool(svc.load_balancer_ips) and bool(svc.load_balancer_source_ranges)
+    if uses_fw_chain:
+        lb_chain = fw_chain
+
+    internal_filter = external_filter = ""
+    internal_filter_comment = external_filter_comment = ""
+    if not has_endpoints:
+        internal_filter = external_filter = "REJECT"
+        internal_filter_comment = external_filter_comment = f"{name} has no endpoints"
+    else:
+        if not has_internal_endpoints:
+            internal_filter, internal_filter_comment = "DROP", f"{name} has no local endpoints"
+        if not has_external_endpoints:
+            external_filter, external_filter_comment = "DROP", f"{name} has no local endpoints"
+
+    def to(address: str, comment: str, dport: int) -> str:
+        return f"{_dest(address)} {_port_match(protocol, dport, _comment(comment))}"
+
+    # Capture the cluster IP.
+    if has_internal_endpoints:
+        nat.add("KUBE-SERVICES", f"{to(svc.cluster_ip, f'{name} cluster IP', port.port)} -j {internal_chain}")
+    else:
+        filter_.add("KUBE-SERVICES", f"{to(svc.cluster_ip, internal_filter_comment, port.port)} "
+                                     f"-j {_verdict(internal_filter)}")
+    # Capture external IPs.
+    for ip in svc.external_ips:
+        if has_endpoints:
+            nat.add("KUBE-SERVICES", f"{to(ip, f'{name} external IP', port.port)} -j {external_chain}")
+        if not has_external_endpoints:
+            filter_.add("KUBE-EXTERNAL-SERVICES", f"{to(ip, external_filter_comment, port.port)} "
+                                                  f"-j {_verdict(external_filter)}")
+    # Capture load balancer ingress.
+    for ip in svc.load_balancer_ips:
+        if has_endpoints:
+            nat.add("KUBE-SERVICES", f"{to(ip, f'{name} loadbalancer IP', port.port)} -j {lb_chain}")
+        if uses_fw_chain:
+            filter_.add("KUBE-PROXY-FIREWALL", f"{to(ip, f'{name} traffic not accepted by {fw_chain}', port.port)} "
+                                               "-j DROP")
+    if not has_external_endpoints:
+        for ip in svc.load_balancer_ips:
+            filter_.add("KUBE-EXTERNAL-SERVICES", f"{to(ip, external_filter_comment, port.port)} "
+                                                  f"-j {_verdict(external_filter)}")
+    # Capture node ports.
+    if port.node_port is not None:
+        if has_endpoints:
+            nat.add("KUBE-NODEPORTS", f"{_port_match(protocol, port.node_port, _comment(name))} -j {external_chain}")
+        if not has_external_endpoints:
+            local = _comment(external_filter_comment) + " -m addrtype --dst-type LOCAL"
+            filter_.add("KUBE-EXTERNAL-SERVICES", f"{_port_match(protocol, port.node_port, local)} "
+                                                  f"-j {_verdict(external_filter)}")
+    # Capture the health check node port (no matter whether the node has local endpoints).
+    if svc.health_check_node_port is not None:
+        check = _comment(f"{name} health check node port")
+        filter_.add("KUBE-NODEPORTS", f"{_port_match('tcp', svc.health_check_node_port, check)} -j ACCEPT")
+
+    # Internal traffic: masquerade off-cluster traffic to the cluster IP (the local detector by CIDR).
+    if has_internal_endpoints:
+        nat.chain(internal_chain)
+        nat.add(internal_chain, f"! -s {spec.pod_cidr} {to(svc.cluster_ip, f'{name} cluster IP', port.port)} "
+                                "-j KUBE-MARK-MASQ")
+
+    # External traffic: all captured external destinations jump to the EXT chain.
+    if uses_external_chain:
+        nat.chain(external_chain)
+        if not external_policy_local:
+            nat.add(external_chain, _comment(f"masquerade traffic for {name} external destinations")
+                    + " -j KUBE-MARK-MASQ")
+        else:
+            nat.add(external_chain, f"-s {spec.pod_cidr} "
+                    + _comment(f"pod traffic for {name} external destinations") + f" -j {cluster_policy_chain}")
+            nat.add(external_chain, _comment(f"masquerade LOCAL traffic for {name} external destinations")
+                    + " -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ")
+            nat.add(external_chain, _comment(f"route LOCAL traffic for {name} external destinations")
+                    + f" -m addrtype --src-type LOCAL -j {cluster_policy_chain}")
+        if has_external_endpoints:
+            nat.add(external_chain, f"-j {external_policy_chain}")
+
+    # The load balancer firewall chain.
+    if uses_fw_chain:
+        nat.chain(fw_chain)
+        lb_comment = _comment(f"{name} loadbalancer IP")
+        allow_from_node = False
+        node_ip = ipaddress.IPv4Address(spec.node_ip)
+        for cidr in svc.load_balancer_source_ranges:
+            nat.add(fw_chain, f"-s {ipaddress.IPv4Network(cidr)} {lb_comment} -j {external_chain}")
+            allow_from_node = allow_from_node or node_ip in ipaddress.IPv4Network(cidr)
+        if allow_from_node:
+            for ip in svc.load_balancer_ips:
+                nat.add(fw_chain, f"-s {ip}/32 {lb_comment} -j {external_chain}")
+        nat.add(fw_chain, _comment(f"other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL"))
+
+    # Endpoint `ip:port` -> its KUBE-SEP chain (hashing is most of the generator's time: do it once).
+    endpoint_chains = {f"{e.address}:{port.target_port}": "" for e in reachable}
+    for target in endpoint_chains:
+        endpoint_chains[target] = endpoint_chain(name, protocol, target)
+    if uses_cluster_policy_chain:
+        nat.chain(cluster_policy_chain)
+        _write_service_to_endpoints(nat, name, svc, port, cluster_policy_chain, cluster_endpoints, endpoint_chains,
+                                    large)
+    if uses_local_policy_chain:
+        nat.chain(local_policy_chain)
+        _write_service_to_endpoints(nat, name, svc, port, local_policy_chain, local_endpoints, endpoint_chains,
+                                    large)
+
+    # The endpoint chains.
+    comment = "" if large else _comment(name) + " "
+    for target, chain in endpoint_chains.items():
+        nat.chain(chain)
+        nat.add(chain, f"-s {target.split(':')[0]}/32 {comment}-j KUBE-MARK-MASQ")
+        recent = (f"-m recent --set --name {chain} --mask 255.255.255.255 --rsource "
+                  if svc.session_affinity == "ClientIP" else "")
+        nat.add(chain, f"-p {protocol} {comment}{recent}-m {protocol} -j DNAT --to-destination {target}")
+
+
+def _write_service_to_endpoints(nat: _Table, name: str, svc: ServiceSpec, port: Port, chain: str,
+                                endpoints: list[Endpoint], endpoint_chains: dict[str, str], large: bool) -> None:
+    """writeServiceToEndpointRules: session affinity checks first, then the random pick."""
+    targets = [f"{e.address}:{port.target_port}" for e in endpoints]
+    if svc.session_affinity == "ClientIP":
+        for target in targets:
+            sep = endpoint_chains[target]
+            comment = "" if large else _comment(f"{name} -> {target}") + " "
+            nat.add(chain, f"{comment}-m recent --rcheck --seconds {svc.affinity_seconds} --reap --name {sep} "
+                           f"--mask 255.255.255.255 --rsource -j {sep}")
+    count = len(targets)
+    for index, target in enumerate(targets):
+        comment = "" if large else _comment(f"{name} -> {target}") + " "
+        pick = (f"-m statistic --mode random --probability {saved_probability(count - index)} "
+                if index < count - 1 else "")
+        nat.add(chain, f"{comment}{pick}-j {endpoint_chains[target]}")
+
+
+def kind_system_services(control_plane: str = "blog-control-plane", api_server: str = "172.20.0.4",
+                         dns_pods: tuple[str, str] = ("10.244.0.2", "10.244.0.3")) -> tuple[ServiceSpec, ...]:
+    """The Services every kind cluster has, as in the seed scenario: default/kubernetes (the API server on
+    the control-plane node) and kube-system/kube-dns (two CoreDNS pods on the control-plane node)."""
+    kubernetes = ServiceSpec("default", "kubernetes", "10.96.0.1", ports=(Port(443, 6443, name="https"),),
+                             endpoints=(Endpoint(api_server, control_plane),))
+    dns = ServiceSpec("kube-system", "kube-dns", "10.96.0.10",
+                      ports=(Port(53, 53, "UDP", "dns"), Port(53, 53, "TCP", "dns-tcp"),
+                             Port(9153, 9153, "TCP", "metrics")),
+                      endpoints=tuple(Endpoint(ip, control_plane) for ip in dns_pods))
+    return (kubernetes, dns)
+
+
+def nodeport_spec(services: int, endpoints: int = 5, namespace: str = "bench") -> ClusterSpec:
+    """The cluster `synth_dump` writes: `services` NodePort Services (TCP 80 -> 8080, node ports from
+    30000), each with `endpoints` endpoints on other nodes.
+
+    `synth_cluster` of it differs from `synth_dump` in two ways, both kube-proxy's: past 1,000 endpoints
+    the per-endpoint comments go, and a Service's endpoints come in the order of their "ip:port" strings
+    (10.244.0.10 before 10.244.0.9), where `synth_dump` keeps numeric order."""
+    specs = []
+    pod = 0
+    for index in range(services):
+        eps = []
+        for _ in range(endpoints):
+            eps.append(Endpoint(pod_ip(pod), "elsewhere"))
+            pod += 1
+        specs.append(ServiceSpec(namespace, f"svc-{index:05d}", cluster_ip(index), type="NodePort",
+                                 ports=(Port(80, 8080, node_port=30000 + index),), endpoints=tuple(eps)))
+    return ClusterSpec(tuple(specs))
+
+
+# The kinds synth_mixed draws from, with their weights (roughly a cluster's mix: mostly ClusterIP).
+MIX_KINDS: dict[str, int] = {
+    "clusterip": 35,
+    "clusterip-affinity": 8,
+    "multiport": 8,
+    "nodeport": 15,
+    "nodeport-affinity": 4,
+    "nodeport-local": 8,
+    "loadbalancer": 8,
+    "loadbalancer-firewall": 4,
+    "loadbalancer-local": 5,
+    "no-endpoints": 5,
+}
+PODS_PER_NODE = 250  # each node's pod range is a /24 of 10.244.0.0/16
+SOURCE_RANGES = ("203.0.113.0/24", "198.51.100.0/24")
+
+
+def _lb_ip(index: int) -> str:
+    return str(ipaddress.IPv4Address("198.18.0.1") + index)  # 198.18.0.0/15, the benchmarking range
+
+
+def mixed_spec(n: int, endpoints: int = 5, seed: int = 0, namespace: str = "mix") -> ClusterSpec:
+    """A seeded mix of `n` Services of every kind in `MIX_KINDS`, each with `endpoints` endpoints (none for
+    the no-endpoints kind) spread at random over the cluster's nodes; the dump is node-0's.
+
+    The first Services take each kind once, in `MIX_KINDS` order, so any `n >= len(MIX_KINDS)` has them
+    all; the rest are drawn by weight. The cluster has about 200 pods a node and at least three nodes, so
+    some endpoints are local to node-0 and most are not; node k's pods are 10.244.k.2 and up, which caps
+    the endpoints at 64,000. Names say the kind: `mix/nodeport-local-00005`.
+    """
+    rng = random.Random(seed)
+    kinds = list(MIX_KINDS)
+    drawn = kinds[:n] + rng.choices(kinds, weights=list(MIX_KINDS.values()), k=max(0, n - len(kinds)))
+    total = sum(0 if kind == "no-endpoints" else endpoints for kind in drawn)
+    if total > 256 * PODS_PER_NODE:
+        raise ValueError(f"{total} endpoints do not fit 256 nodes' /24 pod ranges in {POD_CIDR}")
+    nodes = max(3, min(256, -(-total // 200)))  # 200 pods a node on average, up to 250 where the draw puts more
+    pods_on = [0] * nodes
+    next_node_port = 30000
+    lb_count = 0
+    fw_count = 0
+
+    def node_port() -> int:
+        nonlocal next_node_port
+        next_node_port += 1
+        return next_node_port - 1
+
+    def place() -> Endpoint:
+        node = rng.randrange(nodes)
+        while pods_on[node] >= PODS_PER_NODE:
+            node = (node + 1) % nodes
+        pods_on[node] += 1
+        return Endpoint(f"10.244.{node}.{pods_on[node] + 1}", f"node-{node}")
+
+    services = []
+    for index, kind in enumerate(drawn):
+        eps = () if kind == "no-endpoints" else tuple(place() for _ in range(endpoints))
+        base = ServiceSpec(namespace, f"{kind}-{index:05d}", cluster_ip(index), endpoints=eps)
+        affinity: Affinity = "ClientIP" if kind.endswith("-affinity") else "None"
+        policy: TrafficPolicy = "Local" if kind.endswith("-local") else "Cluster"
+        if kind == "multiport":
+            ports = (Port(80, 8080, name="http"), Port(443, 8443, name="https"), Port(53, 5353, "UDP", "dns"))
+            services.append(replace(base, ports=ports))
+        elif kind.startswith("clusterip"):
+            services.append(replace(base, session_affinity=affinity))
+        elif kind.startswith("loadbalancer"):
+            ranges: tuple[str, ...] = ()
+            if kind == "loadbalancer-firewall":
+                # Every other firewalled Service also allows the node's own network (allowFromNode).
+                ranges = SOURCE_RANGES[:1] + (("172.20.0.0/16",) if fw_count % 2 else ())
+                fw_count += 1
+            port = Port(80, 8080, node_port=node_port())
+            health = node_port() if policy == "Local" else None
+            services.append(replace(base, type="LoadBalancer", ports=(port,), external_traffic_policy=policy,
+                                    load_balancer_ips=(_lb_ip(lb_count),), load_balancer_source_ranges=ranges,
+                                    health_check_node_port=health))
+            lb_count += 1
+        else:  # nodeport, nodeport-affinity, nodeport-local, no-endpoints
+            services.append(replace(base, type="NodePort", ports=(Port(80, 8080, node_port=node_port()),),
+                                    external_traffic_policy=policy, session_affinity=affinity))
+    return ClusterSpec(tuple(services), node="node-0", node_ip="172.20.0.2")
+
+
+def synth_mixed(n: int, endpoints: int = 5, seed: int = 0, namespace: str = "mix") -> str:
+    """iptables-save text for node-0 of `mixed_spec(n, endpoints, seed)`; the same arguments always give
+    the same text.
+
+    >>> text = synth_mixed(20, endpoints=2, seed=1)
+    >>> all(f":{prefix}-" in text for prefix in ("KUBE-SVL", "KUBE-FW", "KUBE-EXT", "KUBE-SEP"))
+    True
+    """
+    return synth_cluster(mixed_spec(n, endpoints, seed, namespace))

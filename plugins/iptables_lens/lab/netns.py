@@ -26,9 +26,9 @@ def can_run_kernel_lab() -> str | None:
     """None when this process can create namespaces and load rules, else the reason it cannot."""
     if os.geteuid() != 0:
         return "needs root to create network namespaces"
-    missing = missing_tools("ip", *RESTORE_COMMANDS.values())
+    missing = missing_tools("ip", "nft", "conntrack", "xtables-monitor", *RESTORE_COMMANDS.values())
     if missing:
-        return f"needs {', '.join(missing)} (apt-get install iptables iproute2)"
+        return f"needs {', '.join(missing)} (apt-get install iptables nftables conntrack iproute2)"
     return None
 
 
@@ -74,7 +74,8 @@ class Namespace:
         return self.run(argv, input=text)
 
 
-def leftover_namespaces() -> list[str]:
-    """Names of lab namespaces that still exist (for checks that the lab cleaned up)."""
+def leftover_namespaces(pid: int | None = None) -> list[str]:
+    """Names of the lab namespaces this process (or process `pid`) made that still exist."""
+    mine = f"{PREFIX}{pid or os.getpid()}-"
     proc = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    return [line.split()[0] for line in proc.stdout.splitlines() if line.startswith(PREFIX)]
+    return sorted(line.split()[0] for line in proc.stdout.splitlines() if line.startswith(mine))

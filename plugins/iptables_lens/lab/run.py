@@ -1,0 +1,353 @@
+"""Run a scenario's flows through the real kernel and compare with the tracer.
+
+For each flow the lab
+1. traces single connections (a TRACE rule in the node's raw table, `xtables-monitor --trace`) until it has
+   seen every branch the tracer predicts, and checks each kernel path against the tracer's, hop by hop;
+2. opens many connections and reads the NAT the kernel applied from `conntrack -L`: every DNAT destination
+   and SNAT source must be one the tracer predicts, and the counts per destination must be consistent with
+   the tracer's probabilities (see `stats`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from ..scenario import Flow, Scenario
+from ..trace import IPv4, Outcome, Packet, node_context, trace
+from ..trace.packet import Trace
+from .kernel_trace import (
+    KernelStep,
+    chain_handles,
+    conntrack_lines,
+    first_packet_steps,
+    handle_positions,
+    tracer_steps,
+)
+from .stats import ProportionCheck, check_proportions
+from .topology import Lab, LabError
+
+RECORDING_DIR = "kernel"
+TRACED_SPORT_BASE = 42000  # single traced connections use 42000, 42001, ...
+SAMPLED_SPORT_BASE = 50000  # the many sampled connections use 50000, 50001, ...
+DROPPED_SAMPLES = 10  # connections opened for a flow the tracer says is (sometimes) dropped
+
+
+@dataclass
+class Branch:
+    """One path the kernel took, as it recorded it, and the tracer outcome it matches (if any)."""
+
+    endpoint: str | None
+    steps: list[KernelStep]
+    monitor_lines: list[str]
+    handles: dict[tuple[str, str], list[int]]
+    skip: frozenset[tuple[str, str, int]]
+    matched_outcome: int | None = None
+    problem: str | None = None
+
+
+@dataclass
+class FlowResult:
+    flow: Flow
+    prediction: Trace
+    branches: list[Branch] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+    snat_seen: dict[str, set[str]] = field(default_factory=dict)
+    checks: list[ProportionCheck] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    connections: int = 0
+    conntrack_entries: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(c.ok for c in self.checks) and all(b.problem is None for b in self.branches)
+
+    def to_json(self) -> dict:
+        return {
+            "flow": self.flow.id,
+            "ok": self.ok,
+            "connections": self.connections,
+            "conntrack_entries": self.conntrack_entries,
+            "counts": dict(sorted(self.counts.items())),
+            "predicted": {o.endpoint or "none": str(o.probability) for o in self.prediction.outcomes},
+            "checks": [str(c) for c in self.checks],
+            "branches": [{"endpoint": b.endpoint, "matches_outcome": b.matched_outcome, "problem": b.problem,
+                          "path": [str(s) for s in b.steps]} for b in self.branches],
+            "problems": self.problems,
+        }
+
+
+def predict(scenario: Scenario, flow: Flow, moment: str = "after") -> Trace:
+    dump = scenario.dump_for(flow.node, moment)
+    if dump is None:
+        raise LabError(f"flow {flow.id}: no {moment} dump for node {flow.node}")
+    packet = Packet(flow.src, flow.dst, flow.protocol, flow.sport or 40000, flow.dport)
+    return trace(dump, packet, node_context(scenario, flow.node))
+
+
+def compare_branch(branch: Branch, prediction: Trace) -> None:
+    """Find the predicted outcome whose path is the kernel's, hop by hop; say what differs otherwise."""
+    candidates = [(i, o) for i, o in enumerate(prediction.outcomes) if o.endpoint == branch.endpoint]
+    for index, outcome in candidates or list(enumerate(prediction.outcomes)):
+        if tracer_steps(outcome.path) == branch.steps:
+            branch.matched_outcome = index
+            branch.problem = None
+            return
+    if not candidates:
+        branch.problem = f"the kernel sent the connection to {branch.endpoint}, which the tracer does not predict"
+        return
+    expected = tracer_steps(candidates[0][1].path)
+    branch.problem = "the kernel's path differs from the tracer's:\n" + _diff(expected, branch.steps)
+
+
+def _diff(expected: list[KernelStep], actual: list[KernelStep]) -> str:
+    lines = []
+    for i in range(max(len(expected), len(actual))):
+        e = str(expected[i]) if i < len(expected) else "(nothing)"
+        a = str(actual[i]) if i < len(actual) else "(nothing)"
+        mark = "  " if e == a else "!!"
+        lines.append(f"{mark} tracer: {e:<70} kernel: {a}")
+    return "\n".join(lines)
+
+
+def _dnat_of(steps: list[KernelStep], monitor_lines: list[str]) -> str | None:
+    for line in monitor_lines:
+        if "-j DNAT --to-destination " in line:
+            return line.split("--to-destination ", 1)[1].split()[0]
+    return None
+
+
+class LabRun:
+    """Runs flows in a built `Lab`."""
+
+    def __init__(self, lab: Lab, connections: int = 400, max_traced: int = 40):
+        self.lab = lab
+        self.connections = connections
+        self.max_traced = max_traced
+
+    def _client(self, flow: Flow, count: int, sport: int | None = None, timeout: float = 5) -> list[dict]:
+        ns = self.lab.namespace_of(flow.src)
+        argv = [sys.executable, "-m", "iptables_lens.lab.agents", "client", str(flow.src), str(flow.dst),
+                str(flow.dport), str(count), str(sport) if sport is not None else "-", str(timeout)]
+        result = ns.run(argv, timeout=300)
+        if not result.ok:
+            raise LabError(f"flow {flow.id}: the client failed: {result.stderr.strip()}")
+        return json.loads(result.stdout)
+
+    def _trace_one(self, flow: Flow, sport: int, origin: str) -> Branch:
+        node = self.lab.nodes[flow.node]
+        chain = "OUTPUT" if origin == "local" else "PREROUTING"
+        # Only the connection's first packet (for TCP, the SYN): later packets skip nat and would muddle it.
+        first = ["--syn"] if flow.protocol == "tcp" else []
+        rule = ["-p", flow.protocol, "-s", str(flow.src), "-d", str(flow.dst), "-m", flow.protocol,
+                "--sport", str(sport), "--dport", str(flow.dport), *first, "-j", "TRACE"]
+        added = node.run(["iptables-nft", "-t", "raw", "-I", chain, "1", *rule])
+        if not added.ok:
+            raise LabError(f"cannot add the TRACE rule: {added.stderr.strip()}")
+        try:
+            handles = chain_handles(node.run(["nft", "-a", "list", "ruleset"]).stdout)
+            trace_handle = handles[("raw", chain)][0]
+            skip = frozenset({("raw", chain, trace_handle)})
+            monitor = subprocess.Popen(["ip", "netns", "exec", node.name, "xtables-monitor", "--trace"],
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            try:
+                time.sleep(0.3)  # let the monitor subscribe before the packet goes
+                self._client(flow, 1, sport, timeout=2)
+                time.sleep(0.3)
+            finally:
+                monitor.terminate()
+                output, _ = monitor.communicate(timeout=10)
+        finally:
+            node.run(["iptables-nft", "-t", "raw", "-D", chain, *rule])
+        dump = self.lab.scenario.dump_for(flow.node, self.lab.moment)
+        assert dump is not None
+        tables = frozenset(t.name for t in dump.tables)
+        positions = handle_positions(handles, skip)
+        steps = first_packet_steps(output, positions, skip, tables)
+        lines = _first_packet_lines(output)
+        return Branch(_dnat_of(steps, lines), steps, lines, handles, skip)
+
+    def run_flow(self, flow: Flow) -> FlowResult:
+        prediction = predict(self.lab.scenario, flow, self.lab.moment)
+        result = FlowResult(flow, prediction)
+        node = self.lab.nodes[flow.node]
+        node.run(["conntrack", "-F"])
+        predicted_endpoints = {o.endpoint for o in prediction.outcomes}
+        seen: set[str | None] = set()
+        for attempt in range(self.max_traced):
+            branch = self._trace_one(flow, TRACED_SPORT_BASE + attempt, prediction.origin)
+            if not branch.steps:
+                result.problems.append("the kernel recorded no trace for the flow's first packet")
+                break
+            if branch.endpoint in seen:
+                continue
+            seen.add(branch.endpoint)
+            compare_branch(branch, prediction)
+            result.branches.append(branch)
+            if predicted_endpoints <= seen:
+                break
+        missing = predicted_endpoints - seen
+        if missing and not result.problems:
+            result.problems.append(f"in {self.max_traced} traced connections the kernel never took the predicted "
+                                   f"branch(es) to {', '.join(sorted(str(m) for m in missing))}")
+        node.run(["conntrack", "-F"])
+        # Connections the tracer says are dropped time out: a few, with a short wait, tell as much as many.
+        drops = any(o.verdict != "ACCEPT" for o in prediction.outcomes)
+        count = self.connections if not drops else min(self.connections, DROPPED_SAMPLES)
+        answers = self._client(flow, count, SAMPLED_SPORT_BASE, timeout=1 if drops else 5)
+        failed = [a for a in answers if "error" in a]
+        if failed and not drops:
+            result.problems.append(f"{len(failed)} of {len(answers)} connections failed: {failed[0]['error']}")
+        result.counts["none"] = len(failed) if drops else 0
+        if not result.counts["none"]:
+            del result.counts["none"]
+        result.connections = len(answers)
+        entries = conntrack_lines(node.run(["conntrack", "-L", "-p", flow.protocol]).stdout)
+        # The kernel's NAT record of each sampled connection, by its source port.
+        recorded = {e.original[2]: e for e in entries
+                    if e.original[:2] == (str(flow.src), str(flow.dst)) and e.original[3] == flow.dport
+                    and SAMPLED_SPORT_BASE <= e.original[2] < SAMPLED_SPORT_BASE + self.connections}
+        by_endpoint = {o.endpoint: o for o in prediction.outcomes}
+        answered = [a for a in answers if "error" not in a]
+        for answer in answered:
+            port = by_endpoint_port(prediction, answer["server"]) or flow.dport
+            endpoint = f"{answer['server']}:{port}"
+            result.counts[endpoint] += 1  # where the kernel delivered it: the pod that answered
+            peer = answer["peer"].rsplit(":", 1)[0]
+            entry = recorded.get(answer["sport"])
+            if entry is not None:
+                translated = f"{entry.reply[0]}:{entry.reply[2]}"
+                if translated != endpoint:
+                    result.problems.append(f"conntrack says connection {answer['sport']} went to {translated}, but "
+                                           f"{endpoint} answered it")
+                result.snat_seen.setdefault(translated, set()).add(entry.reply[1])
+            outcome = by_endpoint.get(endpoint)
+            if outcome is not None:
+                expected = str(outcome.snat[0]) if outcome.snat else str(flow.src)
+                if peer != expected:
+                    result.problems.append(f"the pod at {endpoint} saw the client as {peer}; the tracer says {expected}")
+                    break
+        for endpoint, sources in result.snat_seen.items():
+            outcome = by_endpoint.get(endpoint)
+            if outcome is None:
+                continue  # reported by the proportion check: observed but not predicted
+            expected = str(outcome.snat[0]) if outcome.snat else str(flow.src)
+            if sources != {expected}:
+                result.problems.append(f"to {endpoint} the kernel rewrote the source to {', '.join(sorted(sources))}; "
+                                       f"the tracer says {expected}")
+        result.conntrack_entries = len(recorded)
+        # conntrack -L is a dump of a live table, not a snapshot: allow for an entry it skipped.
+        if answered and len(recorded) < 0.95 * len(answered) and not drops:
+            result.problems.append(f"{len(answered)} connections were answered but conntrack lists only "
+                                   f"{len(recorded)} of them")
+        predicted = {o.endpoint or "none": o.probability for o in prediction.outcomes}
+        result.checks = check_proportions(dict(result.counts), predicted)
+        return result
+
+
+def by_endpoint_port(prediction: Trace, address: str) -> int | None:
+    """The DNAT port the tracer predicts for connections that reached `address`."""
+    for outcome in prediction.outcomes:
+        if outcome.dnat and str(outcome.dnat[0]) == address:
+            return outcome.dnat[1]
+    return None
+
+
+def _first_packet_lines(output: str) -> list[str]:
+    """The monitor's lines for the first traced packet, with its random packet id kept as printed."""
+    lines = []
+    first = None
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) < 3 or parts[0] not in ("PACKET:", "TRACE:"):
+            continue
+        if first is None:
+            first = parts[2]
+        if parts[2] == first:
+            lines.append(line)
+    return lines
+
+
+def run_lab(scenario: Scenario, connections: int = 400, variant: str = "nft",
+            flows: list[str] | None = None) -> list[FlowResult]:
+    results = []
+    with Lab(scenario, variant=variant) as lab:
+        runner = LabRun(lab, connections)
+        for flow in scenario.meta.flows:
+            if flows and flow.id not in flows:
+                continue
+            results.append(runner.run_flow(flow))
+    return results
+
+
+# -- recordings ---------------------------------------------------------------------------------------
+
+
+def recording_text(result: FlowResult, kernel: str) -> str:
+    """What the kernel recorded for a flow, in a form `read_recording` turns back into kernel paths."""
+    flow = result.flow
+    lines = [
+        f"# Kernel trace of flow {flow.id!r}: {flow.title}",
+        f"# {flow.protocol} {flow.src} -> {flow.dst}:{flow.dport} on {flow.node}; recorded by `iptables-lens lab`",
+        f"# with xtables-monitor --trace (iptables-nft) on Linux {kernel}. One section per branch the kernel took.",
+    ]
+    for branch in sorted(result.branches, key=lambda b: b.endpoint or ""):
+        lines.append(f"## branch {branch.endpoint}")
+        lines.append("### handles " + json.dumps(
+            {f"{t} {c}": h for (t, c), h in sorted(branch.handles.items())}, separators=(",", ":")))
+        lines.append("### skip " + json.dumps(sorted(f"{t} {c} {h}" for t, c, h in branch.skip)))
+        lines.extend(branch.monitor_lines)
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class RecordedBranch:
+    endpoint: str | None
+    steps: list[KernelStep]
+    monitor_lines: list[str]
+
+
+def read_recording(text: str, tables: frozenset[str]) -> list[RecordedBranch]:
+    branches = []
+    sections = text.split("\n## branch ")[1:]
+    for section in sections:
+        head, _, body = section.partition("\n")
+        endpoint = None if head == "None" else head
+        body_lines = body.splitlines()
+        handles_line = next(x for x in body_lines if x.startswith("### handles "))
+        skip_line = next(x for x in body_lines if x.startswith("### skip "))
+        handles = {tuple(k.split(" ", 1)): v for k, v in json.loads(handles_line[12:]).items()}
+        skip = frozenset((t, c, int(h)) for t, c, h in (x.split(" ") for x in json.loads(skip_line[9:])))
+        monitor = [x for x in body_lines if not x.startswith("###")]
+        positions = handle_positions(handles, skip)  # type: ignore[arg-type]
+        steps = first_packet_steps("\n".join(monitor), positions, skip, tables)
+        branches.append(RecordedBranch(endpoint, steps, monitor))
+    return branches
+
+
+def recording_path(scenario: Scenario, flow: Flow) -> Path:
+    return scenario.folder / RECORDING_DIR / f"{flow.id}.trace"
+
+
+def write_recording(scenario: Scenario, result: FlowResult) -> Path:
+    kernel = subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
+    path = recording_path(scenario, result.flow)
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(recording_text(result, kernel))
+    tmp.replace(path)
+    return path
+
+
+def outcome_for(prediction: Trace, endpoint: str | None) -> Outcome | None:
+    return next((o for o in prediction.outcomes if o.endpoint == endpoint), None)
+
+
+__all__ = ["Branch", "FlowResult", "Fraction", "IPv4", "LabRun", "predict", "read_recording", "run_lab",
+           "write_recording"]

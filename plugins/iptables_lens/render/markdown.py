@@ -1,0 +1,410 @@
+"""Markdown pages for a scenario: its overview, one page per node, one page per traced flow.
+
+Everything that comes from a dump or a metadata file (comments are free text) is written as HTML entities
+where Markdown or HTML could read it as syntax, so a comment shows literally whatever it holds. The pages
+are pure functions of their inputs: no dates, sorted where order means nothing.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+
+from ..diff import DumpDiff, diff_dumps
+from ..explain import explain_chain
+from ..fmt import format_rule
+from ..model import Dump, Table
+from ..scenario import Flow, Scenario
+from ..trace import node_context, trace
+from ..trace.packet import Packet, Step, Trace
+from .mermaid import flow_diagram, service_graph
+from .text import trace_lines
+
+_MARKDOWN_SPECIAL = re.compile(r"[&<>\"'`*_\[\]|\\#~!{}()+]")
+
+
+def text(value: str) -> str:
+    """`value` as literal text in Markdown (tables included): special characters become HTML entities."""
+    return _MARKDOWN_SPECIAL.sub(lambda m: f"&#{ord(m.group(0))};", value)
+
+
+def code(value: str) -> str:
+    """`value` as inline code, literal in Markdown and in HTML."""
+    return f"<code>{text(value)}</code>"
+
+
+def indent(block: str, spaces: int = 4) -> str:
+    pad = " " * spaces
+    return "\n".join(pad + line if line.strip() else "" for line in block.splitlines())
+
+
+def anchor_id(moment: str, table: str, chain: str, position: int | None = None) -> str:
+    """A stable HTML id for a chain (or one of its rules) in a node page's tables."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", chain)
+    return f"{moment}-{table}-{safe}" + (f"-{position}" if position is not None else "")
+
+
+@dataclass(frozen=True)
+class SitePaths:
+    """Where a scenario's pages live under docs/, and how one links to another.
+
+    `locators` is filled for nodes whose dumps are big: their chains live on several pages.
+    """
+
+    scenario: str
+    root: str = "scenarios"
+    use_directory_urls: bool = True
+    locators: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def rules_of(self, node: str, moment: str, table: str, chain: str, position: int | None = None) -> str:
+        """The page that holds a chain's rule (or the chain) of a node's dump."""
+        locator = self.locators.get(node)
+        page = locator.page_of(moment, table, chain, position) if locator is not None else None
+        return page or self.node(node)
+
+    def large_base(self, node: str, moment: str) -> str:
+        return f"{self.root}/{self.scenario}/{node}/{moment}"
+
+    def index(self) -> str:
+        return f"{self.root}/{self.scenario}/index.md"
+
+    def node(self, node: str) -> str:
+        return f"{self.root}/{self.scenario}/{node}.md"
+
+    def flow(self, flow_id: str) -> str:
+        return f"{self.root}/{self.scenario}/flows/{flow_id}.md"
+
+    def link(self, source: str, target: str, anchor: str | None = None) -> str:
+        """A Markdown link target from page `source` to page `target` (both .md paths under docs/)."""
+        relative = posixpath.relpath(target, posixpath.dirname(source))
+        return relative + (f"#{anchor}" if anchor else "")
+
+    def url(self, source: str, target: str, anchor: str | None = None) -> str:
+        """The URL, relative to the built page `source`, of `target` (for links MkDocs does not rewrite)."""
+        page_url = self._url(source)
+        target_url = self._url(target)
+        relative = posixpath.relpath(target_url, page_url if page_url.endswith("/") else posixpath.dirname(page_url))
+        if target_url.endswith("/") and not relative.endswith("/"):
+            relative += "/"
+        return relative + (f"#{anchor}" if anchor else "")
+
+    def _url(self, md: str) -> str:
+        stem = md[:-3]
+        if not self.use_directory_urls:
+            return stem + ".html"
+        if stem.endswith("/index") or stem == "index":
+            return stem[: -len("index")]
+        return stem + "/"
+
+
+def _provenance(scenario: Scenario) -> str:
+    p = scenario.meta.provenance
+    kind = "Captured from a real cluster" if p.method == "captured" else "Produced by a reproducible procedure"
+    return f'!!! info "{kind}"\n\n' + indent(text(p.description)) + "\n"
+
+
+# -- rule tables -----------------------------------------------------------------------------------------
+
+
+def rule_tables(dump: Dump, moment: str, only_chains: set[tuple[str, str]] | None = None) -> str:
+    """Every table and chain of `dump`, each rule with its position, text, meaning, line and anchor."""
+    out: list[str] = []
+    for table in dump.tables:
+        out.append(f"#### The {table.name} table\n")
+        empty = []
+        for chain in table.chains:
+            if only_chains is not None and (table.name, chain.name) not in only_chains:
+                continue
+            if not chain.rules:
+                empty.append(chain)
+                continue
+            out.append(_chain_section(table, chain, moment))
+        if empty:
+            names = ", ".join(f'<a id="{anchor_id(moment, table.name, c.name)}"></a>{code(c.name)}' for c in empty)
+            out.append(f"Chains with no rules: {names}.\n")
+    return "\n".join(out)
+
+
+def _chain_section(table: Table, chain, moment: str) -> str:
+    explained = explain_chain(chain, table)
+    head = f'<a id="{anchor_id(moment, table.name, chain.name)}"></a>**{code(chain.name)}**'
+    if chain.builtin:
+        head += f" — built-in chain, policy {code(chain.policy or 'ACCEPT')}"
+    elif explained.family:
+        head += f" — kube-proxy family {code(explained.family)}"
+        if explained.family_description:
+            head += f": {text(explained.family_description)}"
+    lines = [head + "\n"]
+    decoded = explained.decoded
+    if decoded is not None:
+        if decoded.verified:
+            lines.append(f"The name is {text(decoded.explanation.split(' = ', 1)[1])}: it verifies.\n")
+        else:
+            lines.append(f"!!! warning \"Hash not verified\"\n\n    {text(decoded.explanation)}\n")
+    lines.append("| # | Rule | What it does | Line |")
+    lines.append("| ---: | --- | --- | ---: |")
+    for rule, meaning in zip(chain.rules, explained.rules, strict=True):
+        anchor = anchor_id(moment, table.name, chain.name, rule.position)
+        lines.append(f'| <a id="{anchor}"></a>{rule.position} | {code(format_rule(rule))} | {text(meaning.summary)} | '
+                     f"{rule.line} |")
+    return "\n".join(lines) + "\n"
+
+
+# -- the diff ------------------------------------------------------------------------------------------------
+
+
+def diff_section(changes: DumpDiff, declared: set[str], textual: bool = True) -> str:
+    out: list[str] = []
+    unrelated = {id(s) for s in changes.unrelated(declared)}
+    for group in changes.services:
+        name = group.service or "rules of no Service"
+        if id(group) in unrelated:
+            out.append(f'!!! warning "Unrelated real change: {text(name)}"\n')
+            out.append(indent(f"This change belongs to a Service the scenario does not declare; it happened between "
+                              f"the two saves for reasons of its own. {text(group.summary)}.") + "\n")
+            out.append(indent(_changes_block(group)) + "\n")
+        else:
+            out.append(f"**{code(name)}**: {text(group.summary)}.\n")
+            out.append(_changes_block(group) + "\n")
+    if changes.noise:
+        out.append(f'??? note "Noise: {len(changes.noise)} difference(s) that mean nothing (folded)"\n')
+        rows = ["| Kind | Where | Before | After |", "| --- | --- | --- | --- |"]
+        for n in changes.noise:
+            rows.append(f"| {text(n.kind)} | {text(n.description)} | {code(n.before)} | {code(n.after)} |")
+        out.append(indent("\n".join(rows)) + "\n")
+    if textual:
+        out.append('??? abstract "The textual diff"\n')
+        out.append(indent(f"```diff\n{changes.textual()}```") + "\n")
+    else:
+        out.append("The dumps are too big for a line-by-line diff here: `iptables-lens diff --text` prints it.\n")
+    return "\n".join(out)
+
+
+def _changes_block(group) -> str:
+    lines = []
+    for change in group.chains:
+        sign = "+" if change.kind == "added" else "-"
+        lines.append(f"{sign}:{change.chain} - [0:0]    ({change.table})")
+    for change in group.rules:
+        sign = "+" if change.kind == "added" else "-"
+        lines.append(f"{sign}{change.text}")
+    return "```diff\n" + "\n".join(lines) + "\n```"
+
+
+# -- flows ----------------------------------------------------------------------------------------------------
+
+
+def predicted(scenario: Scenario, flow: Flow) -> Trace:
+    dump = scenario.dump_for(flow.node, "after")
+    assert dump is not None
+    packet = Packet(flow.src, flow.dst, flow.protocol, flow.sport or 40000, flow.dport)
+    return trace(dump, packet, node_context(scenario, flow.node))
+
+
+def _step_link(paths: SitePaths, source: str, flow: Flow):
+    def link(step: Step) -> str | None:
+        if step.table is None or step.chain is None:
+            return None
+        target = paths.rules_of(flow.node, "after", step.table, step.chain, step.rule)
+        return paths.url(source, target, anchor_id("after", step.table, step.chain, step.rule))
+
+    return link
+
+
+def outcome_table(result: Trace) -> str:
+    rows = ["| Probability | DNAT to | Source rewritten to | Verdict | Where it ends up |",
+            "| ---: | --- | --- | --- | --- |"]
+    for o in result.outcomes:
+        snat = (f"{o.snat[0]} (MASQUERADE)" if o.masquerade else str(o.snat[0])) if o.snat else "not rewritten"
+        rows.append(f"| {o.probability} | {text(o.endpoint or 'not translated')} | {text(snat)} | {o.verdict} | "
+                    f"{text(o.delivery)} |")
+    return "\n".join(rows) + "\n"
+
+
+def steps_table(outcome, paths: SitePaths, source: str, flow: Flow) -> str:
+    rows = ["| Hook | Where | What happened |", "| --- | --- | --- |"]
+    for step in outcome.path:
+        if step.table is None:
+            where = "routing"
+        else:
+            label = f"{step.table} {step.chain}" + (f" #{step.rule}" if step.rule else " policy")
+            page = paths.rules_of(flow.node, "after", step.table, step.chain, step.rule)
+            # The rows of a big dump's tables are filled in after Markdown, so links go to their chain.
+            position = None if flow.node in paths.locators else step.rule
+            target = paths.link(source, page, anchor_id("after", step.table, step.chain, position))
+            where = f"[{text(label)}]({target})"
+        rows.append(f"| {step.hook} | {where} | {text(step.action)} |")
+    return "\n".join(rows) + "\n"
+
+
+def flow_page(scenario: Scenario, flow: Flow, paths: SitePaths, recording: str | None, folder: str) -> str:
+    """The page of one traced flow; `folder` is the scenario folder as a reader's shell sees it from the
+    repository root (for the command the page shows)."""
+    source = paths.flow(flow.id)
+    result = predicted(scenario, flow)
+    node_link = paths.link(source, paths.node(flow.node))
+    out = [f"# {text(flow.title)}\n"]
+    out.append(f"The first packet, {code(str(result.packet))}, comes from {text(flow.client)}, and is traced "
+               f"through the rules of [{text(flow.node)}]({node_link}) as saved after the Service was created. "
+               f"It starts at the {code(result.outcomes[0].path[0].hook)} hook "
+               f"({'it arrives from the network' if result.origin == 'external' else 'the node sends it itself'}).\n")
+    out.append("## Outcomes\n")
+    out.append(outcome_table(result))
+    out.append("## The path\n")
+    out.append("Every box is a rule that matched, a chain's policy or a routing decision; click a rule to see it "
+               "in the node's tables.\n")
+    out.append("```mermaid\n" + flow_diagram(result, _step_link(paths, source, flow)) + "```\n")
+    for number, outcome in enumerate(result.outcomes, 1):
+        title = f"Outcome {number}: {outcome.probability}, " + (f"DNAT to {outcome.endpoint}" if outcome.endpoint
+                                                                  else outcome.verdict)
+        out.append(f'=== "{text(title)}"\n')
+        body = [steps_table(outcome, paths, source, flow)]
+        if outcome.conntrack:
+            body.append("The connection tracking entry it leaves (original tuple, then reply tuple):\n")
+            body.append(f"```text\n{outcome.conntrack}\n```\n")
+        out.append(indent("\n".join(body)) + "\n")
+    out.append("## What the kernel recorded\n")
+    if recording:
+        out.append("The kernel lab loaded this node's dump into real netfilter in a network namespace, sent the "
+                   "packet, and recorded the kernel's own trace with `xtables-monitor --trace`. The tests check "
+                   "that every branch of it takes the tracer's path, hop by hop.\n")
+        out.append('??? example "The kernel\'s trace"\n')
+        out.append(indent(f"```text\n{recording.rstrip()}\n```") + "\n")
+    else:
+        out.append("There is no kernel recording for this flow yet (`iptables-lens lab --record` makes one).\n")
+    out.append("## Run it yourself\n")
+    dump_file = next(d.file for d in scenario.meta.dumps if d.node == flow.node and d.moment == "after")
+    command = (f"iptables-lens trace {folder}/{dump_file} --src {flow.src} --dst {flow.dst} --dport {flow.dport}"
+               + (f" --proto {flow.protocol}" if flow.protocol != "tcp" else "")
+               + (f" --sport {flow.sport}" if flow.sport else "")
+               + f" --scenario {folder} --node {flow.node}")
+    out.append("The same trace from the command line (this page's build runs it and checks its output):\n")
+    out.append("```console\n$ " + command + "\n" + "\n".join(trace_lines(result)) + "\n```\n")
+    return "\n".join(out)
+
+
+# -- pages ---------------------------------------------------------------------------------------------------
+
+
+def overview_page(scenario: Scenario, paths: SitePaths) -> str:
+    meta = scenario.meta
+    source = paths.index()
+    out = [f"# {text(meta.title)}\n", text(meta.summary) + "\n", _provenance(scenario)]
+    c = meta.cluster
+    out.append("## The cluster\n")
+    out.append("| Fact | Value |\n| --- | --- |")
+    out.append(f"| Kubernetes | {text(c.kubernetes_version)} |\n| iptables | {text(c.iptables_version)} |")
+    out.append(f"| kube-proxy mode | {text(c.proxy_mode)} |\n| Underlay network | {c.underlay_cidr} |")
+    out.append(f"| Pod network | {c.pod_cidr} |\n")
+    out.append("| Node | Role | Address | Pod range | Dumps |\n| --- | --- | --- | --- | --- |")
+    for node in meta.nodes:
+        dumps = [d for d in meta.dumps if d.node == node.name]
+        name = f"[{text(node.name)}]({paths.link(source, paths.node(node.name))})" if dumps else text(node.name)
+        listed = ", ".join(f"{text(d.moment)}" for d in dumps) or "none"
+        out.append(f"| {name} | {node.role} | {node.address} | {node.pod_cidr} | {listed} |")
+    out.append("")
+    if meta.pods:
+        out.append("| Pod | Namespace | Node | Address |\n| --- | --- | --- | --- |")
+        for pod in meta.pods:
+            out.append(f"| {text(pod.name)} | {text(pod.namespace)} | {text(pod.node)} | {pod.address} |")
+        out.append("")
+    for service in meta.services:
+        out.append(f"## Service {code(service.key)}\n")
+        ports = ", ".join(f"{p.port}/{p.protocol} → {p.target_port}" + (f", node port {p.node_port}" if p.node_port
+                                                                        else "") for p in service.ports)
+        eps = ", ".join(f"{e.address}:{e.port}" for e in service.endpoints) or "none"
+        out.append(f"Type {code(service.type)}, cluster IP {code(str(service.cluster_ip))}, {text(ports)}; "
+                   f"endpoints {text(eps)}; external traffic policy {text(service.external_traffic_policy)}.\n")
+        for d in meta.dumps:
+            if d.moment != "after":
+                continue
+            dump = scenario.dumps[d.file]
+            def chain_link(table: str, chain: str, node: str = d.node) -> str:
+                return paths.url(source, paths.rules_of(node, "after", table, chain), anchor_id("after", table, chain))
+
+            graph = service_graph(dump, service.key, chain_link)
+            out.append(f"The nat chains that carry it on {text(d.node)} (click a chain to see its rules):\n")
+            out.append("```mermaid\n" + graph + "```\n")
+            break
+    if meta.flows:
+        out.append("## Traced flows\n")
+        for flow in meta.flows:
+            out.append(f"- [{text(flow.title)}]({paths.link(source, paths.flow(flow.id))})")
+        out.append("")
+    if meta.manifests:
+        out.append("## Manifests\n")
+        for name in meta.manifests:
+            body = (scenario.folder / name).read_text()
+            out.append(f"{code(name)}:\n\n```yaml\n{body.rstrip()}\n```\n")
+    return "\n".join(out)
+
+
+def node_page(scenario: Scenario, node_name: str, paths: SitePaths) -> str:
+    meta = scenario.meta
+    node = meta.node(node_name)
+    out = [f"# {text(node.name)}\n"]
+    pods = [p for p in meta.pods if p.node == node.name]
+    out.append(f"A {text(node.role)} node at {code(str(node.address))} with pod range {code(str(node.pod_cidr))}"
+               + (f", running {', '.join(code(str(p.address)) for p in pods)}" if pods else "") + ".\n")
+    out.append(_provenance(scenario))
+    after = scenario.dump_for(node.name, "after")
+    before = scenario.dump_for(node.name, "before")
+    declared = {s.key for s in meta.services}
+    if node.name in paths.locators:
+        return "\n".join(out) + _large_node_body(scenario, node.name, paths, before, after, declared)
+    if after is not None:
+        out.append('=== "Rules after the Service"\n')
+        out.append(indent(_dump_intro(after) + rule_tables(after, "after")) + "\n")
+    if before is not None:
+        out.append('=== "Rules before"\n')
+        out.append(indent(_dump_intro(before) + rule_tables(before, "before")) + "\n")
+    if before is not None and after is not None:
+        out.append('=== "What changed"\n')
+        out.append(indent(diff_section(diff_dumps(before, after), declared)) + "\n")
+    flows = [f for f in meta.flows if f.node == node.name]
+    if flows:
+        out.append('=== "Flows"\n')
+        body = []
+        for flow in flows:
+            body.append(f"**[{text(flow.title)}]({paths.link(paths.node(node.name), paths.flow(flow.id))})**\n")
+            result = predicted(scenario, flow)
+            body.append(outcome_table(result))
+        out.append(indent("\n".join(body)) + "\n")
+    return "\n".join(out)
+
+
+def _large_node_body(scenario: Scenario, node: str, paths: SitePaths, before: Dump | None, after: Dump | None,
+                     declared: set[str]) -> str:
+    source = paths.node(node)
+    out = ["The dumps of this node are big, so their rules are on pages of their own, with the Services' chains "
+           "grouped by Service:\n"]
+    for moment, dump in (("after", after), ("before", before)):
+        if dump is None or (moment == "before" and after is not None):
+            continue
+        tables, chains, rules = dump.summary()
+        link = paths.link(source, f"{paths.large_base(node, moment)}/index.md")
+        out.append(f"- [The rules {moment}]({link}): {rules} rules in {chains} chains.")
+    if before is not None and after is not None:
+        tables, chains, rules = before.summary()
+        out.append(f"- The rules before: {rules} rules in {chains} chains; they are the rules after, less the "
+                   "changes below.")
+    out.append("")
+    if before is not None and after is not None:
+        out.append("## What changed\n")
+        out.append(diff_section(diff_dumps(before, after), declared, textual=False))
+    flows = [f for f in scenario.meta.flows if f.node == node]
+    if flows:
+        out.append("## Flows\n")
+        for flow in flows:
+            out.append(f"**[{text(flow.title)}]({paths.link(source, paths.flow(flow.id))})**\n")
+            out.append(outcome_table(predicted(scenario, flow)))
+    return "\n".join(out)
+
+
+def _dump_intro(dump: Dump) -> str:
+    tables, chains, rules = dump.summary()
+    header = dump.header or "no header"
+    return f"{rules} rules in {chains} chains of {tables} tables ({text(header.lstrip('# '))}).\n\n"
+
+

@@ -1,0 +1,175 @@
+"""Mermaid diagrams: a traced flow as a tree of steps, and the chains one Service owns.
+
+Every label is escaped character by character (Mermaid's `#code;` entities), because chain names and
+comments come from dumps and may hold quotes, brackets, pipes or Mermaid syntax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+
+from ..model import Dump
+from ..trace.packet import Step, Trace
+
+# Mermaid turns `#word;` into entity placeholders that its render() never turns back (and it reads quotes,
+# pipes, brackets and backticks as syntax), so every such character becomes a named HTML entity, which the
+# browser shows as the character itself.
+_ENTITIES = {
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "#": "&num;", ";": "&semi;", "`": "&grave;",
+    "|": "&vert;", "%": "&percnt;", "\\": "&bsol;", "{": "&lbrace;", "}": "&rbrace;", "[": "&lbrack;",
+    "]": "&rbrack;", "(": "&lpar;", ")": "&rpar;",
+}
+
+
+def escape(text: str) -> str:
+    """`text` with every character Mermaid could read as syntax written as a named HTML entity."""
+    return "".join(_ENTITIES.get(ch, ch) for ch in text)
+
+
+def label(*lines: str) -> str:
+    """A quoted Mermaid label of escaped lines (joined with line breaks)."""
+    return '"' + "<br>".join(escape(line) for line in lines) + '"'
+
+
+def _step_text(step: Step) -> str:
+    if step.table is None:
+        return label(step.action)
+    where = f"{step.table} {step.chain}" + (f" #{step.rule}" if step.rule else " policy")
+    return label(where, step.action)
+
+
+def flow_diagram(result: Trace, link: Callable[[Step], str | None] | None = None) -> str:
+    """A top-down flowchart of every outcome's path, sharing the steps the outcomes have in common.
+
+    Where the way splits, each edge carries the probability of going that way (exact fractions); where
+    DNAT or SNAT happens, the edge leaving that rule carries the translation. `link(step)` gives the URL a
+    rule's node links to (its anchor in the rule tables).
+    """
+    # The outcomes' paths as a tree: a node per distinct prefix, with the probability that passes it.
+    tree: dict[tuple, dict] = {(): {"id": "start", "step": None, "children": [], "mass": Fraction(0)}}
+    for outcome in result.outcomes:
+        prefix: tuple = ()
+        tree[()]["mass"] += outcome.probability
+        for step in _with_hook_markers(outcome.path):
+            key = prefix + ((step.hook, step.table, step.chain, step.rule, step.action),)
+            if key not in tree:
+                tree[key] = {"id": f"s{len(tree)}", "step": step, "children": [], "mass": Fraction(0)}
+                tree[prefix]["children"].append(key)
+            tree[key]["mass"] += outcome.probability
+            prefix = key
+        end_key = prefix + (("end", outcome.endpoint, outcome.verdict),)
+        tree[end_key] = {"id": f"e{len(tree)}", "step": None, "outcome": outcome, "children": [],
+                         "mass": outcome.probability}
+        tree[prefix]["children"].append(end_key)
+    # Wider boxes than Mermaid's default, so chain names do not wrap mid-word.
+    lines = ['%%{init: {"flowchart": {"wrappingWidth": 420}}}%%', "flowchart TD",
+             f"    start[{label(str(result.packet))}]"]
+    edges: list[str] = []
+    extras: list[str] = []
+    for key, node in tree.items():
+        if key == ():
+            continue
+        if "outcome" in node:
+            o = node["outcome"]
+            lines.append(f"    {node['id']}([{label(f'{o.verdict} ({o.probability}): {o.delivery}')}])")
+        elif node["step"].action == _HOOK_MARK:
+            lines.append(f"    {node['id']}{{{{{label(node['step'].hook + ' hook')}}}}}")
+        else:
+            step = node["step"]
+            lines.append(f"    {node['id']}[{_step_text(step)}]")
+            target = link(step) if link else None
+            if target:
+                extras.append(f'    click {node["id"]} href "{_url(target)}"')
+            if step.action.startswith(("DNAT", "SNAT", "MASQUERADE", "REDIRECT")):
+                extras.append(f"    class {node['id']} nat")
+    for node in tree.values():
+        children = node["children"]
+        for child_key in children:
+            child = tree[child_key]
+            parts = []
+            if len(children) > 1:
+                parts.append(str(child["mass"] / node["mass"]))
+            step = node["step"]
+            if step is not None and step.action.startswith(("DNAT to", "REDIRECT to")):
+                parts.append(step.action.replace(" to ", " → ", 1))
+            if step is not None and step.action.startswith(("SNAT to", "MASQUERADE to")):
+                parts.append("SNAT → " + step.action.split(" to ", 1)[1].split(" (")[0])
+            arrow = f" -- {label('; '.join(parts))} --> " if parts else " --> "
+            edges.append(f"    {node['id']}{arrow}{child['id']}")
+    lines.extend(edges)
+    lines.append("    classDef nat stroke-width:3px")
+    lines.extend(extras)
+    return "\n".join(lines) + "\n"
+
+
+_HOOK_MARK = "(hook)"
+
+
+def _with_hook_markers(path: tuple[Step, ...]) -> list[Step]:
+    """The path with a marker step wherever the packet reaches a new hook."""
+    marked: list[Step] = []
+    hook = None
+    for step in path:
+        if step.hook != hook:
+            hook = step.hook
+            marked.append(Step(hook, None, None, None, None, _HOOK_MARK))
+        marked.append(step)
+    return marked
+
+
+def _url(url: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "/#._-" else f"%{ord(ch):02X}" for ch in url)
+
+
+def service_graph(dump: Dump, service: str, link: Callable[[str, str], str | None] | None = None) -> str:
+    """The nat chains that carry one Service (`namespace/name[:port]`), with the jumps between them and
+    the probability on each endpoint's branch."""
+    from ..trace.matches import _nominal
+
+    nat = dump.table("nat")
+    owned = set()
+    for chain in nat.chains:
+        if chain.builtin:
+            continue
+        if any(service_matches(r.comment, service) for r in chain.rules) and chain.name.count("-") >= 2:
+            owned.add(chain.name)
+    lines = ["flowchart LR"]
+    ids: dict[str, str] = {}
+
+    def node(name: str) -> str:
+        if name not in ids:
+            ids[name] = f"c{len(ids)}"
+            lines.append(f"    {ids[name]}[{label(name)}]")
+            target = link("nat", name) if link else None
+            if target:
+                lines.append(f'    click {ids[name]} href "{_url(target)}"')
+        return ids[name]
+
+    entry_chains = [c for c in nat.chains if not c.builtin and c.name not in owned]
+    for chain in list(entry_chains) + [nat.chain(n) for n in sorted(owned)]:
+        remaining = Fraction(1)
+        for rule in chain.rules:
+            target = rule.target
+            if target is None or target.name not in owned | {"KUBE-MARK-MASQ"} or not nat.has_chain(target.name):
+                continue
+            if chain.name not in owned and not service_matches(rule.comment, service):
+                continue
+            text = ""
+            stat = rule.match("statistic")
+            if stat and stat.option("--probability"):
+                p = _nominal(stat.option("--probability").value)  # type: ignore[union-attr]
+                text = f"{p * remaining}"
+                remaining = remaining * (1 - p)
+            elif chain.name.startswith("KUBE-SVC-") and target.name.startswith("KUBE-SEP-"):
+                text = f"{remaining}"
+            arrow = f" -- {label(text)} --> " if text else " --> "
+            lines.append(f"    {node(chain.name)}{arrow}{node(target.name)}")
+    return "\n".join(lines) + "\n"
+
+
+def service_matches(comment: str | None, service: str) -> bool:
+    from ..kube import service_of_comment
+
+    found = service_of_comment(comment)
+    return found is not None and (found == service or found.split(":")[0] == service)

@@ -1,0 +1,104 @@
+"""The pages a scenario contributes to the site, as Markdown strings: no MkDocs here.
+
+>>> from iptables_lens.scenario import load_scenario
+>>> pages = scenario_pages(load_scenario("dumps/kind-nodeport"))
+>>> [page.path for page in pages][:3]
+['scenarios/kind-nodeport/index.md', 'scenarios/kind-nodeport/blog-worker.md', 'scenarios/kind-nodeport/blog-worker2.md']
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .gcpause import paused_gc
+from .lab.run import recording_path
+from .model import Dump
+from .render.large import ChainLocator, is_large, large_dump_pages
+from .render.markdown import SitePaths, flow_page, node_page, overview_page
+from .scenario import Scenario
+
+
+@dataclass(frozen=True)
+class GeneratedPage:
+    path: str  # under docs/
+    title: str
+    body: str
+    scenario: str
+    kind: str  # overview, node or flow
+    in_nav: bool = True
+    deferred: dict = field(default_factory=dict, compare=False)
+    """Placeholder key -> what renders the HTML that replaces it after Markdown (see render.large)."""
+
+    @property
+    def markdown(self) -> str:
+        """The page with its title set in front matter. MkDocs would otherwise take the title from the first
+        heading's text with its entities decoded, and themes print titles without escaping: a title from a
+        scenario file must arrive escaped."""
+        return f"---\ntitle: {json.dumps(html.escape(self.title))}\n---\n\n{self.body}"
+
+
+def scenario_pages(scenario: Scenario, root: str = "scenarios", use_directory_urls: bool = True,
+                   repo_root: Path | None = None) -> list[GeneratedPage]:
+    """The overview, a page per node that has dumps, and a page per flow."""
+    with paused_gc():
+        return _scenario_pages(scenario, root, use_directory_urls, repo_root)
+
+
+def _scenario_pages(scenario: Scenario, root: str, use_directory_urls: bool, repo_root: Path | None
+                    ) -> list[GeneratedPage]:
+    paths = SitePaths(scenario.name, root, use_directory_urls)
+    meta = scenario.meta
+    folder = os.path.relpath(scenario.folder, repo_root or Path.cwd())
+    nodes_with_dumps = sorted({d.node for d in meta.dumps}, key=[n.name for n in meta.nodes].index)
+    large_pages = []
+    for node in nodes_with_dumps:
+        dumps = [(d.moment, scenario.dumps[d.file]) for d in meta.dumps if d.node == node]
+        if not any(is_large(dump) for _, dump in dumps):
+            continue
+        locator = paths.locators[node] = ChainLocator()
+        # Of a big before/after pair, the rules after are shown; the rules before are those, less the changes
+        # the node page lists.
+        shown = [(m, d) for m, d in dumps if m == "after"] or dumps
+        for moment, dump in shown:
+            for page in large_dump_pages(dump, moment, paths.large_base(node, moment), f"{node}: the rules {moment}",
+                                         locator):
+                large_pages.append(GeneratedPage(page.path, page.title, page.body, scenario.name, "rules",
+                                                 in_nav=False, deferred=page.deferred))
+    pages = [GeneratedPage(paths.index(), meta.title, overview_page(scenario, paths), scenario.name, "overview")]
+    for node in nodes_with_dumps:
+        pages.append(GeneratedPage(paths.node(node), f"Node {node}", node_page(scenario, node, paths),
+                                   scenario.name, "node"))
+    for flow in meta.flows:
+        recording = recording_path(scenario, flow)
+        text = recording.read_text() if recording.is_file() else None
+        pages.append(GeneratedPage(paths.flow(flow.id), flow.title, flow_page(scenario, flow, paths, text, folder),
+                                   scenario.name, "flow"))
+    return pages + large_pages
+
+
+def dump_pages(dumps: list[Dump]) -> list[GeneratedPage]:
+    """Pages for dumps that come without a scenario (`iptables-lens render`): one page of explained rule
+    tables per dump, and, for two dumps, what changed from the first to the second."""
+    from .diff import diff_dumps
+    from .render.markdown import diff_section, rule_tables, text
+
+    pages = []
+    for index, dump in enumerate(dumps):
+        name = Path(dump.source).name or f"dump-{index + 1}"
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(name).stem).strip("-") or f"dump-{index + 1}"
+        tables, chains, rules = dump.summary()
+        body = (f"# {text(name)}\n\n{rules} rules in {chains} chains of {tables} tables.\n\n"
+                + rule_tables(dump, "rules"))
+        pages.append(GeneratedPage(f"{slug}.md", name, body, "dumps", "node"))
+    if len(dumps) == 2:
+        before, after = dumps
+        body = (f"# What changed\n\nFrom {text(before.source)} to {text(after.source)}.\n\n"
+                + diff_section(diff_dumps(before, after), set()))
+        pages.append(GeneratedPage("what-changed.md", "What changed", body, "dumps", "diff"))
+    index_body = "# Dumps\n\n" + "\n".join(f"- [{text(p.title)}]({p.path})" for p in pages) + "\n"
+    return [GeneratedPage("index.md", "Dumps", index_body, "dumps", "overview"), *pages]

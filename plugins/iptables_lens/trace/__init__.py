@@ -1,0 +1,21 @@
+"""The packet tracer: netfilter's semantics over the dump model.
+
+>>> from iptables_lens import parse_file
+>>> from iptables_lens.scenario import load_scenario
+>>> scenario = load_scenario("dumps/kind-nodeport")
+>>> node = node_context(scenario, "blog-worker")
+>>> dump = scenario.dump_for("blog-worker", "after")
+>>> result = trace(dump, Packet(IPv4("172.20.0.100"), IPv4("172.20.0.2"), dport=30080), node)
+>>> sorted((str(o.probability), o.endpoint, o.masquerade) for o in result.outcomes)
+[('1/2', '10.244.1.2:80', True), ('1/2', '10.244.2.2:80', True)]
+"""
+
+from .context import Interface, NodeContext, Route
+from .engine import RuleIndex, Tracer, trace
+from .packet import HOOKS, TABLES_AT_HOOK, ConntrackEntry, IPv4, Outcome, Packet, Step, Trace
+from .scenario_node import node_context
+
+__all__ = [
+    "HOOKS", "TABLES_AT_HOOK", "ConntrackEntry", "IPv4", "Interface", "NodeContext", "Outcome", "Packet", "Route", "RuleIndex", "Step", "Trace",
+    "Tracer", "node_context", "trace",
+]

@@ -1,0 +1,171 @@
+"""Packets, the steps of a path, and the outcomes the tracer reports."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+
+IPv4 = ipaddress.IPv4Address
+
+HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+
+# The tables netfilter consults at each hook, in priority order (raw -300, mangle -150, nat DNAT -100,
+# filter 0, security 50, nat SNAT 100).
+TABLES_AT_HOOK: dict[str, tuple[str, ...]] = {
+    "PREROUTING": ("raw", "mangle", "nat"),
+    "INPUT": ("mangle", "filter", "security", "nat"),
+    "FORWARD": ("mangle", "filter", "security"),
+    "OUTPUT": ("raw", "mangle", "nat", "filter", "security"),
+    "POSTROUTING": ("mangle", "nat"),
+}
+
+ICMP_TYPES = {
+    "echo-reply": (0, None), "destination-unreachable": (3, None), "port-unreachable": (3, 3),
+    "host-unreachable": (3, 1), "network-unreachable": (3, 0), "fragmentation-needed": (3, 4),
+    "source-quench": (4, None), "redirect": (5, None), "echo-request": (8, None), "time-exceeded": (11, None),
+    "parameter-problem": (12, None), "timestamp-request": (13, None), "timestamp-reply": (14, None), "any": (None, None),
+}
+
+
+@dataclass(frozen=True)
+class Packet:
+    """The first packet of a connection (a TCP SYN, a UDP datagram, an ICMP message).
+
+    >>> Packet(IPv4("172.20.0.100"), IPv4("172.20.0.2"), dport=30080)
+    Packet(tcp 172.20.0.100:40000 -> 172.20.0.2:30080)
+    """
+
+    src: IPv4
+    dst: IPv4
+    protocol: str = "tcp"
+    sport: int | None = 40000
+    dport: int | None = 80
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    tcp_flags: frozenset[str] = field(default=frozenset({"SYN"}))
+
+    def __repr__(self) -> str:
+        return f"Packet({self})"
+
+    def __str__(self) -> str:
+        if self.protocol in ("tcp", "udp", "sctp"):
+            return f"{self.protocol} {self.src}:{_port(self.sport)} -> {self.dst}:{_port(self.dport)}"
+        return f"{self.protocol} {self.src} -> {self.dst}"
+
+    def with_destination(self, address: IPv4, port: int | None) -> Packet:
+        return replace(self, dst=address, dport=self.dport if port is None else port)
+
+    def with_source(self, address: IPv4, port: int | None, keep_port: bool = True) -> Packet:
+        return replace(self, src=address, sport=port if port is not None else (self.sport if keep_port else None))
+
+
+def _port(port: int | None) -> str:
+    return "?" if port is None else str(port)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing that happened to the packet: a rule that matched, a policy, a routing decision."""
+
+    hook: str
+    table: str | None
+    chain: str | None
+    rule: int | None
+    line: int | None
+    action: str
+
+    def to_json(self) -> dict:
+        return {"hook": self.hook, "table": self.table, "chain": self.chain, "rule": self.rule, "line": self.line,
+                "action": self.action}
+
+    @property
+    def anchor(self) -> str | None:
+        """The rule's anchor in the generated tables (see `Rule.anchor`)."""
+        if self.table and self.chain and self.rule:
+            return f"{self.table}-{self.chain}-{self.rule}"
+        return None
+
+
+@dataclass(frozen=True)
+class ConntrackEntry:
+    """The entry the connection leaves, as `conntrack -L` prints its two tuples."""
+
+    protocol: str
+    original: tuple[IPv4, IPv4, int | None, int | None]
+    reply: tuple[IPv4, IPv4, int | None, int | None]
+
+    def __str__(self) -> str:
+        def tup(t):
+            if self.protocol in ("tcp", "udp", "sctp"):
+                return f"src={t[0]} dst={t[1]} sport={_port(t[2])} dport={_port(t[3])}"
+            return f"src={t[0]} dst={t[1]}"
+
+        return f"{self.protocol} {tup(self.original)} {tup(self.reply)}"
+
+
+VERDICTS = ("ACCEPT", "DROP", "REJECT", "UNDECIDED", "UNSUPPORTED")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One way the packet's story ends, with its exact probability."""
+
+    probability: Fraction
+    verdict: str
+    delivery: str
+    packet_in: Packet
+    after_dnat: Packet
+    after_snat: Packet
+    dnat: tuple[IPv4, int | None] | None
+    snat: tuple[IPv4, int | None] | None
+    masquerade: bool
+    conntrack: ConntrackEntry | None
+    path: tuple[Step, ...]
+    choices: tuple[str, ...] = ()
+    reason: str | None = None
+
+    @property
+    def endpoint(self) -> str | None:
+        """`ip:port` the connection was DNAT'd to, or None."""
+        if self.dnat is None:
+            return None
+        ip, port = self.dnat
+        return f"{ip}:{port}" if port is not None else str(ip)
+
+    @property
+    def chains(self) -> list[str]:
+        """The chains the path passed through, in order, without repeats in a row."""
+        names: list[str] = []
+        for step in self.path:
+            if step.chain and (not names or names[-1] != step.chain):
+                names.append(step.chain)
+        return names
+
+    def to_json(self) -> dict:
+        return {
+            "probability": str(self.probability),
+            "verdict": self.verdict,
+            "dnat": self.endpoint,
+            "snat": str(self.snat[0]) if self.snat else None,
+            "masquerade": self.masquerade,
+            "delivery": self.delivery,
+            "conntrack": str(self.conntrack) if self.conntrack else None,
+            "choices": list(self.choices),
+            "reason": self.reason,
+            "path": [s.to_json() for s in self.path],
+        }
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Everything the tracer found for one packet: outcomes whose probabilities sum to exactly 1."""
+
+    node: str
+    origin: str
+    packet: Packet
+    outcomes: tuple[Outcome, ...]
+
+    def to_json(self) -> dict:
+        return {"node": self.node, "origin": self.origin, "packet": str(self.packet),
+                "outcomes": [o.to_json() for o in self.outcomes]}

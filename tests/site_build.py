@@ -1,0 +1,34 @@
+"""Build the site (or a variant of it with other scenarios) into a folder, as the tests need it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+
+def variant_config(folder: Path, *scenarios: Path) -> Path:
+    """A copy of mkdocs.yml whose scenarios are the seed plus `scenarios` (folders, linked in)."""
+    chosen = folder / "scenarios"
+    chosen.mkdir(exist_ok=True)
+    for scenario in (REPO_ROOT / "dumps" / "kind-nodeport", *scenarios):
+        (chosen / scenario.name).symlink_to(scenario, target_is_directory=True)
+    text = (REPO_ROOT / "mkdocs.yml").read_text()
+    text = text.replace("docs_dir: docs", f"docs_dir: {REPO_ROOT / 'docs'}")
+    text = text.replace("      scenarios: dumps", f"      scenarios: {chosen}")
+    config = folder / "mkdocs.yml"
+    config.write_text(text)
+    return config
+
+
+def build(site: Path, config: Path | None = None, examples: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    if examples is not None:
+        env["IPTABLES_LENS_EXAMPLES_DIR"] = str(examples)
+    argv = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)]
+    if config is not None:
+        argv += ["--config-file", str(config)]
+    return subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, env=env)

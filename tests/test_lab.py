@@ -1,0 +1,170 @@
+"""The kernel lab: the tracer checked against real netfilter, and the lab cleaning up after itself."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from iptables_lens.lab.netns import Namespace, can_run_kernel_lab, leftover_namespaces
+from iptables_lens.lab.run import Branch, LabRun, compare_branch, predict, read_recording, recording_path
+from iptables_lens.lab.stats import check_proportions
+from iptables_lens.lab.topology import Lab
+from iptables_lens.scenario import find_scenarios, load_scenario
+from iptables_lens.trace.packet import Trace
+
+from tests.conftest import REPO_ROOT, SEED
+
+SCENARIOS = find_scenarios(REPO_ROOT / "dumps")
+
+
+def _lab_processes() -> list[str]:
+    """Lab programs (agents, monitors) that are descendants of this test process."""
+    parents, commands = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            commands[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        parents[int(stat.parent.name)] = int(fields[1])
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    return sorted(cmd for pid, cmd in commands.items()
+                  if ("iptables_lens.lab.agents" in cmd or "xtables-monitor" in cmd) and ours(pid))
+
+
+def _root_veths() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+
+
+@pytest.fixture(scope="module")
+def seed_lab_results():
+    if can_run_kernel_lab() is not None:
+        pytest.skip(str(can_run_kernel_lab()))
+    scenario = load_scenario(SEED)
+    before = (leftover_namespaces(), _root_veths(), _lab_processes())
+    with Lab(scenario) as lab:
+        runner = LabRun(lab, connections=400)
+        results = {flow.id: runner.run_flow(flow) for flow in scenario.meta.flows}
+    after = (leftover_namespaces(), _root_veths(), _lab_processes())
+    return scenario, results, before, after
+
+
+@pytest.mark.parametrize("flow_id", ["outside-to-nodeport", "pod-to-cluster-ip", "node-to-own-nodeport"])
+@pytest.mark.kernel
+def test_the_kernel_takes_the_tracers_path_hop_by_hop_and_its_nat(seed_lab_results, flow_id):
+    _, results, _, _ = seed_lab_results
+    result = results[flow_id]
+    assert result.problems == []
+    assert {b.endpoint for b in result.branches} == {"10.244.1.2:80", "10.244.2.2:80"}
+    for branch in result.branches:
+        assert branch.problem is None, branch.problem
+        assert branch.matched_outcome is not None
+        assert len(branch.steps) > 10
+    assert result.connections == 400 and sum(result.counts.values()) == 400
+    assert result.conntrack_entries >= 380  # the kernel's NAT record of (nearly) every connection
+    assert all(check.ok for check in result.checks), [str(c) for c in result.checks]
+
+
+@pytest.mark.kernel
+def test_outside_client_is_masqueraded_to_the_address_of_the_way_out(seed_lab_results):
+    _, results, _, _ = seed_lab_results
+    snat = results["outside-to-nodeport"].snat_seen
+    assert snat == {"10.244.2.2:80": {"172.20.0.2"}, "10.244.1.2:80": {"10.244.1.1"}}
+    assert results["pod-to-cluster-ip"].snat_seen == {"10.244.2.2:80": {"10.244.1.10"},
+                                                      "10.244.1.2:80": {"10.244.1.10"}}
+
+
+@pytest.mark.kernel
+def test_a_wrong_probability_is_caught(seed_lab_results):
+    _, results, _, _ = seed_lab_results
+    counts = dict(results["outside-to-nodeport"].counts)
+    wrong = {"10.244.1.2:80": Fraction(1, 4), "10.244.2.2:80": Fraction(3, 4)}
+    assert not all(check.ok for check in check_proportions(counts, wrong))
+    right = {"10.244.1.2:80": Fraction(1, 2), "10.244.2.2:80": Fraction(1, 2)}
+    assert all(check.ok for check in check_proportions(counts, right))
+
+
+@pytest.mark.kernel
+def test_a_wrong_hop_is_caught(seed_lab_results):
+    _, results, _, _ = seed_lab_results
+    result = results["outside-to-nodeport"]
+    branch = result.branches[0]
+    outcome = result.prediction.outcomes[branch.matched_outcome]
+    # The article's mistake: the translated packet going to INPUT instead of FORWARD.
+    wrong_path = tuple(dataclasses.replace(s, hook="INPUT") if s.hook == "FORWARD" else s for s in outcome.path)
+    wrong = Trace(result.prediction.node, result.prediction.origin, result.prediction.packet,
+                  (dataclasses.replace(outcome, path=wrong_path),))
+    probe = dataclasses.replace(branch, matched_outcome=None, problem=None)
+    compare_branch(probe, wrong)
+    assert probe.problem is not None and "!! tracer: INPUT filter FORWARD" in probe.problem
+
+
+@pytest.mark.kernel
+def test_nothing_of_the_lab_is_left_after_a_run(seed_lab_results):
+    _, _, before, after = seed_lab_results
+    assert after == before
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(can_run_kernel_lab() is not None, reason=str(can_run_kernel_lab()))
+def test_the_lab_cleans_up_when_a_flow_fails_midway():
+    before = (leftover_namespaces(), _root_veths(), _lab_processes())
+    with pytest.raises(RuntimeError, match="stop here"):
+        with Lab(load_scenario(SEED)) as lab:
+            assert len(leftover_namespaces()) > len(before[0])
+            assert lab.pods
+            raise RuntimeError("stop here")
+    assert (leftover_namespaces(), _root_veths(), _lab_processes()) == before
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(can_run_kernel_lab() is not None, reason=str(can_run_kernel_lab()))
+@pytest.mark.parametrize("variant", ["nft", "legacy"])
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "dumps").glob("*/*.rules")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_stored_dump_loads_into_the_kernel(path: Path, variant):
+    with Namespace("load") as ns:
+        result = ns.restore(path.read_bytes(), variant, test_only=True)
+    assert result.ok, result.stderr
+
+
+@pytest.mark.parametrize("folder", SCENARIOS, ids=lambda p: p.name)
+def test_every_flow_has_a_kernel_recording_that_agrees_with_the_tracer(folder):
+    scenario = load_scenario(folder)
+    for flow in scenario.meta.flows:
+        path = recording_path(scenario, flow)
+        assert path.is_file(), f"no kernel recording for flow {flow.id}: run `iptables-lens lab {folder} --record`"
+        prediction = predict(scenario, flow)
+        dump = scenario.dump_for(flow.node, "after")
+        recorded = read_recording(path.read_text(), frozenset(t.name for t in dump.tables))
+        assert {b.endpoint for b in recorded} == {o.endpoint for o in prediction.outcomes}
+        for branch in recorded:
+            probe = Branch(branch.endpoint, branch.steps, branch.monitor_lines, {}, frozenset())
+            compare_branch(probe, prediction)
+            assert probe.problem is None, probe.problem
+
+
+def test_a_recording_that_disagrees_with_the_tracer_is_reported():
+    scenario = load_scenario(SEED)
+    flow = scenario.meta.flows[0]
+    prediction = predict(scenario, flow)
+    dump = scenario.dump_for(flow.node, "after")
+    recorded = read_recording(recording_path(scenario, flow).read_text(), frozenset(t.name for t in dump.tables))
+    steps = list(recorded[0].steps)
+    steps[3] = dataclasses.replace(steps[3], rule=steps[3].rule + 1)  # one hop off by one rule
+    probe = Branch(recorded[0].endpoint, steps, [], {}, frozenset())
+    compare_branch(probe, prediction)
+    assert probe.problem is not None and "!!" in probe.problem
+
