@@ -71,6 +71,7 @@ _Entry = tuple[str, "Criterion | Match | Target | tuple[_PendingChain | None, Co
 _COUNTED_HEAD = re.compile(r"\n\[([0-9]{1,20}):([0-9]{1,20})\] -A (.*)")
 _CODE = operator.itemgetter(0)
 _ITEM = operator.itemgetter(1)
+_PROMOTE_AFTER = 100_000  # new objects, in the collector's count, after which parse promotes them (see parse)
 
 
 def _thawed(cls: Any) -> Any:
@@ -979,12 +980,14 @@ def parse(text: str | bytes, source: str = "<string>") -> Dump:
     # heap again and again while a big dump is read, which costs about a third of the parse.
     with paused_gc():
         dump = _Parser(source).run(lines)
-        # Resumed as it is, the collector would walk all of the new objects at its next run, and again at the
-        # one after (~0.3 s each for 10,000 Services), to learn what they already say: they live as long as the
-        # dump. Freezing and unfreezing puts every tracked object in the oldest generation without walking
-        # any; other objects there are still collected, at the next full collection.
-        gc.freeze()
-        gc.unfreeze()
+        # Resumed as it is, the collector would walk all of a big dump's new objects at its next run, and again
+        # at the one after (~0.3 s each for 10,000 Services), to learn what they already say: they live as
+        # long as the dump. Freezing and unfreezing puts every tracked object in the oldest generation without
+        # walking any. Other objects moved there are still collected, at the next full collection; that delay
+        # is only worth it after a big dump, when the new objects are nearly all the dump's.
+        if gc.get_count()[0] > _PROMOTE_AFTER:
+            gc.freeze()
+            gc.unfreeze()
     return dump
 
 
