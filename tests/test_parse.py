@@ -183,6 +183,8 @@ BAD_INPUTS = {
                                    3, 13, "only valid in the nat table"),
     "DROP in the nat table": ("*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j DROP\nCOMMIT\n", 3, 18,
                               "nat table does not filter"),
+    "counters longer than 64 bits": ("*filter\n:INPUT ACCEPT [" + "9" * 5000 + ":0]\nCOMMIT\n", 2, 15,
+                                     "expected counters"),
     "jump loop": ("*filter\n:A - [0:0]\n:B - [0:0]\n-A A -j B\n-A B -j A\nCOMMIT\n", 5, 9, "makes a loop"),
 }
 

@@ -37,7 +37,7 @@ MAX_CHAIN_NAME = 28  # XT_EXTENSION_MAXNAMELEN - 1: what both iptables variants 
 # ends the token (iptables-restore's add_param_to_argv works the same way).
 _TOKEN = re.compile(r'[^ \t"]*"((?:[^"\\]|\\.)*)"|[^ \t"]+')
 _UNESCAPE = re.compile(r"\\(.)")
-_COUNTERS = re.compile(r"^\[(\d+):(\d+)\]$")
+_COUNTERS = re.compile(r"^\[([0-9]{1,20}):([0-9]{1,20})\]$")  # 64-bit counters have at most 20 digits
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _ADDRESS = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
 _PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
@@ -50,7 +50,7 @@ _SIMPLE_PIECE = re.compile(
     r'|-m comment --comment "(?P<comment>[^"\\]+)"'
     r"|-m (?P<proto>tcp|udp) (?P<port_option>--[ds]port) (?P<port>[0-9]{1,5})"
 )
-_USER_CHAIN = re.compile(r":([A-Za-z0-9_][A-Za-z0-9_.-]*) - \[([0-9]+):([0-9]+)\]$")
+_USER_CHAIN = re.compile(r":([A-Za-z0-9_][A-Za-z0-9_.-]*) - \[([0-9]{1,20}):([0-9]{1,20})\]$")
 _NO_COUNTS = Counters(0, 0)  # shared by the many chains declared with [0:0]
 _ALL_BUILTINS = frozenset(name for chains in BUILTIN_CHAINS.values() for name in chains)
 # Where the fast path cuts rule lines into pieces: before each criterion, match module and target (with the
