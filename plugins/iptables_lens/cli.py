@@ -16,7 +16,15 @@ from .errors import DumpError
 from .fmt import format_dump
 from .model import Dump
 from .parse import parse_file
-from .render.text import diff_json, diff_lines, explain_json, explain_lines, explain_views, trace_lines
+from .render.text import (
+    chain_heading,
+    diff_json,
+    diff_lines,
+    explain_json,
+    explain_lines,
+    explain_views,
+    trace_lines,
+)
 from .scenario import load_scenario
 from .trace import Interface, NodeContext, Packet, Route, node_context, trace
 
@@ -154,11 +162,8 @@ def _print_explain_rich(views) -> None:
 
     console = _rich_console()
     for view in views:
-        title = f"[bold]{view.table} {view.chain}[/bold]"
-        if view.builtin:
-            title += f"  built-in, policy {view.policy or 'ACCEPT'}"
-        elif view.family:
-            title += f"  [cyan]{view.family}[/cyan]: {view.family_description}"
+        name, what = chain_heading(view)
+        title = f"[bold]{_escape_markup(name)}[/bold]  [cyan]{_escape_markup(what)}[/cyan]"
         table = RichTable(title=title, title_justify="left", show_lines=False, expand=True)
         table.add_column("#", justify="right", style="bold")
         table.add_column("What it does")

@@ -51,6 +51,13 @@ class Option:
         return " ".join(self.values)
 
 
+def _named(options: tuple[Option, ...], name: str) -> Option | None:
+    for opt in options:
+        if opt.name == name:
+            return opt
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """A match module as loaded with `-m NAME`, with its options in order."""
@@ -60,10 +67,7 @@ class Match:
 
     def option(self, name: str) -> Option | None:
         """The option called `name` (with its dashes, e.g. `"--dport"`), or None."""
-        for opt in self.options:
-            if opt.name == name:
-                return opt
-        return None
+        return _named(self.options, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +79,7 @@ class Target:
     options: tuple[Option, ...] = ()
 
     def option(self, name: str) -> Option | None:
-        for opt in self.options:
-            if opt.name == name:
-                return opt
-        return None
+        return _named(self.options, name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..diff import DumpDiff
 from ..explain import explain_rule
 from ..fmt import format_rule
 from ..gcpause import paused_gc
 from ..kube import decode_chain, describe_family, family, service_of_comment
 from ..model import Chain, Dump, Table
+from ..schemas import ExplainedChain, ExplainedRule, ExplainOutput
 from ..trace.packet import Outcome, Trace
 
 
@@ -48,30 +47,19 @@ def trace_lines(result: Trace) -> list[str]:
 # -- explain ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RuleView:
-    position: int
-    line: int
-    text: str
-    summary: str
-    conditions: tuple[str, ...]
-    action: str
-    comment: str | None
-    service: str | None
+# The views `explain` shows are the models of its documented JSON: one shape for the terminal, the pipe
+# and scripts.
+RuleView = ExplainedRule
+ChainView = ExplainedChain
 
 
-@dataclass(frozen=True)
-class ChainView:
-    """A chain as `explain` shows it: which rules (all, or those that concern one Service) and their meaning."""
-
-    table: str
-    chain: str
-    builtin: bool
-    policy: str | None
-    family: str | None
-    family_description: str | None
-    name_explained: str | None
-    rules: tuple[RuleView, ...]
+def chain_heading(view: ChainView) -> tuple[str, str]:
+    """A chain's name (`table chain`) and what it is: built-in with its policy, or its kube-proxy family."""
+    if view.builtin:
+        return f"{view.table} {view.chain}", f"built-in, policy {view.policy or 'ACCEPT'}"
+    if view.family:
+        return f"{view.table} {view.chain}", f"kube-proxy {view.family}: {view.family_description}"
+    return f"{view.table} {view.chain}", ""
 
 
 def explain_views(dump: Dump, service: str | None = None, chain: str | None = None) -> list[ChainView]:
@@ -95,14 +83,16 @@ def _explain_views(dump: Dump, service: str | None, chain: str | None) -> list[C
             if only is not None and rule.position not in only:
                 continue
             meaning = explain_rule(rule, table)
-            rules.append(RuleView(rule.position, rule.line, format_rule(rule), meaning.summary, meaning.conditions,
-                                  meaning.action, meaning.comment, meaning.service))
+            rules.append(RuleView(position=rule.position, line=rule.line, text=format_rule(rule),
+                                  summary=meaning.summary, conditions=list(meaning.conditions), action=meaning.action,
+                                  comment=meaning.comment, service=meaning.service))
         decoded = decode_chain(table, ch.name)
         name_explained = None
         if decoded is not None:
             name_explained = decoded.explanation + (": it verifies" if decoded.verified else "")
-        views.append(ChainView(table.name, ch.name, ch.builtin, ch.policy, kind,
-                               describe_family(kind, table.name) if kind else None, name_explained, tuple(rules)))
+        views.append(ChainView(table=table.name, chain=ch.name, builtin=ch.builtin, policy=ch.policy, family=kind,
+                               family_description=describe_family(kind, table.name) if kind else None,
+                               name_explained=name_explained, rules=rules))
     return views
 
 
@@ -193,11 +183,8 @@ def explain_lines(views: list[ChainView]) -> list[str]:
     """Plain text for a pipe: one block per chain, one line per rule."""
     lines: list[str] = []
     for view in views:
-        head = f"{view.table} {view.chain}"
-        if view.builtin:
-            head += f" (built-in, policy {view.policy or 'ACCEPT'})"
-        elif view.family:
-            head += f" (kube-proxy {view.family}: {view.family_description})"
+        name, what = chain_heading(view)
+        head = f"{name} ({what})" if what else name
         lines.append(head)
         if view.name_explained:
             lines.append(f"  name: {view.name_explained}")
@@ -211,16 +198,7 @@ def explain_lines(views: list[ChainView]) -> list[str]:
 
 
 def explain_json(source: str, views: list[ChainView]) -> dict:
-    return {
-        "source": source,
-        "chains": [{
-            "table": v.table, "chain": v.chain, "builtin": v.builtin, "policy": v.policy, "family": v.family,
-            "family_description": v.family_description, "name_explained": v.name_explained,
-            "rules": [{"position": r.position, "line": r.line, "text": r.text, "summary": r.summary,
-                       "conditions": list(r.conditions), "action": r.action, "comment": r.comment,
-                       "service": r.service} for r in v.rules],
-        } for v in views],
-    }
+    return ExplainOutput(source=source, chains=views).model_dump()
 
 
 # -- diff -----------------------------------------------------------------------------------------------------
