@@ -12,7 +12,7 @@ import random
 import re
 from collections.abc import Iterator
 
-from iptables_lens.fmt import quote
+from iptables_lens.iptables.fmt import quote
 
 COMMENT_ALPHABET = "abcxyz ABC019_-/:.,;=<>&'\"\\|`$(){}[]#!~%é→"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from iptables_lens.schemas import output_schema
-from iptables_lens.synth import synth_dump
+from iptables_lens.kube.synth import synth_dump
+from iptables_lens.render.json import output_schema
 
 from tests.conftest import REPO_ROOT, SEED
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 from iptables_lens.kube import decode_chain
-from iptables_lens.scenario import load_scenario, metadata_json_schema
-from iptables_lens.scrub import AddressMap, scrub_scenario
-from iptables_lens.trace import Packet, node_context, trace
-from iptables_lens.validate import validate_scenario
+from iptables_lens.scenario import load_scenario, metadata_json_schema, node_context
+from iptables_lens.scenario.scrub import AddressMap, scrub_scenario
+from iptables_lens.scenario.validate import validate_scenario
+from iptables_lens.trace import Packet, trace
 
 from tests.conftest import REPO_ROOT, SEED
 from tests.site_build import build, variant_config

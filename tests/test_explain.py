@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from iptables_lens import kube, parse, parse_file
-from iptables_lens.explain import RuleExplanation, explain_chain, explain_rule, statistic_probability
-from iptables_lens.model import BUILTIN_CHAINS
+from iptables_lens.iptables.explain import RuleExplanation, explain_chain, explain_rule, statistic_probability
+from iptables_lens.iptables.model import BUILTIN_CHAINS
 
 from tests.conftest import SEED, SEED_DUMPS
 from tests.dumpgen import random_dump

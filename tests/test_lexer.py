@@ -9,13 +9,13 @@ from importlib import import_module, metadata
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from iptables_lens.lexer import IptablesSaveLexer
+from iptables_lens.iptables.lexer import IptablesSaveLexer
 from pygments.token import Comment, Error, Keyword, Name, Number, Operator, Punctuation, String, Text
 
 from tests.conftest import REPO_ROOT, SEED_DUMPS
 from tests.dumpgen import random_dump
 
-ENTRY_POINT = "iptables_lens.lexer:IptablesSaveLexer"
+ENTRY_POINT = "iptables_lens.iptables.lexer:IptablesSaveLexer"
 
 
 def tokens(text: str) -> list[tuple[object, str]]:

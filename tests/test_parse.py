@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from iptables_lens import DumpError, format_dump, parse, parse_file
-from iptables_lens.parse import _Parser, tokenize
+from iptables_lens.iptables.parse import _Parser, tokenize
 
 from tests.conftest import SEED_DUMPS
 

@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from iptables_lens import DumpError, format_dump, parse
-from iptables_lens.parse import tokenize
+from iptables_lens.iptables.parse import tokenize
 
 from tests.dumpgen import mutations, random_dump
 from tests.test_parse import _slow_parse
@@ -61,7 +61,7 @@ def test_the_fast_path_and_the_full_parser_refuse_damaged_dumps_alike(seed):
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x00"), min_size=1, max_size=60))
 def test_any_comment_text_survives_quoting(comment):
-    from iptables_lens.fmt import quote
+    from iptables_lens.iptables.fmt import quote
 
     text = (
         "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from iptables_lens.kube.synth import cluster_ip, pod_ip
 from iptables_lens.render.large import ROWS_PER_PART
-from iptables_lens.synth import cluster_ip, pod_ip
 
 from tests.bench.scale import write_scale_scenario
 from tests.site_build import build, variant_config

@@ -17,11 +17,7 @@ from ipaddress import IPv4Network
 import pytest
 from iptables_lens import format_dump, parse
 from iptables_lens.kube import decode_chain, endpoint_chain, family
-from iptables_lens.lab.netns import Namespace, can_run_kernel_lab
-from iptables_lens.lab.run import LabRun, predict
-from iptables_lens.lab.topology import Lab
-from iptables_lens.scenario import Scenario, load_scenario
-from iptables_lens.synth import (
+from iptables_lens.kube.synth import (
     MIX_KINDS,
     ClusterSpec,
     Endpoint,
@@ -36,7 +32,11 @@ from iptables_lens.synth import (
     synth_dump,
     synth_mixed,
 )
-from iptables_lens.synth_scenario import SCENARIO_KINDS, scenario_files, write_atomically, write_scenario
+from iptables_lens.kube.synth_scenario import SCENARIO_KINDS, scenario_files, write_atomically, write_scenario
+from iptables_lens.lab.netns import Namespace, can_run_kernel_lab
+from iptables_lens.lab.run import LabRun, predict
+from iptables_lens.lab.topology import Lab
+from iptables_lens.scenario import Scenario, load_scenario
 from iptables_lens.trace import IPv4, NodeContext, Packet, Route, trace
 
 from tests.conftest import REPO_ROOT, SEED

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from iptables_lens import parse
-from iptables_lens.scenario import load_scenario
-from iptables_lens.synth import cluster_ip, synth_dump
-from iptables_lens.trace import IPv4, NodeContext, Packet, Route, Tracer, node_context, trace
+from iptables_lens.kube.synth import cluster_ip, synth_dump
+from iptables_lens.scenario import load_scenario, node_context
+from iptables_lens.trace import IPv4, NodeContext, Packet, Route, Tracer, trace
 from iptables_lens.trace import engine as engine_module
 
 from tests.conftest import SEED
@@ -25,7 +25,7 @@ POD = IPv4("10.1.2.3")
 
 def tables(**bodies: str) -> str:
     """A dump from table bodies (chain declarations and rules); built-in chains are declared for you."""
-    from iptables_lens.model import BUILTIN_CHAINS
+    from iptables_lens.iptables.model import BUILTIN_CHAINS
 
     text = ""
     for name, body in bodies.items():

@@ -9,10 +9,10 @@ command line; `mkdocs_plugin` and `cli` are thin layers over it.
 ['nat']
 """
 
-from .errors import DumpError
-from .fmt import format_dump
-from .model import Chain, Counters, Criterion, Dump, Match, Option, Rule, Table, Target
-from .parse import parse, parse_file
+from iptables_lens.errors import DumpError
+from iptables_lens.iptables.fmt import format_dump
+from iptables_lens.iptables.model import Chain, Counters, Criterion, Dump, Match, Option, Rule, Table, Target
+from iptables_lens.iptables.parse import parse, parse_file
 
 __all__ = [
     "Chain", "Counters", "Criterion", "Dump", "DumpError", "Match", "Option", "Rule", "Table", "Target",

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import click
 
-from .errors import DumpError
-from .fmt import format_dump
-from .model import Dump
-from .parse import parse_file
-from .render.text import (
+from iptables_lens.errors import DumpError
+from iptables_lens.iptables.fmt import format_dump
+from iptables_lens.iptables.model import Dump
+from iptables_lens.iptables.parse import parse_file
+from iptables_lens.render.text import (
     chain_heading,
     diff_json,
     diff_lines,
@@ -25,8 +25,9 @@ from .render.text import (
     explain_views,
     trace_lines,
 )
-from .scenario import load_scenario
-from .trace import Interface, NodeContext, Packet, Route, node_context, trace
+from iptables_lens.scenario.load import load_scenario
+from iptables_lens.scenario.node import node_context
+from iptables_lens.trace import Interface, NodeContext, Packet, Route, trace
 
 EXIT_INVALID = 1
 BIG_INPUT = 4 << 20  # above this many bytes, reading a dump takes about a second: show progress
@@ -194,7 +195,7 @@ def diff(before_file, after_file, show_text, as_json):
     Example:
       iptables-lens diff dumps/kind-nodeport/worker-1-before.rules dumps/kind-nodeport/worker-1-after.rules
     """
-    from .diff import diff_dumps
+    from iptables_lens.iptables.diff import diff_dumps
 
     if before_file == "-" and after_file == "-":
         raise click.UsageError("only one of BEFORE and AFTER can be read from standard input")
@@ -232,7 +233,7 @@ def render(dump_files, out, site, as_json):
     Example:
       iptables-lens render before.rules after.rules -o my-pages --site
     """
-    from .site import dump_pages
+    from iptables_lens.render.site import dump_pages
 
     dumps = [_load(path) for path in dump_files]
     pages = dump_pages(dumps)
@@ -368,7 +369,7 @@ def validate(folders, kernel, as_json):
     """
     import os
 
-    from .validate import validate_scenario
+    from iptables_lens.scenario.validate import validate_scenario
 
     if kernel is None:
         kernel = os.geteuid() == 0
@@ -411,7 +412,7 @@ def scrub(folder, out, key, renames):
     """
     import secrets
 
-    from .scrub import scrub_scenario
+    from iptables_lens.scenario.scrub import scrub_scenario
 
     mapping = {}
     for item in renames:
@@ -445,11 +446,11 @@ def schema(command):
       iptables-lens schema --command trace
     """
     if command:
-        from .schemas import output_schema
+        from iptables_lens.render.json import output_schema
 
         click.echo(json.dumps(output_schema(command), indent=2, sort_keys=True))
         return
-    from .scenario import metadata_json_schema
+    from iptables_lens.scenario.load import metadata_json_schema
 
     click.echo(json.dumps(metadata_json_schema(), indent=2, sort_keys=True))
 
@@ -473,9 +474,9 @@ def lab_command(scenario_dir, connections, flows, variant, record, as_json):
     Example:
       iptables-lens lab dumps/kind-nodeport --connections 400
     """
-    from .lab.netns import can_run_kernel_lab
-    from .lab.run import run_lab, write_recording
-    from .lab.topology import LabError
+    from iptables_lens.lab.netns import can_run_kernel_lab
+    from iptables_lens.lab.run import run_lab, write_recording
+    from iptables_lens.lab.topology import LabError
 
     reason = can_run_kernel_lab()
     if reason:
@@ -529,8 +530,8 @@ def synth_command(ctx, services, endpoints, mix, seed, output):
         return
     if services is None:
         raise click.UsageError("-n is required (or a subcommand: scenario)")
-    from .synth import nodeport_spec, synth_cluster, synth_mixed
-    from .synth_scenario import write_atomically
+    from iptables_lens.kube.synth import nodeport_spec, synth_cluster, synth_mixed
+    from iptables_lens.kube.synth_scenario import write_atomically
 
     text = synth_mixed(services, endpoints, seed) if mix else synth_cluster(nodeport_spec(services, endpoints))
     if output:
@@ -550,7 +551,7 @@ def synth_scenario_command(kind, folder):
     Example:
       iptables-lens synth scenario clusterip -o dumps/synth-clusterip
     """
-    from .synth_scenario import write_scenario
+    from iptables_lens.kube.synth_scenario import write_scenario
 
     for path in write_scenario(kind, folder):
         click.echo(str(path))

@@ -21,12 +21,12 @@ from mkdocs.plugins import BasePlugin
 from mkdocs.structure.files import InclusionLevel
 from mkdocs_gen_files.editor import FilesEditor
 
-from .errors import DumpError
-from .gcpause import paused_gc
-from .render.large import PLACEHOLDER_PATTERN
-from .scenario import Scenario, find_scenarios
-from .site import GeneratedPage, scenario_pages
-from .validate import load_checked
+from iptables_lens.errors import DumpError
+from iptables_lens.gcpause import paused_gc
+from iptables_lens.render.large import PLACEHOLDER_PATTERN
+from iptables_lens.render.site import GeneratedPage, scenario_pages
+from iptables_lens.scenario.load import Scenario, find_scenarios
+from iptables_lens.scenario.validate import load_checked
 
 
 class IptablesLensConfig(base.Config):

@@ -6,8 +6,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from iptables_lens.kube.synth import synth_dump
 from iptables_lens.lab.netns import Namespace, can_run_kernel_lab
-from iptables_lens.synth import synth_dump
 
 from .measure import median_run, python_child, run_child
 

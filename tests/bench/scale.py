@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from iptables_lens.synth import cluster_ip, pod_ip, synth_dump
+from iptables_lens.kube.synth import cluster_ip, pod_ip, synth_dump
 
 
 def write_scale_scenario(folder: Path, services: int, endpoints: int = 5) -> Path:

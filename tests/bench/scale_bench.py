@@ -7,8 +7,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from iptables_lens.diff import diff_dumps
-from iptables_lens.parse import parse_file
+from iptables_lens.iptables.diff import diff_dumps
+from iptables_lens.iptables.parse import parse_file
 
 from tests.site_build import build, variant_config
 

@@ -6,8 +6,8 @@ import ipaddress
 import statistics
 import time
 
-from iptables_lens.parse import parse
-from iptables_lens.synth import synth_dump
+from iptables_lens.iptables.parse import parse
+from iptables_lens.kube.synth import synth_dump
 from iptables_lens.trace import IPv4, NodeContext, Packet, Route, Tracer
 
 from .parse_bench import ENDPOINTS, SERVICES

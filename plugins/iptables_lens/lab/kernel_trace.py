@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..model import BUILTIN_CHAINS
+from iptables_lens.iptables.model import BUILTIN_CHAINS
 
 _TRACE = re.compile(r"^ TRACE: \d+ (?P<id>[0-9a-f]+) (?P<table>\w+):(?P<chain>[^: ]+):(?P<kind>rule|policy|return)"
                     r"(?::(?P<rest>\S*))?(?:\s+(?P<text>.*))?$")

@@ -19,10 +19,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from ..scenario import Flow, Scenario
-from ..trace import IPv4, Outcome, Packet, node_context, trace
-from ..trace.packet import Trace
-from .kernel_trace import (
+from iptables_lens.lab.kernel_trace import (
     KernelStep,
     chain_handles,
     conntrack_lines,
@@ -30,8 +27,12 @@ from .kernel_trace import (
     handle_positions,
     tracer_steps,
 )
-from .stats import ProportionCheck, check_proportions
-from .topology import Lab, LabError
+from iptables_lens.lab.stats import ProportionCheck, check_proportions
+from iptables_lens.lab.topology import Lab, LabError
+from iptables_lens.scenario.load import Flow, Scenario
+from iptables_lens.scenario.node import node_context
+from iptables_lens.trace import IPv4, Outcome, Packet, trace
+from iptables_lens.trace.packet import Trace
 
 RECORDING_DIR = "kernel"
 TRACED_SPORT_BASE = 42000  # single traced connections use 42000, 42001, ...

@@ -21,9 +21,9 @@ import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from ..scenario import Scenario
-from ..trace.scenario_node import local_pod_addresses, veth_name
-from .netns import Namespace
+from iptables_lens.lab.netns import Namespace
+from iptables_lens.scenario.load import Scenario
+from iptables_lens.scenario.node import local_pod_addresses, veth_name
 
 IPv4 = ipaddress.IPv4Address
 

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from ..explain import explain_rule
-from ..kube import decode_chain, describe_family, family, service_of_comment
-from ..model import Chain, Dump, Table
-from .markdown import anchor_id
+from iptables_lens.iptables.explain import explain_rule
+from iptables_lens.iptables.model import Chain, Dump, Table
+from iptables_lens.kube.names import decode_chain, describe_family, family, service_of_comment
+from iptables_lens.render.markdown import anchor_id
 
 SERVICES_PER_PAGE = 100
 ROWS_PER_PART = 500

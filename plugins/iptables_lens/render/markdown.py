@@ -11,15 +11,16 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from ..diff import DumpDiff, diff_dumps
-from ..explain import explain_chain
-from ..fmt import format_rule
-from ..model import Dump, Table
-from ..scenario import Flow, Scenario
-from ..trace import node_context, trace
-from ..trace.packet import Packet, Step, Trace
-from .mermaid import flow_diagram, service_graph
-from .text import trace_lines
+from iptables_lens.iptables.diff import DumpDiff, diff_dumps
+from iptables_lens.iptables.explain import explain_chain
+from iptables_lens.iptables.fmt import format_rule
+from iptables_lens.iptables.model import Dump, Table
+from iptables_lens.render.mermaid import flow_diagram, service_graph
+from iptables_lens.render.text import trace_lines
+from iptables_lens.scenario.load import Flow, Scenario
+from iptables_lens.scenario.node import node_context
+from iptables_lens.trace import trace
+from iptables_lens.trace.packet import Packet, Step, Trace
 
 _MARKDOWN_SPECIAL = re.compile(r"[&<>\"'`*_\[\]|\\#~!{}()+]")
 

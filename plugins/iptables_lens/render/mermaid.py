@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from fractions import Fraction
 
-from ..model import Dump
-from ..trace.packet import Step, Trace
+from iptables_lens.iptables.model import Dump
+from iptables_lens.trace.packet import Step, Trace
 
 # Mermaid turns `#word;` into entity placeholders that its render() never turns back (and it reads quotes,
 # pipes, brackets and backticks as syntax), so every such character becomes a named HTML entity, which the
@@ -125,7 +125,7 @@ def _url(url: str) -> str:
 def service_graph(dump: Dump, service: str, link: Callable[[str, str], str | None] | None = None) -> str:
     """The nat chains that carry one Service (`namespace/name[:port]`), with the jumps between them and
     the probability on each endpoint's branch."""
-    from ..trace.matches import _nominal
+    from iptables_lens.iptables.matches import _nominal
 
     nat = dump.table("nat")
     owned = set()
@@ -169,7 +169,7 @@ def service_graph(dump: Dump, service: str, link: Callable[[str, str], str | Non
 
 
 def service_matches(comment: str | None, service: str) -> bool:
-    from ..kube import service_of_comment
+    from iptables_lens.kube.names import service_of_comment
 
     found = service_of_comment(comment)
     return found is not None and (found == service or found.split(":")[0] == service)

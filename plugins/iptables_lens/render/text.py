@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ..diff import DumpDiff
-from ..explain import explain_rule
-from ..fmt import format_rule
-from ..gcpause import paused_gc
-from ..kube import decode_chain, describe_family, family, service_of_comment
-from ..model import Chain, Dump, Table
-from ..schemas import ExplainedChain, ExplainedRule, ExplainOutput
-from ..trace.packet import Outcome, Trace
+from iptables_lens.gcpause import paused_gc
+from iptables_lens.iptables.diff import DumpDiff
+from iptables_lens.iptables.explain import explain_rule
+from iptables_lens.iptables.fmt import format_rule
+from iptables_lens.iptables.model import Chain, Dump, Table
+from iptables_lens.kube.names import decode_chain, describe_family, family, service_of_comment
+from iptables_lens.render.json import ExplainedChain, ExplainedRule, ExplainOutput
+from iptables_lens.trace.packet import Outcome, Trace
 
 
 def outcome_summary(outcome: Outcome) -> str:

@@ -1,7 +1,7 @@
 """The packet tracer: netfilter's semantics over the dump model.
 
 >>> from iptables_lens import parse_file
->>> from iptables_lens.scenario import load_scenario
+>>> from iptables_lens.scenario import load_scenario, node_context
 >>> scenario = load_scenario("dumps/kind-nodeport")
 >>> node = node_context(scenario, "blog-worker")
 >>> dump = scenario.dump_for("blog-worker", "after")
@@ -10,12 +10,11 @@
 [('1/2', '10.244.1.2:80', True), ('1/2', '10.244.2.2:80', True)]
 """
 
-from .context import Interface, NodeContext, Route
-from .engine import RuleIndex, Tracer, trace
-from .packet import HOOKS, TABLES_AT_HOOK, ConntrackEntry, IPv4, Outcome, Packet, Step, Trace
-from .scenario_node import node_context
+from iptables_lens.trace.context import Interface, NodeContext, Route
+from iptables_lens.trace.engine import RuleIndex, Tracer, trace
+from iptables_lens.trace.packet import HOOKS, TABLES_AT_HOOK, ConntrackEntry, IPv4, Outcome, Packet, Step, Trace
 
 __all__ = [
     "HOOKS", "TABLES_AT_HOOK", "ConntrackEntry", "IPv4", "Interface", "NodeContext", "Outcome", "Packet", "Route", "RuleIndex", "Step", "Trace",
-    "Tracer", "node_context", "trace",
+    "Tracer", "trace",
 ]

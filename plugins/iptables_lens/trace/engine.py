@@ -17,10 +17,10 @@ import ipaddress
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from ..model import Chain, Dump, Rule, Table
-from .context import NodeContext
-from .matches import Facts, Split, Undecided, criterion_holds, module_result
-from .packet import TABLES_AT_HOOK, ConntrackEntry, IPv4, Outcome, Packet, Step, Trace
+from iptables_lens.iptables.matches import Facts, Split, Undecided, criterion_holds, module_result
+from iptables_lens.iptables.model import Chain, Dump, Rule, Table
+from iptables_lens.trace.context import NodeContext
+from iptables_lens.trace.packet import TABLES_AT_HOOK, ConntrackEntry, IPv4, Outcome, Packet, Step, Trace
 
 END = "END"  # fell off the end of a chain
 RETURN = "RETURN"

@@ -1,6 +1,6 @@
 """The pages a scenario contributes to the site, as Markdown strings: no MkDocs here.
 
->>> from iptables_lens.scenario import load_scenario
+>>> from iptables_lens.scenario.load import load_scenario
 >>> pages = scenario_pages(load_scenario("dumps/kind-nodeport"))
 >>> [page.path for page in pages][:3]
 ['scenarios/kind-nodeport/index.md', 'scenarios/kind-nodeport/blog-worker.md', 'scenarios/kind-nodeport/blog-worker2.md']
@@ -15,12 +15,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .gcpause import paused_gc
-from .lab.run import recording_path
-from .model import Dump
-from .render.large import ChainLocator, is_large, large_dump_pages
-from .render.markdown import SitePaths, flow_page, node_page, overview_page
-from .scenario import Scenario
+from iptables_lens.gcpause import paused_gc
+from iptables_lens.iptables.model import Dump
+from iptables_lens.lab.run import recording_path
+from iptables_lens.render.large import ChainLocator, is_large, large_dump_pages
+from iptables_lens.render.markdown import SitePaths, flow_page, node_page, overview_page
+from iptables_lens.scenario.load import Scenario
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,8 @@ def _scenario_pages(scenario: Scenario, root: str, use_directory_urls: bool, rep
 def dump_pages(dumps: list[Dump]) -> list[GeneratedPage]:
     """Pages for dumps that come without a scenario (`iptables-lens render`): one page of explained rule
     tables per dump, and, for two dumps, what changed from the first to the second."""
-    from .diff import diff_dumps
-    from .render.markdown import diff_section, rule_tables, text
+    from iptables_lens.iptables.diff import diff_dumps
+    from iptables_lens.render.markdown import diff_section, rule_tables, text
 
     pages = []
     for index, dump in enumerate(dumps):

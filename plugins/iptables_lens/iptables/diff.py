@@ -14,10 +14,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .fmt import format_rule
-from .gcpause import paused_gc
-from .kube import service_of_comment
-from .model import Chain, Dump, Rule
+from iptables_lens.gcpause import paused_gc
+from iptables_lens.iptables.fmt import format_rule
+from iptables_lens.iptables.model import Chain, Dump, Rule
+from iptables_lens.kube.names import service_of_comment
 
 NOISE_TIMESTAMPS = "timestamps"
 NOISE_COUNTERS = "counters"
@@ -105,7 +105,7 @@ class DumpDiff:
 
 
 def _text_lines(dump: Dump) -> list[str]:
-    from .fmt import format_dump
+    from iptables_lens.iptables.fmt import format_dump
 
     return format_dump(dump).splitlines(keepends=True)
 

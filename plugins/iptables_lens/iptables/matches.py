@@ -11,8 +11,8 @@ import ipaddress
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ..model import Criterion, Match, Rule
-from .packet import ICMP_TYPES, IPv4, Packet
+from iptables_lens.iptables.model import Criterion, Match, Rule
+from iptables_lens.trace.packet import ICMP_TYPES, IPv4, Packet
 
 # Matches that never change the verdict of a rule.
 ALWAYS = frozenset({"comment", "helper"})

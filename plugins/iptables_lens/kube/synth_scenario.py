@@ -31,7 +31,15 @@ from typing import Any
 
 import yaml
 
-from .synth import ClusterSpec, Endpoint, KindNode, Port, ServiceSpec, kind_system_services, synth_cluster
+from iptables_lens.kube.synth import (
+    ClusterSpec,
+    Endpoint,
+    KindNode,
+    Port,
+    ServiceSpec,
+    kind_system_services,
+    synth_cluster,
+)
 
 SCENARIO_KINDS = ("clusterip", "nodeport-local")
 KUBERNETES_VERSION = "v1.29.1"

@@ -18,9 +18,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import DumpError, DumpErrors
-from .model import Dump
-from .parse import parse_file
+from iptables_lens.errors import DumpError, DumpErrors
+from iptables_lens.iptables.model import Dump
+from iptables_lens.iptables.parse import parse_file
 
 METADATA_FILE = "scenario.yaml"
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from .errors import DumpError, DumpErrors
-from .gcpause import paused_gc
-from .kube import HASHED_FAMILIES, decode_chain, endpoint_chain, service_chain
-from .model import Dump
-from .scenario import METADATA_FILE, Scenario, ScenarioMeta, _key_path, _read_metadata, _yaml_position
+from iptables_lens.errors import DumpError, DumpErrors
+from iptables_lens.gcpause import paused_gc
+from iptables_lens.iptables.model import Dump
+from iptables_lens.kube.names import HASHED_FAMILIES, decode_chain, endpoint_chain, service_chain
+from iptables_lens.scenario.load import METADATA_FILE, Scenario, ScenarioMeta, _key_path, _read_metadata, _yaml_position
 
 IPv4 = ipaddress.IPv4Address
 
@@ -81,7 +81,7 @@ def _validate_paused(folder: Path, kernel: bool) -> tuple[list[DumpError], Scena
             found.at_key(("dumps", index, "file"), f"{entry.file!r} is not a file in {folder}")
             continue
         try:
-            from .parse import parse_file
+            from iptables_lens.iptables.parse import parse_file
 
             dumps[entry.file] = parse_file(path)
         except DumpError as error:
@@ -214,7 +214,7 @@ def _check_hashes(dump: Dump, path: Path, found: _Collector) -> None:
 
 
 def _check_kernel(folder: Path, meta: ScenarioMeta, found: _Collector) -> None:
-    from .lab.netns import Namespace, can_run_kernel_lab
+    from iptables_lens.lab.netns import Namespace, can_run_kernel_lab
 
     reason = can_run_kernel_lab()
     if reason:

@@ -7,8 +7,8 @@ order, negation before the option, free-text values quoted as `xtables_save_stri
 
 from __future__ import annotations
 
-from .model import Chain, Counters, Criterion, Dump, Option, Rule, Table, Target
-from .xtables import STRING_OPTIONS
+from iptables_lens.iptables.model import Chain, Counters, Criterion, Dump, Option, Rule, Table, Target
+from iptables_lens.iptables.xtables import STRING_OPTIONS
 
 _CRITERION_ORDER = {"-s": 0, "-d": 1, "-i": 2, "-o": 3, "-p": 4, "-f": 5}
 _SAFE = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")

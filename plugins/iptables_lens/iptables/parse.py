@@ -25,10 +25,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import xtables
-from .errors import DumpError
-from .gcpause import paused_gc
-from .model import BUILTIN_CHAINS, Chain, Counters, Criterion, Dump, Match, Option, Rule, Table, Target
+from iptables_lens.errors import DumpError
+from iptables_lens.gcpause import paused_gc
+from iptables_lens.iptables import xtables
+from iptables_lens.iptables.model import (
+    BUILTIN_CHAINS,
+    Chain,
+    Counters,
+    Criterion,
+    Dump,
+    Match,
+    Option,
+    Rule,
+    Table,
+    Target,
+)
 
 MAX_LINE_BYTES = 1 << 20
 MAX_CHAIN_NAME = 28  # XT_EXTENSION_MAXNAMELEN - 1: what both iptables variants accept

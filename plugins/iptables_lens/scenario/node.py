@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..scenario import Scenario
-from .context import Interface, NodeContext, Route
+from iptables_lens.scenario.load import Scenario
+from iptables_lens.trace.context import Interface, NodeContext, Route
 
 Iface = ipaddress.IPv4Interface
 

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from math import floor
 
-from . import kube, xtables
-from .fmt import format_option
-from .model import Chain, Criterion, Match, Option, Rule, Table, Target
+from iptables_lens import kube
+from iptables_lens.iptables import xtables
+from iptables_lens.iptables.fmt import format_option
+from iptables_lens.iptables.model import Chain, Criterion, Match, Option, Rule, Table, Target
 
 
 @dataclass(frozen=True, slots=True)

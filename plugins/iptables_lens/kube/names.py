@@ -19,7 +19,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from .model import Dump, Rule, Table
+from iptables_lens.iptables.model import Dump, Rule, Table
 
 
 def _hash16(text: str) -> str:

@@ -1,0 +1,23 @@
+"""What kube-proxy writes: its chain families, hashed names, the Service index, and synthetic clusters.
+
+>>> service_chain("KUBE-SVC", "default/my-nginx-service", "tcp")
+'KUBE-SVC-OL4YPD43MBS7WVHD'
+"""
+
+from iptables_lens.kube.names import (
+    FIXED_FAMILIES,
+    HASHED_FAMILIES,
+    ChainName,
+    decode_chain,
+    describe_family,
+    endpoint_chain,
+    family,
+    service_chain,
+    service_chains,
+    service_of_comment,
+)
+
+__all__ = [
+    "FIXED_FAMILIES", "HASHED_FAMILIES", "ChainName", "decode_chain", "describe_family", "endpoint_chain", "family",
+    "service_chain", "service_chains", "service_of_comment",
+]
