@@ -20,11 +20,6 @@ BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
     "security": ("INPUT", "FORWARD", "OUTPUT"),
 }
 
-TABLE_NAMES = tuple(BUILTIN_CHAINS)
-
-# Targets that end traversal or are built into iptables (not user chains).
-VERDICT_TARGETS = frozenset({"ACCEPT", "DROP", "RETURN", "QUEUE"})
-
 
 @dataclass(frozen=True, slots=True)
 class Counters:
