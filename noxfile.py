@@ -7,7 +7,8 @@
     nox -s browser     the built site in Debian's chromium; screenshots go to build/screenshots/
     nox -s validate    check every scenario under dumps/ (schema, dumps, Services, kernel)
     nox -s lab         load each scenario into the kernel and check the tracer against it
-    nox -s lint        ruff and mypy
+    nox -s site        build the site into site/ (what is published)
+    nox -s lint        ruff, mypy, and the GitHub workflows (zizmor, their JSON Schema)
     nox -s bench       benchmarks: ratios against a reference measured in the same run
 """
 
@@ -120,11 +121,25 @@ def validate(session: nox.Session) -> None:
 
 
 @nox.session
+def site(session: nox.Session) -> None:
+    """Build the site into site/ with --strict: what the workflow on main publishes."""
+    _install(session)
+    session.run("mkdocs", "build", "--strict", env=BUILD_ENV)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy."""
+    """ruff and mypy; the GitHub workflows through zizmor (offline) and the JSON Schemas of their formats."""
     _install(session, "lint")
     session.run("ruff", "check", "plugins", "tests", "noxfile.py", "conftest.py")
     session.run("mypy")
+    github = Path(".github")
+    session.run("zizmor", "--offline", str(github))
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows",
+                *sorted(str(p) for p in (github / "workflows").glob("*.yml")))
+    session.run("check-jsonschema", "--builtin-schema", "vendor.dependabot", str(github / "dependabot.yml"))
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-issue-forms",
+                *sorted(str(p) for p in (github / "ISSUE_TEMPLATE").glob("*.yml") if p.name != "config.yml"))
 
 
 @nox.session
