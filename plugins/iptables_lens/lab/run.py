@@ -69,20 +69,6 @@ class FlowResult:
     def ok(self) -> bool:
         return not self.problems and all(c.ok for c in self.checks) and all(b.problem is None for b in self.branches)
 
-    def to_json(self) -> dict:
-        return {
-            "flow": self.flow.id,
-            "ok": self.ok,
-            "connections": self.connections,
-            "conntrack_entries": self.conntrack_entries,
-            "counts": dict(sorted(self.counts.items())),
-            "predicted": {o.endpoint or "none": str(o.probability) for o in self.prediction.outcomes},
-            "checks": [str(c) for c in self.checks],
-            "branches": [{"endpoint": b.endpoint, "matches_outcome": b.matched_outcome, "problem": b.problem,
-                          "path": [str(s) for s in b.steps]} for b in self.branches],
-            "problems": self.problems,
-        }
-
 
 def predict(scenario: Scenario, flow: Flow, moment: str = "after") -> Trace:
     dump = scenario.dump_for(flow.node, moment)

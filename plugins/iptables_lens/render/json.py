@@ -1,14 +1,38 @@
-"""The JSON that `iptables-lens COMMAND --json` prints, as pydantic models: the documented contract.
+"""The JSON that `iptables-lens COMMAND --json` prints: the one place results become JSON.
 
-`iptables-lens schema --command NAME` prints the JSON Schema of a command's output, and the tests validate
-every command's real output against these models.
+Each command's output is a pydantic model (the documented contract), built from the domain objects by one
+function per command (`check_output`, `trace_output`, ...); `dumps` turns a model into the text the command
+prints. `iptables-lens schema --command NAME` prints the JSON Schema of a command's output, and the tests
+validate every command's real output against it.
+
+The models carry no docstrings on purpose: pydantic would copy them into the published schemas.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Literal, cast
 
 from pydantic import BaseModel, ConfigDict
+
+from iptables_lens.errors import DumpError
+from iptables_lens.iptables.fmt import format_dump
+from iptables_lens.iptables.model import Dump
+
+if TYPE_CHECKING:  # the builders only read these objects; importing them would load the lab and the diff
+    from iptables_lens.iptables.diff import DumpDiff
+    from iptables_lens.lab.run import FlowResult
+    from iptables_lens.trace.packet import Outcome, Step, Trace
+
+
+# The kinds the outputs name. The domain objects still type them as `str`: the builders `cast`, and pydantic
+# checks each value when it builds the model, so a new kind fails loudly here instead of breaking the contract.
+ChangeKind = Literal["added", "removed"]
+NoiseKind = Literal["timestamps", "counters", "docker-dns-ports"]
+Hook = Literal["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
+Verdict = Literal["ACCEPT", "DROP", "REJECT", "UNDECIDED", "UNSUPPORTED"]
+Origin = Literal["external", "local"]
 
 
 class _Out(BaseModel):
@@ -61,13 +85,13 @@ class ExplainOutput(_Out):
 
 
 class ChangedChain(_Out):
-    kind: Literal["added", "removed"]
+    kind: ChangeKind
     table: str
     chain: str
 
 
 class ChangedRule(_Out):
-    kind: Literal["added", "removed"]
+    kind: ChangeKind
     table: str
     chain: str
     line: int
@@ -82,7 +106,7 @@ class ServiceChange(_Out):
 
 
 class NoiseItem(_Out):
-    kind: Literal["timestamps", "counters", "docker-dns-ports"]
+    kind: NoiseKind
     where: str
     before: str
     after: str
@@ -96,7 +120,7 @@ class DiffOutput(_Out):
 
 
 class TraceStep(_Out):
-    hook: Literal["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
+    hook: Hook
     table: str | None
     chain: str | None
     rule: int | None
@@ -106,7 +130,7 @@ class TraceStep(_Out):
 
 class TraceOutcome(_Out):
     probability: str
-    verdict: Literal["ACCEPT", "DROP", "REJECT", "UNDECIDED", "UNSUPPORTED"]
+    verdict: Verdict
     dnat: str | None
     snat: str | None
     masquerade: bool
@@ -119,7 +143,7 @@ class TraceOutcome(_Out):
 
 class TraceOutput(_Out):
     node: str
-    origin: Literal["external", "local"]
+    origin: Origin
     packet: str
     outcomes: list[TraceOutcome]
 
@@ -145,6 +169,26 @@ class ValidateOutput(_Out):
     folders: list[ValidatedFolder]
 
 
+class LabBranch(_Out):
+    endpoint: str | None
+    matches_outcome: int | None
+    problem: str | None
+    path: list[str]
+
+
+# `lab --json` prints one of these per flow, each on a line of its own (JSON Lines).
+class LabOutput(_Out):
+    flow: str
+    ok: bool
+    connections: int
+    conntrack_entries: int
+    counts: dict[str, int]
+    predicted: dict[str, str]
+    checks: list[str]
+    branches: list[LabBranch]
+    problems: list[str]
+
+
 OUTPUTS: dict[str, type[BaseModel]] = {
     "check": CheckOutput,
     "fmt": FmtOutput,
@@ -153,6 +197,7 @@ OUTPUTS: dict[str, type[BaseModel]] = {
     "trace": TraceOutput,
     "render": RenderOutput,
     "validate": ValidateOutput,
+    "lab": LabOutput,
 }
 
 
@@ -162,3 +207,112 @@ def output_schema(command: str) -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"iptables-lens {command} --json"
     return schema
+
+
+def dumps(output: BaseModel, indent: int | None = 2) -> str:
+    """The text a command prints for `output`: indented JSON, or one line with `indent=None` (JSON Lines)."""
+    return json.dumps(output.model_dump(), indent=indent)
+
+
+def dumps_schema(schema: dict) -> str:
+    """A JSON Schema as `iptables-lens schema` prints it: indented, keys sorted, so copies diff cleanly."""
+    return json.dumps(schema, indent=2, sort_keys=True)
+
+
+# -- one builder per command, from the domain objects to the command's model -------------------------------
+
+
+def check_output(results: Iterable[Dump | DumpError]) -> CheckOutput:
+    """`check --json`: per file, the dump's counts or the error that stopped its parse."""
+    files = []
+    for result in results:
+        if isinstance(result, DumpError):
+            files.append(CheckedFile(source=result.source, ok=False, tables=None, chains=None, rules=None,
+                                     error=str(result)))
+        else:
+            tables, chains, rules = result.summary()
+            files.append(CheckedFile(source=result.source, ok=True, tables=tables, chains=chains, rules=rules,
+                                     error=None))
+    return CheckOutput(files=files)
+
+
+def fmt_output(dump: Dump) -> FmtOutput:
+    """`fmt --json`: the dump's source and its canonical iptables-save text."""
+    return FmtOutput(source=dump.source, text=format_dump(dump))
+
+
+def explain_output(source: str, chains: Sequence[ExplainedChain]) -> ExplainOutput:
+    """`explain --json`: the chains `render.text.explain_views` chose, which are already this output's models."""
+    return ExplainOutput(source=source, chains=list(chains))
+
+
+def diff_output(changes: DumpDiff) -> DiffOutput:
+    """`diff --json`: per Service, the chains and rules added and removed, and the noise that was folded."""
+    services = [
+        ServiceChange(
+            service=group.service,
+            summary=group.summary,
+            chains=[ChangedChain(kind=cast(ChangeKind, c.kind), table=c.table, chain=c.chain) for c in group.chains],
+            rules=[ChangedRule(kind=cast(ChangeKind, r.kind), table=r.table, chain=r.chain, line=r.rule.line, text=r.text)
+                   for r in group.rules],
+        )
+        for group in changes.services
+    ]
+    noise = [NoiseItem(kind=cast(NoiseKind, n.kind), where=n.description, before=n.before, after=n.after) for n in changes.noise]
+    return DiffOutput(before=changes.before.source, after=changes.after.source, services=services, noise=noise)
+
+
+def trace_output(result: Trace) -> TraceOutput:
+    """`trace --json`: every outcome of the packet, with its exact probability and its path."""
+    return TraceOutput(node=result.node, origin=cast(Origin, result.origin), packet=str(result.packet),
+                       outcomes=[_trace_outcome(o) for o in result.outcomes])
+
+
+def _trace_outcome(outcome: Outcome) -> TraceOutcome:
+    return TraceOutcome(
+        probability=str(outcome.probability),
+        verdict=cast(Verdict, outcome.verdict),
+        dnat=outcome.endpoint,
+        snat=str(outcome.snat[0]) if outcome.snat else None,
+        masquerade=outcome.masquerade,
+        delivery=outcome.delivery,
+        conntrack=str(outcome.conntrack) if outcome.conntrack else None,
+        choices=list(outcome.choices),
+        reason=outcome.reason,
+        path=[_trace_step(s) for s in outcome.path],
+    )
+
+
+def _trace_step(step: Step) -> TraceStep:
+    return TraceStep(hook=cast(Hook, step.hook), table=step.table, chain=step.chain, rule=step.rule, line=step.line,
+                     action=step.action)
+
+
+def render_output(written: Iterable[str]) -> RenderOutput:
+    """`render --json`: the files and folders it wrote, in the order it wrote them."""
+    return RenderOutput(written=list(written))
+
+
+def validate_output(results: Iterable[tuple[str, Sequence[DumpError]]]) -> ValidateOutput:
+    """`validate --json`: per scenario folder, its problems with their positions (none when it is valid)."""
+    return ValidateOutput(folders=[
+        ValidatedFolder(folder=folder, ok=not problems, problems=[
+            Problem(source=p.source, line=p.line, column=p.column, message=p.message) for p in problems])
+        for folder, problems in results
+    ])
+
+
+def lab_output(result: FlowResult) -> LabOutput:
+    """`lab --json`, for one flow: what the kernel did, what the tracer predicted, and where they disagree."""
+    return LabOutput(
+        flow=result.flow.id,
+        ok=result.ok,
+        connections=result.connections,
+        conntrack_entries=result.conntrack_entries,
+        counts=dict(sorted(result.counts.items())),
+        predicted={o.endpoint or "none": str(o.probability) for o in result.prediction.outcomes},
+        checks=[str(c) for c in result.checks],
+        branches=[LabBranch(endpoint=b.endpoint, matches_outcome=b.matched_outcome, problem=b.problem,
+                            path=[str(s) for s in b.steps]) for b in result.branches],
+        problems=list(result.problems),
+    )

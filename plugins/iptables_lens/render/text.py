@@ -8,7 +8,7 @@ from iptables_lens.iptables.explain import explain_rule
 from iptables_lens.iptables.fmt import format_rule
 from iptables_lens.iptables.model import Chain, Dump, Table
 from iptables_lens.kube.names import decode_chain, describe_family, family, service_of_comment
-from iptables_lens.render.json import ExplainedChain, ExplainedRule, ExplainOutput
+from iptables_lens.render.json import ExplainedChain, ExplainedRule
 from iptables_lens.trace.packet import Outcome, Trace
 
 
@@ -197,10 +197,6 @@ def explain_lines(views: list[ChainView]) -> list[str]:
     return lines[:-1] if lines else lines
 
 
-def explain_json(source: str, views: list[ChainView]) -> dict:
-    return ExplainOutput(source=source, chains=views).model_dump()
-
-
 # -- diff -----------------------------------------------------------------------------------------------------
 
 
@@ -218,19 +214,3 @@ def diff_lines(changes: DumpDiff) -> list[str]:
     if not changes.services:
         lines.append("no change to the rules")
     return lines
-
-
-def diff_json(changes: DumpDiff) -> dict:
-    return {
-        "before": changes.before.source,
-        "after": changes.after.source,
-        "services": [{
-            "service": g.service,
-            "summary": g.summary,
-            "chains": [{"kind": c.kind, "table": c.table, "chain": c.chain} for c in g.chains],
-            "rules": [{"kind": r.kind, "table": r.table, "chain": r.chain, "line": r.rule.line, "text": r.text}
-                      for r in g.rules],
-        } for g in changes.services],
-        "noise": [{"kind": n.kind, "where": n.description, "before": n.before, "after": n.after}
-                  for n in changes.noise],
-    }

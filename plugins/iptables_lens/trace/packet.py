@@ -75,10 +75,6 @@ class Step:
     line: int | None
     action: str
 
-    def to_json(self) -> dict:
-        return {"hook": self.hook, "table": self.table, "chain": self.chain, "rule": self.rule, "line": self.line,
-                "action": self.action}
-
     @property
     def anchor(self) -> str | None:
         """The rule's anchor in the generated tables (see `Rule.anchor`)."""
@@ -142,20 +138,6 @@ class Outcome:
                 names.append(step.chain)
         return names
 
-    def to_json(self) -> dict:
-        return {
-            "probability": str(self.probability),
-            "verdict": self.verdict,
-            "dnat": self.endpoint,
-            "snat": str(self.snat[0]) if self.snat else None,
-            "masquerade": self.masquerade,
-            "delivery": self.delivery,
-            "conntrack": str(self.conntrack) if self.conntrack else None,
-            "choices": list(self.choices),
-            "reason": self.reason,
-            "path": [s.to_json() for s in self.path],
-        }
-
 
 @dataclass(frozen=True)
 class Trace:
@@ -165,7 +147,3 @@ class Trace:
     origin: str
     packet: Packet
     outcomes: tuple[Outcome, ...]
-
-    def to_json(self) -> dict:
-        return {"node": self.node, "origin": self.origin, "packet": str(self.packet),
-                "outcomes": [o.to_json() for o in self.outcomes]}

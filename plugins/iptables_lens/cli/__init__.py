@@ -1,30 +1,25 @@
-"""The `iptables-lens` command: thin glue from arguments to the core, and exit codes.
+"""The `iptables-lens` command: thin glue from arguments to the core, a renderer, and exit codes.
 
-Exit codes: 0 success, 1 invalid input (the errors are on stderr), 2 usage error.
+Each command calls the core, then prints plain text (`render.text`), tables and colours on a terminal
+(`cli.terminal`), or with `--json` the model `render.json` builds. Exit codes: 0 success, 1 invalid input
+(the errors are on stderr), 2 usage error.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import sys
 from pathlib import Path
 
 import click
 
+from iptables_lens.cli import terminal
 from iptables_lens.errors import DumpError
 from iptables_lens.iptables.fmt import format_dump
 from iptables_lens.iptables.model import Dump
 from iptables_lens.iptables.parse import parse_file
-from iptables_lens.render.text import (
-    chain_heading,
-    diff_json,
-    diff_lines,
-    explain_json,
-    explain_lines,
-    explain_views,
-    trace_lines,
-)
+from iptables_lens.render import json as json_output
+from iptables_lens.render.text import diff_lines, explain_lines, explain_views, trace_lines
 from iptables_lens.scenario.load import load_scenario
 from iptables_lens.scenario.node import node_context
 from iptables_lens.trace import Interface, NodeContext, Packet, Route, trace
@@ -37,10 +32,6 @@ def _fail(error: DumpError) -> None:
     click.echo(f"error: {error}", err=True)
 
 
-def _on_terminal() -> bool:
-    return sys.stdout.isatty()
-
-
 def _load(path: str) -> Dump:
     """Parse a dump, with a progress bar on a terminal when it is big; exit 1 with the error if it is bad."""
     try:
@@ -48,25 +39,13 @@ def _load(path: str) -> Dump:
     except OSError:
         size = 0
     try:
-        if size > BIG_INPUT and sys.stderr.isatty():
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-            with Progress(*columns, transient=True, console=_rich_console(stderr=True)) as progress:
-                task = progress.add_task(f"reading {Path(path).name} ({size >> 20} MiB)", total=None)
-                dump = parse_file(path)
-                progress.update(task, total=1, completed=1)
-            return dump
+        if size > BIG_INPUT:
+            with terminal.progress_on_stderr(f"reading {Path(path).name} ({size >> 20} MiB)"):
+                return parse_file(path)
         return parse_file(path)
     except DumpError as error:
         _fail(error)
         sys.exit(EXIT_INVALID)
-
-
-def _rich_console(stderr: bool = False):
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -91,26 +70,22 @@ def check(files: tuple[str, ...], as_json: bool) -> None:
       iptables-lens check dumps/kind-nodeport/worker-1-after.rules
       iptables-save | iptables-lens check -
     """
-    failed = False
-    report = []
+    results: list[Dump | DumpError] = []
     for path in files:
         try:
             dump = parse_file(path)
         except DumpError as error:
-            failed = True
-            report.append({"source": error.source, "ok": False, "tables": None, "chains": None, "rules": None,
-                           "error": str(error)})
+            results.append(error)
             if not as_json:
                 _fail(error)
             continue
-        tables, chains, rules = dump.summary()
-        report.append({"source": dump.source, "ok": True, "tables": tables, "chains": chains, "rules": rules,
-                       "error": None})
+        results.append(dump)
         if not as_json:
+            tables, chains, rules = dump.summary()
             click.echo(f"{dump.source}: ok: {tables} tables, {chains} chains, {rules} rules")
     if as_json:
-        click.echo(json.dumps({"files": report}, indent=2))
-    if failed:
+        click.echo(json_output.dumps(json_output.check_output(results)))
+    if any(isinstance(result, DumpError) for result in results):
         sys.exit(EXIT_INVALID)
 
 
@@ -126,7 +101,7 @@ def fmt(file: str, as_json: bool) -> None:
     """
     dump = _load(file)
     if as_json:
-        click.echo(json.dumps({"source": dump.source, "text": format_dump(dump)}, indent=2))
+        click.echo(json_output.dumps(json_output.fmt_output(dump)))
     else:
         click.echo(format_dump(dump), nl=False)
 
@@ -151,35 +126,11 @@ def explain(dump_file, service, chain, as_json):
         click.echo(f"error: {dump.source}: nothing in it concerns {service or chain}", err=True)
         sys.exit(EXIT_INVALID)
     if as_json:
-        click.echo(json.dumps(explain_json(dump.source, views), indent=2))
-    elif _on_terminal():
-        _print_explain_rich(views)
+        click.echo(json_output.dumps(json_output.explain_output(dump.source, views)))
+    elif terminal.on_terminal():
+        terminal.print_explain(views)
     else:
         click.echo("\n".join(explain_lines(views)))
-
-
-def _print_explain_rich(views) -> None:
-    from rich.table import Table as RichTable
-
-    console = _rich_console()
-    for view in views:
-        name, what = chain_heading(view)
-        title = f"[bold]{_escape_markup(name)}[/bold]  [cyan]{_escape_markup(what)}[/cyan]"
-        table = RichTable(title=title, title_justify="left", show_lines=False, expand=True)
-        table.add_column("#", justify="right", style="bold")
-        table.add_column("What it does")
-        table.add_column("Line", justify="right", style="dim")
-        for rule in view.rules:
-            table.add_row(str(rule.position), f"{rule.summary}\n[dim]{_escape_markup(rule.text)}[/dim]", str(rule.line))
-        console.print(table)
-        if view.name_explained:
-            console.print(f"  [dim]{_escape_markup(view.name_explained)}[/dim]")
-
-
-def _escape_markup(value: str) -> str:
-    from rich.markup import escape
-
-    return escape(value)
 
 
 @main.command()
@@ -201,21 +152,13 @@ def diff(before_file, after_file, show_text, as_json):
         raise click.UsageError("only one of BEFORE and AFTER can be read from standard input")
     changes = diff_dumps(_load(before_file), _load(after_file))
     if as_json:
-        click.echo(json.dumps(diff_json(changes), indent=2))
-        return
-    if _on_terminal():
-        console = _rich_console()
-        for line in diff_lines(changes):
-            style = "green" if line.startswith("  +") else "red" if line.startswith("  -") else "bold"
-            console.print(_escape_markup(line), style=style)
+        click.echo(json_output.dumps(json_output.diff_output(changes)))
+    elif terminal.on_terminal():
+        terminal.print_diff(changes, show_text)
+    else:
+        click.echo("\n".join(diff_lines(changes)))
         if show_text:
-            from rich.syntax import Syntax
-
-            console.print(Syntax(changes.textual(), "diff", background_color="default"))
-        return
-    click.echo("\n".join(diff_lines(changes)))
-    if show_text:
-        click.echo(changes.textual(), nl=False)
+            click.echo(changes.textual(), nl=False)
 
 
 @main.command()
@@ -233,50 +176,19 @@ def render(dump_files, out, site, as_json):
     Example:
       iptables-lens render before.rules after.rules -o my-pages --site
     """
+    from iptables_lens.cli.pages import build_small_site, write_pages
     from iptables_lens.render.site import dump_pages
 
-    dumps = [_load(path) for path in dump_files]
-    pages = dump_pages(dumps)
+    pages = dump_pages([_load(path) for path in dump_files])
     folder = Path(out)
-    docs = folder / "docs" if site else folder
-    written = []
-    for page in pages:
-        target = docs / page.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(page.markdown)
-        tmp.replace(target)
-        written.append(str(target))
+    written = write_pages(pages, folder / "docs" if site else folder)
     if site:
-        written.append(_build_small_site(folder, [p for p in pages if p.path != "index.md"]))
+        written.append(build_small_site(folder, [p for p in pages if p.path != "index.md"]))
     if as_json:
-        click.echo(json.dumps({"written": written}, indent=2))
+        click.echo(json_output.dumps(json_output.render_output(written)))
     else:
         for path in written:
             click.echo(f"wrote {path}")
-
-
-def _build_small_site(folder: Path, pages) -> str:
-    """mkdocs.yml for the pages, then a build: Material, offline, the same Markdown extensions as this site."""
-    import yaml
-
-    config = {
-        "site_name": "iptables-lens: my dumps",
-        "docs_dir": "docs",
-        "site_dir": "site",
-        "theme": {"name": "material", "font": False},
-        "markdown_extensions": ["admonition", "attr_list", "md_in_html", "tables", "pymdownx.details",
-                                "pymdownx.highlight", "pymdownx.superfences",
-                                {"pymdownx.tabbed": {"alternate_style": True}}],
-        "plugins": ["search"],
-        "nav": [{"Dumps": "index.md"}] + [{p.title: p.path} for p in pages],
-    }
-    (folder / "mkdocs.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    from mkdocs.commands.build import build
-    from mkdocs.config import load_config
-
-    build(load_config(str(folder / "mkdocs.yml")))
-    return str(folder / "site")
 
 
 def _node_for_trace(scenario_dir: str | None, node_name: str | None, local_ips: tuple[str, ...]) -> NodeContext:
@@ -339,17 +251,9 @@ def trace_command(dump_file, src, dst, dport, proto, sport, local_ips, origin, s
     packet = Packet(src, dst, proto, sport, dport)
     result = trace(dump, packet, node, origin, frozenset(recent))
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
-    elif _on_terminal():
-        console = _rich_console()
-        for line in trace_lines(result):
-            if line.startswith("outcome "):
-                console.print(_escape_markup(line), style="bold")
-            elif line.startswith("  ") and line[2:3].isupper() and not line.startswith(("  delivery", "  branch")):
-                hook, _, rest = line[2:].partition(" ")
-                console.print(f"  [cyan]{hook:<11}[/cyan] {_escape_markup(rest.strip())}")
-            else:
-                console.print(_escape_markup(line))
+        click.echo(json_output.dumps(json_output.trace_output(result)))
+    elif terminal.on_terminal():
+        terminal.print_trace(result)
     else:
         click.echo("\n".join(trace_lines(result)))
 
@@ -373,13 +277,10 @@ def validate(folders, kernel, as_json):
 
     if kernel is None:
         kernel = os.geteuid() == 0
-    failed = False
-    report = []
+    results = []
     for folder in folders:
         problems = validate_scenario(folder, kernel=kernel)
-        report.append({"folder": folder, "ok": not problems, "problems": [
-            {"source": p.source, "line": p.line, "column": p.column, "message": p.message} for p in problems]})
-        failed = failed or bool(problems)
+        results.append((folder, problems))
         if as_json:
             continue
         for problem in problems:
@@ -389,8 +290,8 @@ def validate(folders, kernel, as_json):
         else:
             click.echo(f"{folder}: ok" + (" (the kernel accepts every dump)" if kernel else ""))
     if as_json:
-        click.echo(json.dumps({"folders": report}, indent=2))
-    if failed:
+        click.echo(json_output.dumps(json_output.validate_output(results)))
+    if any(problems for _, problems in results):
         sys.exit(EXIT_INVALID)
 
 
@@ -433,8 +334,7 @@ def scrub(folder, out, key, renames):
 
 
 @main.command()
-@click.option("--command", "command", type=click.Choice(["check", "fmt", "explain", "diff", "trace", "render",
-                                                          "validate"]),
+@click.option("--command", "command", type=click.Choice(list(json_output.OUTPUTS)),
               help="The schema of that command's --json output instead.")
 def schema(command):
     """Print the JSON Schema of scenario.yaml, for editors (docs/scenario.schema.json holds a copy), or of a
@@ -446,13 +346,11 @@ def schema(command):
       iptables-lens schema --command trace
     """
     if command:
-        from iptables_lens.render.json import output_schema
-
-        click.echo(json.dumps(output_schema(command), indent=2, sort_keys=True))
+        click.echo(json_output.dumps_schema(json_output.output_schema(command)))
         return
     from iptables_lens.scenario.load import metadata_json_schema
 
-    click.echo(json.dumps(metadata_json_schema(), indent=2, sort_keys=True))
+    click.echo(json_output.dumps_schema(metadata_json_schema()))
 
 
 @main.command("lab")
@@ -492,7 +390,7 @@ def lab_command(scenario_dir, connections, flows, variant, record, as_json):
         if record and result.ok:
             write_recording(scenario, result)
         if as_json:
-            click.echo(json.dumps(result.to_json()))
+            click.echo(json_output.dumps(json_output.lab_output(result), indent=None))
             continue
         click.echo(f"{result.flow.id}: {'agrees with the tracer' if result.ok else 'DISAGREES with the tracer'}")
         for branch in result.branches:
@@ -556,5 +454,3 @@ def synth_scenario_command(kind, folder):
     for path in write_scenario(kind, folder):
         click.echo(str(path))
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
