@@ -45,8 +45,12 @@ class IptablesLensConfig(base.Config):
 
 
 class IptablesLensPlugin(BasePlugin[IptablesLensConfig]):
+    root: Path
+    """The folder of mkdocs.yml, which relative paths start from."""
     scenarios_dir: Path
     pages: list[GeneratedPage]
+    deferred: dict[str, dict]
+    """Page path -> its placeholders and what renders each (see render.large)."""
 
     def on_config(self, config: MkDocsConfig) -> MkDocsConfig | None:
         self.root = Path(config.config_file_path).parent

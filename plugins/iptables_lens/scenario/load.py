@@ -15,6 +15,7 @@ an exception.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ KeyPath = tuple[int | str, ...]
 """Where a value sits in scenario.yaml: `("services", 0, "ports")` is `services[0].ports`."""
 
 
-def key_path_text(key_path: KeyPath) -> str:
+def _key_path_text(key_path: KeyPath) -> str:
     """`("services", 0, "ports")` as a person writes it: `services[0].ports`."""
     text = ""
     for key in key_path:
@@ -71,7 +72,7 @@ class MetadataFile:
     def problem(self, key_path: KeyPath, message: str) -> DumpError:
         """A DumpError at the value at `key_path`, its message led by the key path."""
         line, column = self.position(key_path)
-        return DumpError(str(self.path), line, column, f"{key_path_text(key_path)}: {message}",
+        return DumpError(str(self.path), line, column, f"{_key_path_text(key_path)}: {message}",
                          _line_text(self.lines, line))
 
 
@@ -141,7 +142,7 @@ def load_scenario(folder: str | Path) -> Scenario:
     return scenario
 
 
-def find_scenarios(root: str | Path, include: tuple[str, ...] | list[str] = ()) -> list[Path]:
+def find_scenarios(root: str | Path, include: Collection[str] = ()) -> list[Path]:
     """Every folder directly under `root` that has a scenario.yaml, sorted by name; only those named in
     `include`, if it names any."""
     found = sorted(p.parent for p in Path(root).glob(f"*/{METADATA_FILE}"))
@@ -196,5 +197,5 @@ def _pydantic_message(err: Any) -> str:
     return message
 
 
-__all__ = ["METADATA_FILE", "KeyPath", "MetadataFile", "Scenario", "find_scenarios", "key_path_text", "load_scenario",
+__all__ = ["METADATA_FILE", "KeyPath", "MetadataFile", "Scenario", "find_scenarios", "load_scenario",
            "metadata_json_schema", "read_scenario"]
