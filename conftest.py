@@ -1,7 +1,7 @@
 """pytest set-up for the whole repository.
 
 - Every page under docs/ is a test file: sybil runs its examples (see tests/doc_examples.py). So is every
-  generated page that `nox -s docs` writes to build/generated-docs/ (the plugin's `examples_dir`).
+  generated page that `nox -s docs` writes to build/generated-docs/ (with tests/generated_pages.py).
 - With CI=true, a skipped test fails: in CI every prerequisite is installed, so a skip means a
   check silently did not run.
 """

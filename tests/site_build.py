@@ -24,10 +24,8 @@ def variant_config(folder: Path, *scenarios: Path) -> Path:
     return config
 
 
-def build(site: Path, config: Path | None = None, examples: Path | None = None) -> subprocess.CompletedProcess:
+def build(site: Path, config: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
-    if examples is not None:
-        env["IPTABLES_LENS_EXAMPLES_DIR"] = str(examples)
     argv = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)]
     if config is not None:
         argv += ["--config-file", str(config)]

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from iptables_lens.errors import DumpError
 from iptables_lens.kube import decode_chain
-from iptables_lens.scenario import load_scenario, metadata_json_schema, node_context
+from iptables_lens.scenario import load_scenario, metadata_json_schema, node_context, validate_scenario
+from iptables_lens.scenario.flows import predict
+from iptables_lens.scenario.load import read_scenario
 from iptables_lens.scenario.scrub import AddressMap, scrub_scenario
-from iptables_lens.scenario.validate import validate_scenario
 from iptables_lens.trace import Packet, trace
 
 from tests.conftest import REPO_ROOT, SEED
@@ -106,6 +108,28 @@ def test_validate_lists_every_problem_and_exits_1(tmp_path):
     assert proc.returncode == 1
     assert "not 30081" in proc.stderr and "not 10.96.118.137" in proc.stderr
     assert f"{SEED}: ok" in proc.stdout and f"{folder}: " in proc.stdout
+
+
+def test_loading_lists_every_file_that_is_missing_or_does_not_parse_and_keeps_the_rest(tmp_path):
+    folder = copy_seed(tmp_path)
+    BREAKAGES["missing file"][0](folder)
+    BREAKAGES["dump the kernel refuses"][0](folder)
+    scenario, problems = read_scenario(folder)
+    assert [(Path(p.source).name, p.line) for p in problems] == [("scenario.yaml", 67), ("worker-1-after.rules", 38)]
+    assert sorted(scenario.dumps) == ["worker-2-after.rules", "worker-2-before.rules"]
+    with pytest.raises(DumpError) as raised:
+        load_scenario(folder)
+    assert str(raised.value) == "\n".join(str(p) for p in problems)
+
+
+def test_a_flow_on_a_node_without_dumps_is_an_error_at_the_flow(tmp_path):
+    folder = copy_seed(tmp_path)
+    edit(folder / "scenario.yaml", "    node: blog-worker\n    client: a host", "    node: blog-control-plane\n    client: a host")
+    scenario = load_scenario(folder)
+    with pytest.raises(DumpError) as raised:
+        predict(scenario, scenario.meta.flows[0])
+    assert Path(raised.value.source).name == "scenario.yaml"
+    assert raised.value.message == "flows[0].node: flow outside-to-nodeport: no after dump for node blog-control-plane"
 
 
 def test_the_seed_scenario_is_valid():

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from iptables_lens import parse_file
 from iptables_lens.render.markdown import anchor_id
+from iptables_lens.render.site import scenario_pages, write_pages
 from iptables_lens.scenario import load_scenario
 
 from tests.conftest import REPO_ROOT, SEED
@@ -188,5 +189,33 @@ def test_serve_watches_the_scenarios_folder():
 
     plugin = IptablesLensPlugin()
     plugin.scenarios_dir = REPO_ROOT / "dumps"
-    server = plugin.on_serve(Server(), None, None)
+    server = plugin.on_serve(Server(), config=None, builder=None)
     assert server.watched == [str(REPO_ROOT / "dumps")]
+
+
+def test_an_include_that_names_no_scenario_fails_the_build_naming_it(tmp_path):
+    config = variant_config(tmp_path)
+    text = config.read_text()
+    config.write_text(text.replace(f"      scenarios: {tmp_path / 'scenarios'}\n",
+                                   f"      scenarios: {tmp_path / 'scenarios'}\n      include: [kind-nodeprot]\n"))
+    result = build(tmp_path / "site", config)
+    assert result.returncode != 0
+    assert "include names 'kind-nodeprot'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_scenarios_folder_fails_the_build_naming_it(tmp_path):
+    config = variant_config(tmp_path)
+    config.write_text(config.read_text().replace(f"      scenarios: {tmp_path / 'scenarios'}",
+                                                 f"      scenarios: {tmp_path / 'nowhere'}"))
+    result = build(tmp_path / "site", config)
+    assert result.returncode != 0
+    assert f"scenarios folder {tmp_path / 'nowhere'} does not exist" in result.stderr
+
+
+def test_generated_pages_are_written_as_the_site_reads_them(tmp_path):
+    pages = scenario_pages(load_scenario(SEED))
+    write_pages(pages, tmp_path)
+    for page in pages:
+        assert (tmp_path / page.path).read_text(encoding="utf-8") == page.markdown
+    assert not list(tmp_path.rglob("*.partial"))

@@ -1,32 +1,36 @@
 """The `iptables-lens` MkDocs plugin: thin glue between MkDocs events and the core.
 
-Declared in mkdocs.yml as `plugins: [iptables-lens]`. For each scenario folder under `scenarios` it adds an
-overview page, a page per node and a page per traced flow, written through mkdocs-gen-files so they are
-ordinary (virtual) pages; it lists them in the navigation; and `mkdocs serve` rebuilds when a file under
-the scenarios folder changes. A bad scenario or dump fails the build with MkDocs' PluginError, naming the
-file, line and column.
+Declared in mkdocs.yml as `plugins: [iptables-lens]`. `on_config` checks the plugin's options. `on_files`
+loads and checks each scenario folder under `scenarios` (the checks of `iptables-lens validate` but the
+kernel's) and adds its pages, made by `render.site`, as virtual files: an overview, a page per node and a page
+per traced flow; it lists them in the navigation. `on_post_page` fills in the big tables of large dumps, and
+`mkdocs serve` rebuilds when a file under the scenarios folder changes. A bad option, scenario or dump fails
+the build with MkDocs' PluginError, naming the file, line and column.
 """
 
 from __future__ import annotations
 
 import html
-import os
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mkdocs.config import base
 from mkdocs.config import config_options as c
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin
-from mkdocs.structure.files import InclusionLevel
-from mkdocs_gen_files.editor import FilesEditor
+from mkdocs.structure.files import File, Files, InclusionLevel, file_sort_key
 
 from iptables_lens.errors import DumpError
 from iptables_lens.gcpause import paused_gc
 from iptables_lens.render.large import PLACEHOLDER_PATTERN
-from iptables_lens.render.site import GeneratedPage, scenario_pages
-from iptables_lens.scenario.load import Scenario, find_scenarios
-from iptables_lens.scenario.validate import load_checked
+from iptables_lens.render.site import GeneratedPage, site_pages
+from iptables_lens.scenario.load import METADATA_FILE, find_scenarios
+
+if TYPE_CHECKING:
+    from mkdocs.config.defaults import MkDocsConfig
+    from mkdocs.livereload import LiveReloadServer
+    from mkdocs.structure.pages import Page
 
 
 class IptablesLensConfig(base.Config):
@@ -38,57 +42,50 @@ class IptablesLensConfig(base.Config):
     """Where under the site the generated pages go."""
     nav_title = c.Type(str, default="Scenarios")
     """The navigation section that lists the generated pages."""
-    examples_dir = c.Type(str, default="")
-    """If set, a folder where the generated Markdown is also written, so its examples can run as tests."""
 
 
 class IptablesLensPlugin(BasePlugin[IptablesLensConfig]):
-    def on_config(self, config):
+    root: Path
+    """The folder of mkdocs.yml, which relative paths start from."""
+    scenarios_dir: Path
+    pages: list[GeneratedPage]
+    deferred: dict[str, dict]
+    """Page path -> its placeholders and what renders each (see render.large)."""
+
+    def on_config(self, config: MkDocsConfig) -> MkDocsConfig | None:
         self.root = Path(config.config_file_path).parent
         self.scenarios_dir = (self.root / self.config.scenarios).resolve()
         if not self.scenarios_dir.is_dir():
             raise PluginError(f"iptables-lens: scenarios folder {self.scenarios_dir} does not exist")
-        self.scenarios = self._load()
-        self.pages: list[GeneratedPage] = []
-        try:
-            for scenario in self.scenarios:
-                self.pages += scenario_pages(scenario, self.config.pages_root, config.use_directory_urls, self.root)
-        except DumpError as error:
-            raise PluginError(f"iptables-lens: {error}") from None
-        self.deferred = {page.path: page.deferred for page in self.pages if page.deferred}
-        if config.nav is not None and self.pages:
-            config.nav.append({self.config.nav_title: _nest(self.pages)})
+        found = {folder.name for folder in find_scenarios(self.scenarios_dir)}
+        unknown = [name for name in self.config.include if name not in found]
+        if unknown:
+            raise PluginError(f"iptables-lens: include names {', '.join(map(repr, unknown))}, but "
+                              f"{self.scenarios_dir} has no such folder with a {METADATA_FILE}")
         return config
 
-    def _load(self) -> list[Scenario]:
-        folders = find_scenarios(self.scenarios_dir)
-        if self.config.include:
-            folders = [f for f in folders if f.name in self.config.include]
+    def on_files(self, files: Files, /, *, config: MkDocsConfig) -> Files | None:
+        folders = find_scenarios(self.scenarios_dir, self.config.include)
         try:
-            # The same checks as `iptables-lens validate` (but the kernel's): a scenario that fails them
-            # does not build, and every problem is listed with its place.
-            scenarios = [load_checked(f) for f in folders]
+            self.pages = site_pages(folders, self.config.pages_root, config.use_directory_urls, self.root)
         except DumpError as error:
             raise PluginError(f"iptables-lens: {error}") from None
-        return scenarios
-
-    def on_files(self, files, config):
-        self._tmp = tempfile.TemporaryDirectory(prefix="iptables-lens-pages-")
-        with FilesEditor(files, config, self._tmp.name) as editor:
-            for page in self.pages:
-                with editor.open(page.path, "w") as handle:
-                    handle.write(page.markdown)
-        hidden = {page.path for page in self.pages if not page.in_nav}
-        for file in editor.files:
+        generated = []
+        for page in self.pages:
             # The pages of a big dump are reached from its index page; listing thousands of them in the
             # navigation would repeat the list on every page.
-            if file.src_uri in hidden:
-                file.inclusion = InclusionLevel.NOT_IN_NAV
-        if self.config.examples_dir:
-            _write_examples(Path(self.root / self.config.examples_dir), self.pages)
-        return editor.files
+            inclusion = InclusionLevel.UNDEFINED if page.in_nav else InclusionLevel.NOT_IN_NAV
+            generated.append(File.generated(config, page.path, content=page.markdown, inclusion=inclusion))
+        self.deferred = {page.path: page.deferred for page in self.pages if page.deferred}
+        if config.nav is not None and self.pages:
+            # MkDocs makes the navigation from config.nav right after this event: listed there, the pages get
+            # their parents and neighbours like any other, and the check that every page is listed holds.
+            config.nav.append({self.config.nav_title: _nest(self.pages)})
+        # In the order MkDocs gives the files it finds, so pages are built, and indexed for search, in the
+        # order of their paths.
+        return Files(sorted([*files, *generated], key=file_sort_key))
 
-    def on_post_page(self, output, page, config):
+    def on_post_page(self, output: str, /, *, page: Page, config: MkDocsConfig) -> str | None:
         deferred = self.deferred.get(page.file.src_uri)
         if deferred:
             # One pass over the page, whatever the number of tables it holds.
@@ -96,14 +93,10 @@ class IptablesLensPlugin(BasePlugin[IptablesLensConfig]):
                 output = PLACEHOLDER_PATTERN.sub(lambda m: deferred[m.group(1)](), output)
         return output
 
-    def on_serve(self, server, config, builder):
+    def on_serve(self, server: LiveReloadServer, /, *, config: MkDocsConfig, builder: Callable
+                 ) -> LiveReloadServer | None:
         server.watch(str(self.scenarios_dir))
         return server
-
-    def on_post_build(self, config):
-        tmp = getattr(self, "_tmp", None)
-        if tmp is not None:
-            tmp.cleanup()
 
 
 def _nest(pages: list[GeneratedPage]) -> list:
@@ -125,14 +118,3 @@ def _nest(pages: list[GeneratedPage]) -> list:
         else:
             sections[page.scenario].append({title: page.path})
     return [{titles.get(name, name): entries} for name, entries in sections.items()]
-
-
-def _write_examples(folder: Path, pages: list[GeneratedPage]) -> None:
-    """Write the generated Markdown where the page-example tests find it (atomically, file by file)."""
-    for page in pages:
-        target = folder / page.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(page.markdown)
-        os.replace(tmp, target)

@@ -23,6 +23,7 @@ from iptables_lens.render.text import diff_lines, explain_lines, explain_views, 
 from iptables_lens.scenario.load import load_scenario
 from iptables_lens.scenario.node import node_context
 from iptables_lens.trace import Interface, NodeContext, Packet, Route, trace
+from iptables_lens.trace.packet import DEFAULT_SPORT
 
 EXIT_INVALID = 1
 BIG_INPUT = 4 << 20  # above this many bytes, reading a dump takes about a second: show progress
@@ -222,7 +223,7 @@ def _ip(ctx, param, value):
 @click.option("--dst", required=True, callback=_ip, help="Destination address.")
 @click.option("--dport", required=True, type=click.IntRange(0, 65535), help="Destination port.")
 @click.option("--proto", default="tcp", type=click.Choice(["tcp", "udp", "sctp"]), show_default=True)
-@click.option("--sport", default=40000, type=click.IntRange(0, 65535), show_default=True, help="Source port.")
+@click.option("--sport", default=DEFAULT_SPORT, type=click.IntRange(0, 65535), show_default=True, help="Source port.")
 @click.option("--local-ip", "local_ips", multiple=True, callback=_ip,
               help="An address of the node (repeat for several). Decides INPUT vs FORWARD and addrtype LOCAL.")
 @click.option("--origin", type=click.Choice(["external", "local"]),

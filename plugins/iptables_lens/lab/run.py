@@ -29,12 +29,12 @@ from iptables_lens.lab.kernel_trace import (
 )
 from iptables_lens.lab.stats import ProportionCheck, check_proportions
 from iptables_lens.lab.topology import Lab, LabError
-from iptables_lens.scenario.load import Flow, Scenario
-from iptables_lens.scenario.node import node_context
-from iptables_lens.trace import IPv4, Outcome, Packet, trace
+from iptables_lens.scenario.flows import predict, recording_path
+from iptables_lens.scenario.load import Scenario
+from iptables_lens.scenario.model import Flow
+from iptables_lens.trace import IPv4, Outcome
 from iptables_lens.trace.packet import Trace
 
-RECORDING_DIR = "kernel"
 TRACED_SPORT_BASE = 42000  # single traced connections use 42000, 42001, ...
 SAMPLED_SPORT_BASE = 50000  # the many sampled connections use 50000, 50001, ...
 DROPPED_SAMPLES = 10  # connections opened for a flow the tracer says is (sometimes) dropped
@@ -68,14 +68,6 @@ class FlowResult:
     @property
     def ok(self) -> bool:
         return not self.problems and all(c.ok for c in self.checks) and all(b.problem is None for b in self.branches)
-
-
-def predict(scenario: Scenario, flow: Flow, moment: str = "after") -> Trace:
-    dump = scenario.dump_for(flow.node, moment)
-    if dump is None:
-        raise LabError(f"flow {flow.id}: no {moment} dump for node {flow.node}")
-    packet = Packet(flow.src, flow.dst, flow.protocol, flow.sport or 40000, flow.dport)
-    return trace(dump, packet, node_context(scenario, flow.node))
 
 
 def compare_branch(branch: Branch, prediction: Trace) -> None:
@@ -318,10 +310,6 @@ def read_recording(text: str, tables: frozenset[str]) -> list[RecordedBranch]:
     return branches
 
 
-def recording_path(scenario: Scenario, flow: Flow) -> Path:
-    return scenario.folder / RECORDING_DIR / f"{flow.id}.trace"
-
-
 def write_recording(scenario: Scenario, result: FlowResult) -> Path:
     kernel = subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
     path = recording_path(scenario, result.flow)
@@ -336,5 +324,5 @@ def outcome_for(prediction: Trace, endpoint: str | None) -> Outcome | None:
     return next((o for o in prediction.outcomes if o.endpoint == endpoint), None)
 
 
-__all__ = ["Branch", "FlowResult", "Fraction", "IPv4", "LabRun", "predict", "read_recording", "run_lab",
+__all__ = ["Branch", "FlowResult", "Fraction", "IPv4", "LabRun", "read_recording", "run_lab",
            "write_recording"]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from iptables_lens.lab.netns import Namespace
 from iptables_lens.scenario.load import Scenario
+from iptables_lens.scenario.model import Moment
 from iptables_lens.scenario.node import local_pod_addresses, veth_name
 
 IPv4 = ipaddress.IPv4Address
@@ -52,7 +53,7 @@ def _link(a: Namespace, name_a: str, b: Namespace, name_b: str) -> None:
 @dataclass
 class Lab:
     scenario: Scenario
-    moment: str = "after"
+    moment: Moment = "after"
     variant: str = "nft"
     underlay: Namespace | None = None
     nodes: dict[str, Namespace] = field(default_factory=dict)

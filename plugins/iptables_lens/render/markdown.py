@@ -17,10 +17,10 @@ from iptables_lens.iptables.fmt import format_rule
 from iptables_lens.iptables.model import Dump, Table
 from iptables_lens.render.mermaid import flow_diagram, service_graph
 from iptables_lens.render.text import trace_lines
-from iptables_lens.scenario.load import Flow, Scenario
-from iptables_lens.scenario.node import node_context
-from iptables_lens.trace import trace
-from iptables_lens.trace.packet import Packet, Step, Trace
+from iptables_lens.scenario.flows import predict
+from iptables_lens.scenario.load import Scenario
+from iptables_lens.scenario.model import Flow
+from iptables_lens.trace.packet import Step, Trace
 
 _MARKDOWN_SPECIAL = re.compile(r"[&<>\"'`*_\[\]|\\#~!{}()+]")
 
@@ -196,13 +196,6 @@ def _changes_block(group) -> str:
 # -- flows ----------------------------------------------------------------------------------------------------
 
 
-def predicted(scenario: Scenario, flow: Flow) -> Trace:
-    dump = scenario.dump_for(flow.node, "after")
-    assert dump is not None
-    packet = Packet(flow.src, flow.dst, flow.protocol, flow.sport or 40000, flow.dport)
-    return trace(dump, packet, node_context(scenario, flow.node))
-
-
 def _step_link(paths: SitePaths, source: str, flow: Flow):
     def link(step: Step) -> str | None:
         if step.table is None or step.chain is None:
@@ -243,7 +236,7 @@ def flow_page(scenario: Scenario, flow: Flow, paths: SitePaths, recording: str |
     """The page of one traced flow; `folder` is the scenario folder as a reader's shell sees it from the
     repository root (for the command the page shows)."""
     source = paths.flow(flow.id)
-    result = predicted(scenario, flow)
+    result = predict(scenario, flow)
     node_link = paths.link(source, paths.node(flow.node))
     out = [f"# {text(flow.title)}\n"]
     out.append(f"The first packet, {code(str(result.packet))}, comes from {text(flow.client)}, and is traced "
@@ -369,7 +362,7 @@ def node_page(scenario: Scenario, node_name: str, paths: SitePaths) -> str:
         body = []
         for flow in flows:
             body.append(f"**[{text(flow.title)}]({paths.link(paths.node(node.name), paths.flow(flow.id))})**\n")
-            result = predicted(scenario, flow)
+            result = predict(scenario, flow)
             body.append(outcome_table(result))
         out.append(indent("\n".join(body)) + "\n")
     return "\n".join(out)
@@ -399,7 +392,7 @@ def _large_node_body(scenario: Scenario, node: str, paths: SitePaths, before: Du
         out.append("## Flows\n")
         for flow in flows:
             out.append(f"**[{text(flow.title)}]({paths.link(source, paths.flow(flow.id))})**\n")
-            out.append(outcome_table(predicted(scenario, flow)))
+            out.append(outcome_table(predict(scenario, flow)))
     return "\n".join(out)
 
 

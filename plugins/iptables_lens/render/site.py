@@ -1,6 +1,6 @@
 """The pages a scenario contributes to the site, as Markdown strings: no MkDocs here.
 
->>> from iptables_lens.scenario.load import load_scenario
+>>> from iptables_lens.scenario import load_scenario
 >>> pages = scenario_pages(load_scenario("dumps/kind-nodeport"))
 >>> [page.path for page in pages][:3]
 ['scenarios/kind-nodeport/index.md', 'scenarios/kind-nodeport/blog-worker.md', 'scenarios/kind-nodeport/blog-worker2.md']
@@ -12,15 +12,22 @@ import html
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from iptables_lens.gcpause import paused_gc
 from iptables_lens.iptables.model import Dump
-from iptables_lens.lab.run import recording_path
 from iptables_lens.render.large import ChainLocator, is_large, large_dump_pages
 from iptables_lens.render.markdown import SitePaths, flow_page, node_page, overview_page
+from iptables_lens.scenario.flows import recording_path
 from iptables_lens.scenario.load import Scenario
+from iptables_lens.scenario.validate import load_checked
+
+PageKind = Literal["overview", "node", "flow", "rules", "diff"]
+"""A scenario's overview, a node's rules and changes, a traced flow, a part of a big dump's rules, or the
+changes between two dumps given without a scenario."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,7 @@ class GeneratedPage:
     title: str
     body: str
     scenario: str
-    kind: str  # overview, node or flow
+    kind: PageKind
     in_nav: bool = True
     deferred: dict = field(default_factory=dict, compare=False)
     """Placeholder key -> what renders the HTML that replaces it after Markdown (see render.large)."""
@@ -40,6 +47,28 @@ class GeneratedPage:
         heading's text with its entities decoded, and themes print titles without escaping: a title from a
         scenario file must arrive escaped."""
         return f"---\ntitle: {json.dumps(html.escape(self.title))}\n---\n\n{self.body}"
+
+
+def site_pages(folders: list[Path], root: str = "scenarios", use_directory_urls: bool = True,
+               repo_root: Path | None = None) -> list[GeneratedPage]:
+    """Every page of the scenarios in `folders`, each loaded and checked first (the checks of
+    `validate_scenario` but the kernel's); DumpErrors listing the problems of the first that fails them."""
+    pages: list[GeneratedPage] = []
+    for folder in folders:
+        pages += scenario_pages(load_checked(folder), root, use_directory_urls, repo_root)
+    return pages
+
+
+def write_pages(pages: list[GeneratedPage], folder: Path) -> None:
+    """Write each page's Markdown to `folder / page.path`, each file whole or not at all (a reader never sees
+    half a page)."""
+    for page in pages:
+        target = folder / page.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(page.markdown)
+        os.replace(partial, target)
 
 
 def scenario_pages(scenario: Scenario, root: str = "scenarios", use_directory_urls: bool = True,

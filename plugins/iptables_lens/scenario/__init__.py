@@ -6,7 +6,8 @@ one, check it, scrub it, and the node each of its dumps comes from.
 30080
 """
 
-from iptables_lens.scenario.load import Flow, Scenario, find_scenarios, load_scenario, metadata_json_schema
+from iptables_lens.scenario.load import Scenario, find_scenarios, load_scenario
+from iptables_lens.scenario.model import Flow, metadata_json_schema
 from iptables_lens.scenario.node import node_context
 from iptables_lens.scenario.scrub import scrub_scenario
 from iptables_lens.scenario.validate import validate_scenario

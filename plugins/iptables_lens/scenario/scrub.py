@@ -25,7 +25,8 @@ import yaml
 from iptables_lens.iptables.fmt import format_dump
 from iptables_lens.iptables.model import Chain, Dump, Match, Option, Rule, Table, Target
 from iptables_lens.kube.names import HASHED_FAMILIES, decode_chain, endpoint_chain, service_chain
-from iptables_lens.scenario.load import METADATA_FILE, ScenarioMeta, load_scenario
+from iptables_lens.scenario.load import METADATA_FILE, load_scenario
+from iptables_lens.scenario.model import ScenarioMeta
 
 IPv4 = ipaddress.IPv4Address
 _KEPT = [ipaddress.IPv4Network(n) for n in ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "255.255.255.255/32")]

@@ -1,234 +1,41 @@
-"""Check a scenario folder the way a reviewer would, and list every problem, not only the first.
-
-- the metadata fits the schema, and every file it names exists;
-- every dump parses;
-- each declared Service appears in the node's "after" dumps as kube-proxy writes it: the cluster IP rule in
-  KUBE-SERVICES, the node port rule in KUBE-NODEPORTS (and none for a ClusterIP Service), an endpoint chain
-  that DNATs to each declared endpoint, KUBE-SVL for `externalTrafficPolicy: Local`;
-- the addresses in the dumps agree with the facts: underlay addresses are nodes (or the declared gateway),
-  pod addresses lie in some node's pod range;
-- every hashed kube-proxy chain name verifies;
-- with `kernel=True` (root), both iptables-restore variants accept every dump (`--test`).
+"""Check a scenario folder the way a reviewer would, and list every problem, not only the first: what loading
+it finds (`scenario.load`: the schema, the files, the dumps), then what the checks over the loaded scenario
+find (`scenario.checks`: the Services, addresses and chain names in the dumps, and the kernel's word).
 
 Each problem is a DumpError with the file, line and column to look at.
+
+>>> validate_scenario("dumps/kind-nodeport")
+[]
 """
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 from iptables_lens.errors import DumpError, DumpErrors
 from iptables_lens.gcpause import paused_gc
-from iptables_lens.iptables.model import Dump
-from iptables_lens.kube.names import HASHED_FAMILIES, decode_chain, endpoint_chain, service_chain
-from iptables_lens.scenario.load import METADATA_FILE, Scenario, ScenarioMeta, _key_path, _read_metadata, _yaml_position
-
-IPv4 = ipaddress.IPv4Address
-
-
-class _Collector:
-    def __init__(self, meta_path: Path, root, lines: list[str]):
-        self.meta_path = meta_path
-        self.root = root
-        self.lines = lines
-        self.problems: list[DumpError] = []
-
-    def at_key(self, loc: tuple, message: str) -> None:
-        line, col = _yaml_position(self.root, loc)
-        text = self.lines[line - 1] if 0 < line <= len(self.lines) else None
-        self.problems.append(DumpError(str(self.meta_path), line, col, f"{_key_path(loc)}: {message}", text))
-
-    def in_dump(self, path: Path, line: int, message: str, text: str | None = None) -> None:
-        self.problems.append(DumpError(str(path), line, 1 if line else 0, message, text))
+from iptables_lens.scenario.checks import check_scenario
+from iptables_lens.scenario.load import Scenario, read_scenario
 
 
 def validate_scenario(folder: str | Path, kernel: bool = False) -> list[DumpError]:
-    """Every problem of the scenario in `folder` (an empty list when it is sound)."""
-    return _validate(Path(folder), kernel)[0]
+    """Every problem of the scenario in `folder` (an empty list when it is sound); with `kernel` (root),
+    iptables-restore is asked too."""
+    with paused_gc():
+        scenario, problems = read_scenario(folder)
+        if scenario is None:
+            return problems
+        return problems + check_scenario(scenario, kernel)
 
 
 def load_checked(folder: str | Path) -> Scenario:
-    """The scenario in `folder`, with its dumps parsed once; DumpErrors listing every problem if it has any
-    (the checks of `validate_scenario`, but the kernel's). The site build uses this."""
-    problems, meta, dumps = _validate(Path(folder), kernel=False)
+    """The scenario in `folder` if it passes the checks of `validate_scenario` but the kernel's; DumpErrors
+    listing every problem otherwise. The site is built from scenarios loaded this way."""
+    with paused_gc():
+        scenario, problems = read_scenario(folder)
+        if scenario is not None:
+            problems += check_scenario(scenario)
     if problems:
         raise DumpErrors(problems)
-    assert meta is not None
-    scenario = Scenario(Path(folder), meta)
-    scenario.__dict__["dumps"] = {d.file: dumps[d.file] for d in meta.dumps}  # fills the cached property
+    assert scenario is not None
     return scenario
-
-
-def _validate(folder: Path, kernel: bool) -> tuple[list[DumpError], ScenarioMeta | None, dict[str, Dump]]:
-    with paused_gc():
-        return _validate_paused(folder, kernel)
-
-
-def _validate_paused(folder: Path, kernel: bool) -> tuple[list[DumpError], ScenarioMeta | None, dict[str, Dump]]:
-    meta_path = folder / METADATA_FILE
-    try:
-        meta, root, lines = _read_metadata(meta_path)
-    except DumpErrors as errors:
-        return list(errors.problems), None, {}
-    except DumpError as error:
-        return [error], None, {}
-    found = _Collector(meta_path, root, lines)
-    dumps: dict[str, Dump] = {}
-    for index, entry in enumerate(meta.dumps):
-        path = folder / entry.file
-        if not path.is_file():
-            found.at_key(("dumps", index, "file"), f"{entry.file!r} is not a file in {folder}")
-            continue
-        try:
-            from iptables_lens.iptables.parse import parse_file
-
-            dumps[entry.file] = parse_file(path)
-        except DumpError as error:
-            found.problems.append(error)
-    for index, name in enumerate(meta.manifests):
-        if not (folder / name).is_file():
-            found.at_key(("manifests", index), f"{name!r} is not a file in {folder}")
-    for entry in meta.dumps:
-        dump = dumps.get(entry.file)
-        if dump is None:
-            continue
-        if entry.moment == "after":
-            _check_services(meta, entry.node, dump, folder / entry.file, found)
-        _check_addresses(meta, dump, folder / entry.file, found)
-        _check_hashes(dump, folder / entry.file, found)
-    if kernel:
-        _check_kernel(folder, meta, found)
-    return found.problems, meta, dumps
-
-
-def _nat_rules(dump: Dump, chain: str):
-    if not dump.has_table("nat"):
-        return []
-    nat = dump.table("nat")
-    return list(nat.chain(chain).rules) if nat.has_chain(chain) else []
-
-
-def _check_services(meta: ScenarioMeta, node: str, dump: Dump, path: Path, found: _Collector) -> None:
-    nat = dump.table("nat") if dump.has_table("nat") else None
-    services_rules = _nat_rules(dump, "KUBE-SERVICES")
-    nodeport_rules = _nat_rules(dump, "KUBE-NODEPORTS")
-    for s_index, service in enumerate(meta.services):
-        for p_index, port in enumerate(service.ports):
-            name = service.key + (f":{port.name}" if port.name else "")
-            proto = port.protocol.lower()
-            svc = service_chain("KUBE-SVC", name, proto)
-            where = f"{service.key} port {port.port}/{port.protocol}"
-            rule = next((r for r in services_rules if r.target and r.target.name == svc), None)
-            if rule is None:
-                found.at_key(("services", s_index, "cluster_ip"),
-                             f"{path.name} has no KUBE-SERVICES rule jumping to {svc}, the chain kube-proxy names for "
-                             f"{where}: is the Service name, namespace, port name or protocol right?")
-            else:
-                destination = rule.criterion("-d")
-                dport = next((m.option("--dport") for m in rule.matches if m.option("--dport")), None)
-                if destination is None or destination.value != f"{service.cluster_ip}/32":
-                    found.at_key(("services", s_index, "cluster_ip"),
-                                 f"{path.name} line {rule.line} sends {where} to "
-                                 f"{destination.value if destination else 'any address'}, not {service.cluster_ip}")
-                if dport is None or dport.value != str(port.port):
-                    found.at_key(("services", s_index, "ports", p_index, "port"),
-                                 f"{path.name} line {rule.line} matches port {dport.value if dport else 'any'}, "
-                                 f"not {port.port}")
-            ext = service_chain("KUBE-EXT", name, proto)
-            nodeport = next((r for r in nodeport_rules if r.target and r.target.name == ext), None)
-            if port.node_port is not None:
-                if nodeport is None:
-                    found.at_key(("services", s_index, "ports", p_index, "node_port"),
-                                 f"{path.name} has no KUBE-NODEPORTS rule for {where} (jumping to {ext})")
-                else:
-                    dport = next((m.option("--dport") for m in nodeport.matches if m.option("--dport")), None)
-                    if dport is None or dport.value != str(port.node_port):
-                        found.at_key(("services", s_index, "ports", p_index, "node_port"),
-                                     f"{path.name} line {nodeport.line} opens node port "
-                                     f"{dport.value if dport else 'any'} for {where}, not {port.node_port}")
-            elif nodeport is not None:
-                found.at_key(("services", s_index, "type"),
-                             f"{path.name} line {nodeport.line} opens a node port for {where}, but the Service is "
-                             f"declared {service.type}")
-            for e_index, endpoint in enumerate(service.endpoints):
-                target = f"{endpoint.address}:{endpoint.port}"
-                sep = endpoint_chain(name, proto, target)
-                chain = nat.chain(sep) if nat is not None and nat.has_chain(sep) else None
-                dnat = chain and any(r.target and r.target.name == "DNAT"
-                                     and r.target.option("--to-destination").value == target  # type: ignore[union-attr]
-                                     for r in chain.rules)
-                if not dnat:
-                    found.at_key(("services", s_index, "endpoints", e_index),
-                                 f"{path.name} has no endpoint chain {sep} that DNATs {where} to {target}")
-            if service.external_traffic_policy == "Local" and port.node_port is not None:
-                local = [e for e in service.endpoints if e.node == node]
-                svl = service_chain("KUBE-SVL", name, proto)
-                if local and (nat is None or not nat.has_chain(svl)):
-                    found.at_key(("services", s_index, "external_traffic_policy"),
-                                 f"{path.name} has no {svl} chain, which kube-proxy writes for a Local policy")
-
-
-def _addresses_in(dump: Dump):
-    for rule in dump.rules:
-        for c in rule.criteria:
-            if c.flag in ("-s", "-d"):
-                for value in c.value.split(","):
-                    yield rule, value
-        if rule.target is not None:
-            for o in rule.target.options:
-                if o.name in ("--to-destination", "--to-source"):
-                    yield rule, o.value.split(":")[0].split("-")[0]
-
-
-def _check_addresses(meta: ScenarioMeta, dump: Dump, path: Path, found: _Collector) -> None:
-    nodes = {n.address for n in meta.nodes}
-    allowed = nodes | ({meta.cluster.underlay_gateway} if meta.cluster.underlay_gateway else set())
-    pod_ranges = [n.pod_cidr for n in meta.nodes]
-    reported = set()
-    for rule, value in _addresses_in(dump):
-        network = ipaddress.IPv4Network(value, strict=False)
-        if network.prefixlen != 32:
-            continue
-        address = network.network_address
-        if address in reported:
-            continue
-        if address in meta.cluster.underlay_cidr and address not in allowed:
-            reported.add(address)
-            found.in_dump(path, rule.line, f"{address} is on the underlay {meta.cluster.underlay_cidr} but is no "
-                          f"declared node address (nodes: {', '.join(str(n) for n in sorted(nodes))})", rule.text)
-        elif address in meta.cluster.pod_cidr and not any(address in r for r in pod_ranges):
-            reported.add(address)
-            found.in_dump(path, rule.line, f"{address} is in the pod network but in no node's pod range", rule.text)
-
-
-def _check_hashes(dump: Dump, path: Path, found: _Collector) -> None:
-    for table in dump.tables:
-        for chain in table.chains:
-            if chain.builtin or not any(chain.name.startswith(f"{f}-") for f in HASHED_FAMILIES):
-                continue
-            decoded = decode_chain(table, chain.name)
-            if decoded is not None and not decoded.verified:
-                found.in_dump(path, chain.line, f"chain {chain.name}: its hash does not verify against any Service "
-                              f"and protocol its rules name ({decoded.service_port or 'none'})")
-
-
-def _check_kernel(folder: Path, meta: ScenarioMeta, found: _Collector) -> None:
-    from iptables_lens.lab.netns import Namespace, can_run_kernel_lab
-
-    reason = can_run_kernel_lab()
-    if reason:
-        found.problems.append(DumpError(str(folder), 0, 0, f"cannot ask the kernel: it {reason}"))
-        return
-    with Namespace("validate") as ns:
-        for entry in meta.dumps:
-            path = folder / entry.file
-            if not path.is_file():
-                continue
-            for variant in ("nft", "legacy"):
-                result = ns.restore(path.read_bytes(), variant, test_only=True)
-                if not result.ok:
-                    found.in_dump(path, 0, f"the kernel refuses it (iptables-{variant}-restore --test): "
-                                  f"{result.stderr.strip()}")
-
-

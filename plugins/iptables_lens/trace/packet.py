@@ -28,6 +28,10 @@ ICMP_TYPES = {
 }
 
 
+DEFAULT_SPORT = 40000
+"""The source port of a traced packet when none is given: any ephemeral port traces the same way."""
+
+
 @dataclass(frozen=True)
 class Packet:
     """The first packet of a connection (a TCP SYN, a UDP datagram, an ICMP message).
@@ -39,7 +43,7 @@ class Packet:
     src: IPv4
     dst: IPv4
     protocol: str = "tcp"
-    sport: int | None = 40000
+    sport: int | None = DEFAULT_SPORT
     dport: int | None = 80
     icmp_type: int | None = None
     icmp_code: int | None = None
