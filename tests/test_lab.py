@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 from iptables_lens.lab.netns import Namespace, can_run_kernel_lab, leftover_namespaces
-from iptables_lens.lab.run import Branch, LabRun, compare_branch, predict, read_recording, recording_path
+from iptables_lens.lab.run import Branch, LabRun, compare_branch, read_recording
 from iptables_lens.lab.stats import check_proportions
 from iptables_lens.lab.topology import Lab
 from iptables_lens.scenario import find_scenarios, load_scenario
+from iptables_lens.scenario.flows import predict, recording_path
 from iptables_lens.trace.packet import Trace
 
 from tests.conftest import REPO_ROOT, SEED

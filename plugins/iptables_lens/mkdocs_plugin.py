@@ -2,8 +2,8 @@
 
 Declared in mkdocs.yml as `plugins: [iptables-lens]`. `on_config` checks the plugin's options. `on_files`
 loads and checks each scenario folder under `scenarios` (the checks of `iptables-lens validate` but the
-kernel's) and adds its pages, made by `render.site`, as virtual files: an overview, a page per node and a page
-per traced flow; it lists them in the navigation. `on_post_page` fills in the big tables of large dumps, and
+kernel's) and adds its pages, made by `render.site`, through mkdocs-gen-files: an overview, a page per node and
+a page per traced flow; it lists them in the navigation. `on_post_page` fills in the big tables of large dumps, and
 `mkdocs serve` rebuilds when a file under the scenarios folder changes. A bad option, scenario or dump fails
 the build with MkDocs' PluginError, naming the file, line and column.
 """
@@ -11,6 +11,7 @@ the build with MkDocs' PluginError, naming the file, line and column.
 from __future__ import annotations
 
 import html
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +20,8 @@ from mkdocs.config import base
 from mkdocs.config import config_options as c
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin
-from mkdocs.structure.files import File, Files, InclusionLevel, file_sort_key
+from mkdocs.structure.files import Files, InclusionLevel
+from mkdocs_gen_files.editor import FilesEditor
 
 from iptables_lens.errors import DumpError
 from iptables_lens.gcpause import paused_gc
@@ -50,6 +52,8 @@ class IptablesLensPlugin(BasePlugin[IptablesLensConfig]):
     scenarios_dir: Path
     pages: list[GeneratedPage]
     deferred: dict[str, dict]
+    _written: tempfile.TemporaryDirectory
+    """Where mkdocs-gen-files keeps the generated pages during a build."""
     """Page path -> its placeholders and what renders each (see render.large)."""
 
     def on_config(self, config: MkDocsConfig) -> MkDocsConfig | None:
@@ -70,20 +74,23 @@ class IptablesLensPlugin(BasePlugin[IptablesLensConfig]):
             self.pages = site_pages(folders, self.config.pages_root, config.use_directory_urls, self.root)
         except DumpError as error:
             raise PluginError(f"iptables-lens: {error}") from None
-        generated = []
-        for page in self.pages:
+        self._written = tempfile.TemporaryDirectory(prefix="iptables-lens-pages-")
+        with FilesEditor(files, config, self._written.name) as editor:
+            for page in self.pages:
+                with editor.open(page.path, "w") as handle:
+                    handle.write(page.markdown)
+        hidden = {page.path for page in self.pages if not page.in_nav}
+        for file in editor.files:
             # The pages of a big dump are reached from its index page; listing thousands of them in the
             # navigation would repeat the list on every page.
-            inclusion = InclusionLevel.UNDEFINED if page.in_nav else InclusionLevel.NOT_IN_NAV
-            generated.append(File.generated(config, page.path, content=page.markdown, inclusion=inclusion))
+            if file.src_uri in hidden:
+                file.inclusion = InclusionLevel.NOT_IN_NAV
         self.deferred = {page.path: page.deferred for page in self.pages if page.deferred}
         if config.nav is not None and self.pages:
             # MkDocs makes the navigation from config.nav right after this event: listed there, the pages get
             # their parents and neighbours like any other, and the check that every page is listed holds.
             config.nav.append({self.config.nav_title: _nest(self.pages)})
-        # In the order MkDocs gives the files it finds, so pages are built, and indexed for search, in the
-        # order of their paths.
-        return Files(sorted([*files, *generated], key=file_sort_key))
+        return editor.files
 
     def on_post_page(self, output: str, /, *, page: Page, config: MkDocsConfig) -> str | None:
         deferred = self.deferred.get(page.file.src_uri)
@@ -92,6 +99,11 @@ class IptablesLensPlugin(BasePlugin[IptablesLensConfig]):
             with paused_gc():
                 output = PLACEHOLDER_PATTERN.sub(lambda m: deferred[m.group(1)](), output)
         return output
+
+    def on_post_build(self, *, config: MkDocsConfig) -> None:
+        written = getattr(self, "_written", None)
+        if written is not None:
+            written.cleanup()
 
     def on_serve(self, server: LiveReloadServer, /, *, config: MkDocsConfig, builder: Callable
                  ) -> LiveReloadServer | None:

@@ -349,7 +349,7 @@ def schema(command):
     if command:
         click.echo(json_output.dumps_schema(json_output.output_schema(command)))
         return
-    from iptables_lens.scenario.load import metadata_json_schema
+    from iptables_lens.scenario import metadata_json_schema
 
     click.echo(json_output.dumps_schema(metadata_json_schema()))
 

@@ -27,7 +27,7 @@ from iptables_lens.errors import DumpError, DumpErrors
 from iptables_lens.gcpause import paused_gc
 from iptables_lens.iptables.model import Dump
 from iptables_lens.iptables.parse import parse_file
-from iptables_lens.scenario.model import Moment, ScenarioMeta, metadata_json_schema
+from iptables_lens.scenario.model import Moment, ScenarioMeta
 
 METADATA_FILE = "scenario.yaml"
 
@@ -198,4 +198,4 @@ def _pydantic_message(err: Any) -> str:
 
 
 __all__ = ["METADATA_FILE", "KeyPath", "MetadataFile", "Scenario", "find_scenarios", "load_scenario",
-           "metadata_json_schema", "read_scenario"]
+           "read_scenario"]
