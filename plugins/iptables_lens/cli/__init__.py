@@ -263,37 +263,71 @@ def trace_command(dump_file, src, dst, dport, proto, sport, local_ips, origin, s
 @click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
 @click.option("--kernel/--no-kernel", default=None,
               help="Also ask the kernel to accept each dump (default: when running as root).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
-def validate(folders, kernel, as_json):
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "github"]), default="text",
+              show_default=True,
+              help="json: one JSON object (see the docs for its schema); github: one workflow command per problem, "
+                   "which GitHub shows on the line it is about.")
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
+def validate(folders, kernel, output_format, as_json):
     """Check scenario folders: schema, files, dumps, the declared Services in the dumps, addresses, chain
     names, and (as root) the kernel. Lists every problem; exit status 1 if there is any.
 
     \b
-    Example:
+    Examples:
       iptables-lens validate dumps/kind-nodeport
+      iptables-lens validate --format github dumps/*/
     """
     import os
 
     from iptables_lens.scenario.validate import validate_scenario
 
+    if as_json:
+        output_format = "json"
     if kernel is None:
         kernel = os.geteuid() == 0
     results = []
     for folder in folders:
         problems = validate_scenario(folder, kernel=kernel)
         results.append((folder, problems))
-        if as_json:
+        if output_format == "json":
             continue
-        for problem in problems:
-            click.echo(f"error: {problem}", err=True)
+        if output_format == "github":
+            from iptables_lens.render.github import annotation
+
+            for problem in problems:
+                click.echo(annotation(problem))
+        else:
+            for problem in problems:
+                click.echo(f"error: {problem}", err=True)
         if problems:
             click.echo(f"{folder}: {len(problems)} problem(s)")
         else:
             click.echo(f"{folder}: ok" + (" (the kernel accepts every dump)" if kernel else ""))
-    if as_json:
+    if output_format == "json":
         click.echo(json_output.dumps(json_output.validate_output(results)))
     if any(problems for _, problems in results):
         sys.exit(EXIT_INVALID)
+
+
+@main.command("site-changes")
+@click.argument("base", type=click.Path(file_okay=False))
+@click.argument("head", type=click.Path(file_okay=False, exists=True))
+@click.option("--lab", "lab_folder", type=click.Path(file_okay=False),
+              help="A folder of `iptables-lens lab --json` results, one SCENARIO.jsonl per scenario.")
+def site_changes_command(base, head, lab_folder):
+    """What the site shows differently when the scenarios in BASE (a dumps folder) become those in HEAD:
+    scenarios, node pages and flows added, changed or removed, each flow's outcomes and whether the kernel
+    lab agreed. Prints Markdown, for a pull request's job summary.
+
+    \b
+    Example:
+      git worktree add ../base origin/main
+      iptables-lens site-changes ../base/dumps dumps --lab build/lab >> "$GITHUB_STEP_SUMMARY"
+    """
+    from iptables_lens.render.site_changes import read_lab_results, site_changes, summary_markdown
+
+    lab = read_lab_results(Path(lab_folder) if lab_folder else None)
+    click.echo(summary_markdown(site_changes(Path(base), Path(head), lab)), nl=False)
 
 
 @main.command()
