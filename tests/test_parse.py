@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from iptables_lens import DumpError, format_dump, parse, parse_file
-from iptables_lens.iptables.parse import _Parser, tokenize
+from iptables_lens.iptables.tokens import tokenize
 
 from tests.conftest import SEED_DUMPS
 
@@ -132,11 +132,7 @@ def test_header_and_completed_comments_stay_with_their_table():
 
 def _slow_parse(text: str):
     """The same parse with the cached-pieces fast path turned off: the reference for it."""
-    _Parser.fast_path = False
-    try:
-        return parse(text)
-    finally:
-        _Parser.fast_path = True
+    return parse(text, fast=False)
 
 
 @pytest.mark.parametrize("path", SEED_DUMPS, ids=lambda p: p.name)

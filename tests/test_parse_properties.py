@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from iptables_lens import DumpError, format_dump, parse
-from iptables_lens.iptables.parse import tokenize
+from iptables_lens.iptables.tokens import tokenize
 
 from tests.dumpgen import mutations, random_dump
 from tests.test_parse import _slow_parse
