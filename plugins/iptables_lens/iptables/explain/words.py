@@ -19,11 +19,13 @@ def protocol_name(value: str) -> str:
 
 
 def plain_address(value: str) -> str:
-    """An address without a mask that says it is one host ("10.0.0.1/32" is "10.0.0.1")."""
-    for host_mask in ("/32", "/255.255.255.255"):
-        if value.endswith(host_mask):
-            return value[: -len(host_mask)]
-    return value
+    """The address as written, without a mask that makes it one host ("10.0.0.1/32" is "10.0.0.1")."""
+    address, slash, _ = value.rpartition("/")
+    try:
+        one_host = bool(slash) and values.network(value).mask == values.U32_MAX
+    except values.BadValue:  # not an address: the value of a module whose options the parser does not check
+        one_host = False
+    return address if one_host else value
 
 
 def capitalized(text: str) -> str:
