@@ -18,10 +18,7 @@ from typing import Literal, Protocol
 from iptables_lens.iptables import xtables
 from iptables_lens.iptables.model import BUILTIN_CHAINS, Counters, Criterion, Match, Option, Rule, Target
 from iptables_lens.iptables.pending import PendingChain, PendingTable, thawed
-
-# Lines of at most this many characters are surely under the strict parser's limit in bytes (4 bytes of UTF-8
-# at most per character); a chunk with a longer line goes to the strict parser, which checks.
-SURELY_SHORT = 1 << 18
+from iptables_lens.iptables.tokens import SURELY_SHORT  # a chunk with a longer line goes to the strict parser
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _ADDRESS = rf"{_OCTET}(?:\.{_OCTET}){{3}}"

@@ -27,10 +27,7 @@ from iptables_lens.gcpause import paused_gc
 from iptables_lens.iptables import fastpath, xtables
 from iptables_lens.iptables.model import BUILTIN_CHAINS, Counters, Criterion, Dump, Match, Option, Rule, Table, Target
 from iptables_lens.iptables.pending import PendingChain, PendingTable
-from iptables_lens.iptables.tokens import Token, tokenize
-
-MAX_LINE_BYTES = 1 << 20
-assert fastpath.SURELY_SHORT * 4 <= MAX_LINE_BYTES  # a character is at most 4 bytes of UTF-8
+from iptables_lens.iptables.tokens import MAX_LINE_BYTES, SURELY_SHORT, Token, tokenize
 
 _COUNTERS = re.compile(r"\[([0-9]{1,20}):([0-9]{1,20})\]")  # 64-bit counters have at most 20 digits
 _POSITION = re.compile(r"[0-9]+")  # of `-I CHAIN POSITION`
@@ -76,7 +73,7 @@ class StrictParser:
     # -- lines ---------------------------------------------------------------------------------------------
 
     def read_line(self, lineno: int, line: str) -> None:
-        if len(line) > fastpath.SURELY_SHORT and len(line.encode()) > MAX_LINE_BYTES:
+        if len(line) > SURELY_SHORT and len(line.encode()) > MAX_LINE_BYTES:
             raise self.error(lineno, 1, "line is longer than 1 MiB", line[:80])
         if not line or line.isspace():
             return

@@ -1,4 +1,4 @@
-"""How iptables-restore splits a line into words.
+"""How iptables-restore reads a line: how long it may be, and how it splits into words.
 
 Words are separated by spaces and tabs; double quotes group words into one, and a backslash inside quotes
 takes the next character literally (`"a \\"b\\""` is the word `a "b"`). A word that holds a quoted part
@@ -11,6 +11,11 @@ import re
 from dataclasses import dataclass
 
 from iptables_lens.errors import DumpError
+
+MAX_LINE_BYTES = 1 << 20
+# A line of at most this many characters is surely within MAX_LINE_BYTES: a character is at most 4 bytes of
+# UTF-8. Only a longer line needs encoding to be measured.
+SURELY_SHORT = MAX_LINE_BYTES // 4
 
 # A token is a run of non-blank, non-quote characters, or such a run followed by a quoted part, which
 # ends the token (iptables-restore's add_param_to_argv works the same way).

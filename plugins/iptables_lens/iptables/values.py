@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from math import floor
@@ -63,12 +64,23 @@ def _strtoul(text: str) -> int | None:
 def unsigned_range(text: str, maximum: int = U32_MAX) -> tuple[int, int]:
     """`LOW[:HIGH]` of numbers, as xtables reads a range option such as `--ctexpire`: `LOW` alone is
     (LOW, LOW), a missing end is 0 or `maximum`; BadValue if HIGH < LOW."""
-    low_text, colon, high_text = text.partition(":")
+    return _span(text, ":", lambda end: unsigned(end, maximum), 0, maximum, "a number or a range LOW:HIGH")
+
+
+def _span(text: str, separator: str, read_end: Callable[[str], int], missing_low: int | None,
+          missing_high: int | None, expected: str) -> tuple[int, int]:
+    """`LOW[<separator>HIGH]` with each end read by `read_end`, as (low, high): one value is a span of one, an
+    end left out is `missing_low` or `missing_high` (None: it may not be left out). BadValue if an end is
+    unreadable, or if HIGH is below LOW."""
+    low_text, given, high_text = text.partition(separator)
     try:
-        low = unsigned(low_text, maximum) if low_text else 0
-        high = unsigned(high_text, maximum) if high_text else maximum if colon else low
+        if not given:
+            low = high = read_end(text)
+        else:
+            low = read_end(low_text) if low_text or missing_low is None else missing_low
+            high = read_end(high_text) if high_text or missing_high is None else missing_high
     except BadValue:
-        raise BadValue(f"expected a number or a range LOW:HIGH, got {text!r}") from None
+        raise BadValue(f"expected {expected}, got {text!r}") from None
     if high < low:
         raise BadValue(f"range {text!r} is empty: {high} is below {low}")
     return low, high
@@ -193,18 +205,7 @@ def port(text: str) -> int:
 
 def port_range(text: str) -> tuple[int, int]:
     """`PORT` or `[LOW]:[HIGH]` of a tcp, udp or sctp match (a missing end is 0 or 65535), as (low, high)."""
-    low_text, colon, high_text = text.partition(":")
-    try:
-        if not colon:
-            low = high = port(text)
-        else:
-            low = port(low_text) if low_text else 0
-            high = port(high_text) if high_text else PORT_MAX
-    except BadValue:
-        raise BadValue(f"expected a port or a range PORT:PORT, got {text!r}") from None
-    if high < low:
-        raise BadValue(f"port range {text!r} is empty: {high} is below {low}")
-    return low, high
+    return _span(text, ":", port, 0, PORT_MAX, "a port or a range PORT:PORT")
 
 
 MULTIPORT_SLOTS = 15  # XT_MULTI_PORTS; a range takes two
@@ -214,14 +215,9 @@ def port_list(text: str) -> tuple[tuple[int, int], ...]:
     """A multiport list `PORT[,LOW:HIGH]...`, as (low, high) spans; a range needs both ends, low below high."""
     spans = []
     for part in text.split(","):
-        low_text, colon, high_text = part.partition(":")
-        try:
-            low = port(low_text)
-            high = port(high_text) if colon else low
-        except BadValue:
-            raise BadValue(f"expected a comma-separated list of ports, got {text!r}") from None
-        if colon and high <= low:
-            raise BadValue(f"port range {part!r} in {text!r} is empty: multiport wants LOW:HIGH with LOW below HIGH")
+        low, high = _span(part, ":", port, None, None, "a port or a range PORT:PORT in a comma-separated list")
+        if ":" in part and high == low:
+            raise BadValue(f"range {part!r} is empty: multiport wants LOW:HIGH with LOW below HIGH")
         spans.append((low, high))
     if sum(1 if low == high else 2 for low, high in spans) > MULTIPORT_SLOTS:
         raise BadValue(f"multiport takes at most {MULTIPORT_SLOTS} ports (a range counts as two)")
@@ -230,15 +226,7 @@ def port_list(text: str) -> tuple[tuple[int, int], ...]:
 
 def nat_ports(text: str) -> tuple[int, int]:
     """`PORT[-PORT]` of a NAT target (`--to-ports`, the ports of `--to-destination`), as (low, high)."""
-    low_text, dash, high_text = text.partition("-")
-    try:
-        low = port(low_text)
-        high = port(high_text) if dash else low
-    except BadValue:
-        raise BadValue(f"expected a port or a range PORT-PORT, got {text!r}") from None
-    if high < low:
-        raise BadValue(f"port range {text!r} is empty: {high} is below {low}")
-    return low, high
+    return _span(text, "-", port, None, None, "a port or a range PORT-PORT")
 
 
 # -- addresses ---------------------------------------------------------------------------------------------------

@@ -173,26 +173,22 @@ def _mark_spec(value: str) -> str:
     return f"{mark} (mask {mask})"
 
 
-def _mark_match(match: Match) -> list[str]:
-    def explain(option: Option) -> str | None:
-        if option.name != "--mark":
-            return None
-        if option.negated:
-            return f"not marked {_mark_spec(option.value)}"
-        return f"only packets marked {_mark_spec(option.value)}"
+def _mark_test(marked: str, not_marked: str) -> MatchExplainer:
+    """The explainer of `-m mark` and `-m connmark`: the same `--mark` test, of the packet's or the connection's mark."""
 
-    return _explain_options(match, explain)
+    def explain_match(match: Match) -> list[str]:
+        def explain(option: Option) -> str | None:
+            if option.name != "--mark":
+                return None
+            return f"{not_marked if option.negated else marked} {_mark_spec(option.value)}"
+
+        return _explain_options(match, explain)
+
+    return explain_match
 
 
-def _connmark_match(match: Match) -> list[str]:
-    def explain(option: Option) -> str | None:
-        if option.name != "--mark":
-            return None
-        if option.negated:
-            return f"not in a connection marked {_mark_spec(option.value)}"
-        return f"only connections marked {_mark_spec(option.value)}"
-
-    return _explain_options(match, explain)
+_mark_match = _mark_test("only packets marked", "not marked")
+_connmark_match = _mark_test("only connections marked", "not in a connection marked")
 
 
 _ADDRESS_TYPES = {
