@@ -106,6 +106,8 @@ def read_lines(lines: list[str], parser: LineReader) -> None:
 
 
 class FastPath:
+    """The fast path's memory while a dump is read: pieces already read, and the table's plans for shapes."""
+
     def __init__(self, parser: LineReader):
         self.parser = parser
         self.table: PendingTable | None = None
