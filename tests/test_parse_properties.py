@@ -7,10 +7,9 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from iptables_lens import DumpError, format_dump, parse
-from iptables_lens.iptables.parse import tokenize
+from iptables_lens.iptables.tokens import tokenize
 
 from tests.dumpgen import mutations, random_dump
-from tests.test_parse import _slow_parse
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 
@@ -28,7 +27,7 @@ def test_format_parse_format_is_a_fixed_point(seed):
 @given(seeds)
 def test_the_fast_path_and_the_full_parser_agree(seed):
     text = random_dump(random.Random(seed))
-    assert parse(text) == _slow_parse(text)
+    assert parse(text) == parse(text, fast=False)
 
 
 @settings(max_examples=50, deadline=None)
@@ -39,13 +38,13 @@ def test_rules_saved_with_counters_read_alike_with_and_without_the_fast_path(see
         f"[{rng.randint(0, 10**6)}:{rng.randint(0, 10**12)}] {line}" if line.startswith("-A ") else line
         for line in random_dump(rng).split("\n")
     )
-    assert parse(text) == _slow_parse(text)
+    assert parse(text) == parse(text, fast=False)
     assert format_dump(parse(text)) == text
 
 
-def _verdict(parser, text):
+def _verdict(text, fast):
     try:
-        return parser(text)
+        return parse(text, fast=fast)
     except DumpError as error:
         return error.line, error.column, error.message, error.text
 
@@ -55,7 +54,7 @@ def _verdict(parser, text):
 def test_the_fast_path_and_the_full_parser_refuse_damaged_dumps_alike(seed):
     rng = random.Random(seed)
     for _, damaged in mutations(random_dump(rng), rng, 12):
-        assert _verdict(parse, damaged) == _verdict(_slow_parse, damaged)
+        assert _verdict(damaged, fast=True) == _verdict(damaged, fast=False)
 
 
 @settings(max_examples=300, deadline=None)

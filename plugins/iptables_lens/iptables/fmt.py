@@ -14,7 +14,7 @@ _CRITERION_ORDER = {"-s": 0, "-d": 1, "-i": 2, "-o": 3, "-p": 4, "-f": 5}
 _SAFE = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-def quote(value: str, always_check: bool = True) -> str:
+def quote(value: str) -> str:
     """Quote `value` as iptables-save does: bare when it is only [A-Za-z0-9_-], else in double quotes
     with `"`, `\\` and `'` escaped by a backslash."""
     if value and all(ch in _SAFE for ch in value):

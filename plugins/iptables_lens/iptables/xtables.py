@@ -9,11 +9,15 @@ but we do not check their options.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 
+from iptables_lens.iptables import values
+from iptables_lens.iptables.model import Criterion, Match, Option, Target
+
 Validator = Callable[[tuple[str, ...]], "str | None"]
+
+MAX_CHAIN_NAME = 28  # XT_EXTENSION_MAXNAMELEN - 1: what both iptables variants accept
 
 # Every match extension shipped with iptables 1.8 (libxt_*, libipt_*), plus a few that older
 # versions had. A name outside this set makes iptables-restore fail with "Couldn't load match".
@@ -84,29 +88,28 @@ MODULE_PROTOCOLS = {
     "multiport": {"tcp", "udp", "udplite", "sctp", "dccp"},
 }
 
-_HEX_OR_INT = re.compile(r"^(0x[0-9a-fA-F]+|[0-9]+)$")
-_IFACE = re.compile(r"^[^\s/:]{1,15}$")
+_IFACE = re.compile(r"[^\s/:]{1,15}")
 
 
 def _one(check: Callable[[str], str | None]) -> Validator:
-    def validate(values: tuple[str, ...]) -> str | None:
-        if len(values) != 1:
-            return f"expects exactly one value, got {len(values)}"
-        return check(values[0])
+    def validate(given: tuple[str, ...]) -> str | None:
+        if len(given) != 1:
+            return f"expects exactly one value, got {len(given)}"
+        return check(given[0])
 
     validate.arity = 1  # type: ignore[attr-defined]
     return validate
 
 
-def _flag(values: tuple[str, ...]) -> str | None:
-    return None if not values else f"takes no value, got {' '.join(values)!r}"
+def _flag(given: tuple[str, ...]) -> str | None:
+    return None if not given else f"takes no value, got {' '.join(given)!r}"
 
 
 _flag.arity = 0  # type: ignore[attr-defined]
 
 
-def _two(values: tuple[str, ...]) -> str | None:
-    return None if len(values) == 2 else "expects two values"
+def _two(given: tuple[str, ...]) -> str | None:
+    return None if len(given) == 2 else "expects two values"
 
 
 _two.arity = 2  # type: ignore[attr-defined]
@@ -121,45 +124,28 @@ def _any_one(value: str) -> str | None:
     return None
 
 
-def _number(value: str) -> str | None:
-    return None if _HEX_OR_INT.match(value) else f"expected a number, got {value!r}"
+def _read_by(reader: Callable[[str], object]) -> Callable[[str], str | None]:
+    """A check that `value` is one `reader` reads (see `values`): None, or what is wrong with it."""
 
-
-def _port(value: str) -> str | None:
-    # iptables accepts more (hex for tcp, service names, out-of-range udp ports that wrap), but prints
-    # decimal; a dump that means a port writes it in decimal.
-    if value.isdigit() and int(value) <= 65535:
+    def check(value: str) -> str | None:
+        try:
+            reader(value)
+        except values.BadValue as problem:
+            return str(problem)
         return None
-    return f"expected a port number (0-65535, decimal), got {value!r}"
+
+    return check
 
 
-def _port_range(value: str) -> str | None:
-    parts = value.split(":")
-    if len(parts) > 2:
-        return f"expected a port or a range PORT:PORT, got {value!r}"
-    for part in parts:
-        if part and _port(part):
-            return f"expected a port or a range PORT:PORT, got {value!r}"
-    return None
-
-
-def _port_list(value: str) -> str | None:
-    ports = value.split(",")
-    if len(ports) > 15:
-        return "multiport takes at most 15 ports"
-    for p in ports:
-        if p == "" or _port_range(p):
-            return f"expected a comma-separated list of ports, got {value!r}"
-    return None
-
-
-def _mark(value: str) -> str | None:
-    parts = value.split("/")
-    if len(parts) > 2 or any(not _HEX_OR_INT.match(p) for p in parts):
-        return f"expected VALUE[/MASK] as numbers, got {value!r}"
-    if any(int(p, 0) > 0xFFFFFFFF for p in parts):
-        return f"mark {value!r} does not fit in 32 bits"
-    return None
+_number = _read_by(values.unsigned)
+_port_range = _read_by(values.port_range)
+_port_list = _read_by(values.port_list)
+_mark = _read_by(values.mark)
+_probability = _read_by(values.probability)
+_nat_range = _read_by(values.nat_range)
+_nat_ports = _read_by(values.nat_ports)
+_address_range = _read_by(values.address_range)
+_number_range = _read_by(values.unsigned_range)
 
 
 _CTSTATES = {"INVALID", "NEW", "ESTABLISHED", "RELATED", "UNTRACKED", "SNAT", "DNAT"}
@@ -182,27 +168,14 @@ def _name_list(allowed: set[str], what: str) -> Callable[[str], str | None]:
 
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_DOTTED = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/(?:3[0-2]|[12]?[0-9]))?$")
+# The common `-s 10.0.0.0/8`, checked without building a Network.
+_DOTTED = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/(?:3[0-2]|[12]?[0-9]))?")
+_network = _read_by(values.network)
 
 
 def address(value: str) -> str | None:
-    """None if `value` is an IPv4 address or network as iptables accepts it, else why not."""
-    if _DOTTED.match(value):
-        return None
-    try:
-        if "/" in value:
-            addr, _, mask = value.partition("/")
-            ipaddress.IPv4Address(addr)
-            if mask.isdigit():
-                if int(mask) > 32:
-                    raise ValueError
-            else:
-                ipaddress.IPv4Address(mask)
-        else:
-            ipaddress.IPv4Address(value)
-    except ValueError:
-        return f"expected an IPv4 address or ADDRESS/PREFIX, got {value!r}"
-    return None
+    """None if `value` is an IPv4 address or network as the parser accepts it (see values.network), else why not."""
+    return None if _DOTTED.fullmatch(value) else _network(value)
 
 
 def address_list(value: str) -> str | None:
@@ -213,31 +186,8 @@ def address_list(value: str) -> str | None:
     return None
 
 
-def _ip_port(value: str) -> str | None:
-    """A NAT destination: IP[-IP][:PORT[-PORT]] (either part may be omitted, not both)."""
-    host, sep, ports = value.partition(":")
-    if not host and not ports:
-        return f"expected IP[:PORT], got {value!r}"
-    for ip in host.split("-") if host else ():
-        if address(ip) or "/" in ip:
-            return f"expected IP[:PORT], got {value!r}"
-    if sep:
-        for port in ports.split("-"):
-            if _port(port):
-                return f"expected IP[:PORT], got {value!r}"
-    return None
-
-
-def _probability(value: str) -> str | None:
-    try:
-        p = float(value)
-    except ValueError:
-        return f"expected a probability between 0 and 1, got {value!r}"
-    return None if 0.0 <= p <= 1.0 else f"probability {value!r} is not between 0 and 1"
-
-
 def _interface(value: str) -> str | None:
-    return None if _IFACE.match(value) else f"expected an interface name of at most 15 characters, got {value!r}"
+    return None if _IFACE.fullmatch(value) else f"expected an interface name of at most 15 characters, got {value!r}"
 
 
 _NUMBER = _one(_number)
@@ -263,7 +213,7 @@ MATCH_OPTIONS: dict[str, dict[str, Validator]] = {
         "--ctreplsrc": _one(address), "--ctrepldst": _one(address),
         "--ctorigsrcport": _one(_port_range), "--ctorigdstport": _one(_port_range),
         "--ctreplsrcport": _one(_port_range), "--ctrepldstport": _one(_port_range),
-        "--ctexpire": _ANY, "--ctdir": _one(_name_list({"ORIGINAL", "REPLY"}, "direction")),
+        "--ctexpire": _one(_number_range), "--ctdir": _one(_name_list({"ORIGINAL", "REPLY"}, "direction")),
     },
     "state": {"--state": _one(_name_list(_STATES, "state"))},
     "mark": {"--mark": _one(_mark)},
@@ -284,16 +234,16 @@ MATCH_OPTIONS: dict[str, dict[str, Validator]] = {
     },
     "icmp": {"--icmp-type": _ANY},
     "limit": {"--limit": _ANY, "--limit-burst": _NUMBER},
-    "iprange": {"--src-range": _ANY, "--dst-range": _ANY},
+    "iprange": {"--src-range": _one(_address_range), "--dst-range": _one(_address_range)},
     "pkttype": {"--pkt-type": _one(_name_list({"unicast", "broadcast", "multicast"}, "packet type"))},
 }
 
 TARGET_OPTIONS: dict[str, dict[str, Validator]] = {
     "ACCEPT": {}, "DROP": {}, "RETURN": {}, "QUEUE": {}, "NOTRACK": {}, "TRACE": {},
-    "DNAT": {"--to-destination": _one(_ip_port), "--random": _flag, "--persistent": _flag},
-    "SNAT": {"--to-source": _one(_ip_port), "--random": _flag, "--random-fully": _flag, "--persistent": _flag},
-    "MASQUERADE": {"--to-ports": _ANY, "--random": _flag, "--random-fully": _flag},
-    "REDIRECT": {"--to-ports": _ANY, "--random": _flag},
+    "DNAT": {"--to-destination": _one(_nat_range), "--random": _flag, "--persistent": _flag},
+    "SNAT": {"--to-source": _one(_nat_range), "--random": _flag, "--random-fully": _flag, "--persistent": _flag},
+    "MASQUERADE": {"--to-ports": _one(_nat_ports), "--random": _flag, "--random-fully": _flag},
+    "REDIRECT": {"--to-ports": _one(_nat_ports), "--random": _flag},
     "MARK": {
         "--set-xmark": _one(_mark), "--set-mark": _one(_mark), "--and-mark": _one(_mark),
         "--or-mark": _one(_mark), "--xor-mark": _one(_mark),
@@ -305,7 +255,7 @@ TARGET_OPTIONS: dict[str, dict[str, Validator]] = {
     },
     "REJECT": {"--reject-with": _ANY},
     "LOG": {
-        "--log-level": _ANY, "--log-prefix": _ANY, "--log-tcp-sequence": _flag, "--log-tcp-options": _flag,
+        "--log-level": _one(_read_by(values.syslog_level)), "--log-prefix": _ANY, "--log-tcp-sequence": _flag, "--log-tcp-options": _flag,
         "--log-ip-options": _flag, "--log-uid": _flag, "--log-macdecode": _flag,
     },
     "NFLOG": {"--nflog-group": _NUMBER, "--nflog-prefix": _ANY, "--nflog-range": _NUMBER,
@@ -336,7 +286,64 @@ def check_criterion(flag: str, value: str) -> str | None:
     if flag in ("-i", "-o"):
         return _interface(value)
     if flag == "-p":
-        if value.lower() in _PROTOCOLS or (value.isdigit() and int(value) <= 255):
+        if value.lower() in _PROTOCOLS or _protocol_number(value) is None:
             return None
         return f"unknown protocol {value!r}"
     return None
+
+
+_protocol_number = _read_by(lambda value: values.unsigned(value, maximum=255))
+
+
+
+# Options that iptables does not let '!' negate.
+NOT_NEGATABLE = frozenset({"--comment", "--mode", "--name", "--seconds", "--reap", "--rsource", "--rdest",
+                           "--limit-burst", "--limit-iface-in", "--limit-iface-out"})
+
+
+def rule_problem(
+    table: str, criteria: list[Criterion], matches: tuple[Match, ...], target: Target | None
+) -> tuple[str, int | None] | None:
+    """What the kernel would refuse in a rule as a whole, as (message, index of the match to point at, or
+    None for the target); None if nothing."""
+    proto = next((c for c in criteria if c.flag == "-p"), None)
+    proto_name = None if proto is None or proto.negated else proto.value.lower()
+    for index, match in enumerate(matches):
+        needed = MODULE_PROTOCOLS.get(match.module)
+        if needed is not None and proto_name not in needed:
+            return f"match module {match.module!r} needs '-p {'/'.join(sorted(needed))}' on the same rule", index
+        if lacks_required(match.module, match.options):
+            return f"{match.module} needs {' or '.join(REQUIRED_OPTIONS[match.module])}", index
+    if target is None:
+        return None
+    name = target.name
+    allowed = TARGET_TABLES.get(name)
+    if allowed and table not in allowed:
+        return f"target {name} is only valid in the {'/'.join(sorted(allowed))} table, not in {table!r}", None
+    if table == "nat" and name in NAT_FORBIDDEN_TARGETS:
+        return f"the nat table does not filter: {name} is not allowed there (use filter)", None
+    if lacks_required(name, target.options):
+        return f"{name} needs {' or '.join(REQUIRED_OPTIONS[name])}", None
+    if rewrites_ports(target) and proto_name not in PORT_PROTOCOLS:
+        return f"{name} with a port needs '-p tcp', udp, sctp or dccp on the same rule", None
+    return None
+
+
+def lacks_required(name: str, options: tuple[Option, ...]) -> bool:
+    """Whether a match module or target misses all of the options of which it needs one."""
+    required = REQUIRED_OPTIONS.get(name)
+    if not required:
+        return False
+    return not any(o.name in required for o in options)
+
+
+def rewrites_ports(target: Target) -> bool:
+    """Whether a NAT target changes ports, which needs a protocol with ports on the rule."""
+    return any(
+        (o.name in ("--to-destination", "--to-source") and ":" in o.value) or o.name == "--to-ports"
+        for o in target.options
+    )
+
+
+# Targets that rule_problem looks at by name; any other target passes or fails its checks as any other does.
+CHECKED_TARGETS = frozenset(TARGET_TABLES) | NAT_FORBIDDEN_TARGETS | frozenset(REQUIRED_OPTIONS)
