@@ -397,3 +397,27 @@ def test_the_rule_index_gives_the_same_outcomes_as_a_full_scan(monkeypatch):
     scanned = [trace(dump, p, node) for p in packets]
     assert indexed == scanned
     assert {len(r.outcomes) for r in indexed[:5]} == {3}
+
+
+# -- the match registries ------------------------------------------------------------------------------
+
+
+def test_every_match_module_the_parser_knows_is_evaluated_or_deliberately_undecided():
+    from iptables_lens.iptables.matches import MATCH_EVALUATORS, UNDECIDED_MATCHES
+    from iptables_lens.iptables.xtables import KNOWN_MATCHES
+
+    assert set(MATCH_EVALUATORS) | set(UNDECIDED_MATCHES) == KNOWN_MATCHES
+    assert not set(MATCH_EVALUATORS) & set(UNDECIDED_MATCHES)
+    assert all(reason for reason in UNDECIDED_MATCHES.values())
+
+
+def test_every_criterion_flag_the_parser_knows_is_evaluated():
+    from iptables_lens.iptables.matches import CRITERION_EVALUATORS
+    from iptables_lens.iptables.xtables import CRITERION_FLAGS
+
+    assert set(CRITERION_EVALUATORS) == set(CRITERION_FLAGS.values())
+
+
+def test_an_undecided_module_ends_the_branch_with_its_name():
+    outcome = only(run(tables(filter="-A FORWARD -m limit --limit 5/sec -j DROP")))
+    assert outcome.verdict == "UNDECIDED" and "-m limit" in outcome.reason

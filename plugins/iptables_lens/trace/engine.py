@@ -165,7 +165,7 @@ class Tracer:
                 if not matched:
                     still.append((state, False))
                     continue
-                result = module_result(rule, m, facts if state is s else self._facts(state))
+                result = module_result(m, facts if state is s else self._facts(state))
                 if isinstance(result, Split):
                     where = f"{rule.chain} rule {rule.position}"
                     if result.probability > 0:
