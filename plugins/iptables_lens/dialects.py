@@ -6,9 +6,9 @@ and gives the tracer's walk its base chains. Everything else asks the registry, 
 
 >>> detect_dialect("*nat\\n:PREROUTING ACCEPT [0:0]\\nCOMMIT\\n").name
 'iptables'
->>> dump = parse_dump("*nat\\n:PREROUTING ACCEPT [0:0]\\nCOMMIT\\n", "example.rules")
->>> dialect_of(dump).format(dump)
-'*nat\\n:PREROUTING ACCEPT [0:0]\\nCOMMIT\\n'
+>>> dump = parse_dump("*filter\\n:INPUT DROP [0:0]\\nCOMMIT\\n", "example.rules")
+>>> dialect_of(dump).name, [(c.table, c.hook, c.policy) for c in base_chains(dump)]
+('iptables', [('filter', 'INPUT', 'DROP'), ('filter', 'FORWARD', 'ACCEPT'), ('filter', 'OUTPUT', 'ACCEPT')])
 """
 
 from __future__ import annotations
