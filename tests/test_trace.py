@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from iptables_lens import parse
+from iptables_lens.iptables import evaluate as evaluate_module
 from iptables_lens.kube.synth import cluster_ip, synth_dump
 from iptables_lens.scenario import load_scenario, node_context
 from iptables_lens.trace import IPv4, NodeContext, Packet, Route, Tracer, trace
-from iptables_lens.trace import engine as engine_module
 
 from tests.conftest import SEED
 from tests.dumpgen import random_dump
@@ -393,7 +393,108 @@ def test_the_rule_index_gives_the_same_outcomes_as_a_full_scan(monkeypatch):
     packets += [Packet(IPv4("10.244.9.9"), IPv4(cluster_ip(i)), dport=80) for i in (3, 150)]
     packets.append(Packet(IPv4("172.20.0.100"), IPv4("172.20.0.2"), dport=31000))
     indexed = [trace(dump, p, node) for p in packets]
-    monkeypatch.setattr(engine_module, "INDEXED_CHAIN_SIZE", 10**9)
+    monkeypatch.setattr(evaluate_module, "INDEXED_CHAIN_SIZE", 10**9)
     scanned = [trace(dump, p, node) for p in packets]
     assert indexed == scanned
     assert {len(r.outcomes) for r in indexed[:5]} == {3}
+
+
+# -- the walk's base chains and the match registries ------------------------------------------------
+
+
+def test_the_tables_at_each_hook_are_in_the_order_of_their_kernel_priorities():
+    from iptables_lens.iptables.evaluate import TABLE_PRIORITIES
+    from iptables_lens.trace import HOOKS, TABLES_AT_HOOK
+
+    derived = {hook: tuple(sorted((t for t, hooks in TABLE_PRIORITIES.items() if hook in hooks),
+                                  key=lambda t: TABLE_PRIORITIES[t][hook])) for hook in HOOKS}
+    assert derived == TABLES_AT_HOOK
+
+
+def test_a_dump_with_every_table_gives_the_walk_its_base_chains_in_that_order():
+    from iptables_lens.iptables.model import BUILTIN_CHAINS
+    from iptables_lens.trace import HOOKS, TABLES_AT_HOOK
+    from iptables_lens.trace.walk import at_hooks
+
+    dump = parse(tables(**{name: "" for name in BUILTIN_CHAINS}))
+    chains = at_hooks(evaluate_module.base_chains(dump))
+    assert {hook: tuple(c.table for c in chains[hook]) for hook in HOOKS} == TABLES_AT_HOOK
+    kinds = {(c.table, c.hook): c.kind for hook in HOOKS for c in chains[hook]}
+    assert kinds[("nat", "PREROUTING")] == "nat" and kinds[("mangle", "OUTPUT")] == "route"
+    assert kinds[("filter", "INPUT")] == "filter"
+
+
+def test_every_match_module_the_parser_knows_is_evaluated_or_deliberately_undecided():
+    from iptables_lens.iptables.matches import MATCH_EVALUATORS, UNDECIDED_MATCHES
+    from iptables_lens.iptables.xtables import KNOWN_MATCHES
+
+    assert set(MATCH_EVALUATORS) | set(UNDECIDED_MATCHES) == KNOWN_MATCHES
+    assert not set(MATCH_EVALUATORS) & set(UNDECIDED_MATCHES)
+    assert all(reason for reason in UNDECIDED_MATCHES.values())
+
+
+def test_every_criterion_flag_the_parser_knows_is_evaluated():
+    from iptables_lens.iptables.matches import CRITERION_EVALUATORS
+    from iptables_lens.iptables.xtables import CRITERION_FLAGS
+
+    assert set(CRITERION_EVALUATORS) == set(CRITERION_FLAGS.values())
+
+
+def test_an_undecided_module_ends_the_branch_with_its_name():
+    outcome = only(run(tables(filter="-A FORWARD -m limit --limit 5/sec -j DROP")))
+    assert outcome.verdict == "UNDECIDED" and "-m limit" in outcome.reason
+
+
+class ToyRuleset:
+    """A ruleset of another language: base chains only, each a fixed list of verdicts by destination port."""
+
+    def __init__(self, chains):
+        self.chains = chains
+
+
+def toy_chain(hook, priority, name, kind="filter", verdicts=None, policy="ACCEPT"):
+    from iptables_lens.trace.walk import BaseChain
+
+    def evaluate(state, node):
+        verdict = (verdicts or {}).get(state.packet.dport, "END")
+        if verdict == "NAT":
+            new = state.packet.with_destination(IPv4("10.1.9.9"), 8080)
+            state = state.changed(packet=new, dnat=(new.dst, new.dport), after_dnat=new)
+        return [(state.step("toy", name, None, f"{name} says {verdict}"), verdict)]
+
+    return BaseChain(hook, priority, "toy", name, kind, policy, evaluate)
+
+
+@pytest.fixture
+def toy_dialect(monkeypatch):
+    from iptables_lens import dialects
+
+    toy = dialects.Dialect("toy", ToyRuleset, lambda text: False, None, None, lambda dump: (),
+                           lambda dump: dump.chains)
+    monkeypatch.setitem(dialects.DIALECTS, "toy", toy)
+    return toy
+
+
+def test_the_walk_runs_any_dialects_base_chains_by_priority(toy_dialect):
+    ruleset = ToyRuleset((toy_chain("FORWARD", 10, "late", verdicts={80: "DROP"}),
+                          toy_chain("FORWARD", -10, "early", verdicts={80: "ACCEPT"})))
+    outcome = only(trace(ruleset, Packet(OUTSIDE, POD, dport=80), NODE))
+    # An accept ends only its base chain: the later one still drops.
+    assert outcome.verdict == "DROP"
+    assert [s.chain for s in outcome.path if s.chain] == ["early", "late"]
+
+
+def test_a_nat_base_chain_translates_once_and_the_route_follows(toy_dialect):
+    ruleset = ToyRuleset((toy_chain("PREROUTING", -100, "dstnat", "nat", verdicts={30080: "NAT"}),))
+    outcome = only(trace(ruleset, Packet(OUTSIDE, IPv4("192.0.2.10"), dport=30080), NODE))
+    assert outcome.endpoint == "10.1.9.9:8080" and outcome.delivery.startswith("forwarded to 10.1.9.9")
+    # Sent from the node to itself, the packet loops back in on lo, where nat is not consulted again.
+    local = trace(ruleset, Packet(IPv4("192.0.2.10"), IPv4("192.0.2.10"), dport=30080), NODE)
+    assert only(local).dnat is None
+    assert [s.chain for s in only(local).path if s.chain] == []
+
+
+def test_a_base_chain_policy_decides_when_its_rules_run_out(toy_dialect):
+    ruleset = ToyRuleset((toy_chain("FORWARD", 0, "filter", policy="DROP"),))
+    outcome = only(trace(ruleset, Packet(OUTSIDE, POD, dport=80), NODE))
+    assert outcome.verdict == "DROP" and outcome.path[-1].action == "policy DROP"

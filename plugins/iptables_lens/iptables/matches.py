@@ -1,21 +1,21 @@
 """Does a rule match a packet? Criteria and match modules, as the kernel decides them.
 
-`evaluate` answers with a list of branches, because some matches split the way: `-m statistic` matches
-with a probability, and a match the tracer cannot decide (`-m limit`, an ipset's members) is reported as
-such instead of being guessed.
+Each criterion flag (`-s`, `-p`, ...) and each match module (`-m tcp`, `-m statistic`, ...) has an evaluator
+in a registry, as `explain` has a phrase maker per module. A module evaluator answers True or False, or a
+`Split` when the match holds only with a probability (`-m statistic`); it raises `Undecided` when the result
+depends on something the tracer does not have. Every module the parser knows (`xtables.KNOWN_MATCHES`) has
+an evaluator or is listed in `UNDECIDED_MATCHES` with the reason, and a test keeps it so.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from iptables_lens.iptables.model import Criterion, Match, Rule
+from iptables_lens.iptables.model import Criterion, Match, Option
 from iptables_lens.trace.packet import ICMP_TYPES, IPv4, Packet
-
-# Matches that never change the verdict of a rule.
-ALWAYS = frozenset({"comment", "helper"})
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Facts:
     ctmark: int
     ctstate: frozenset[str]  # NEW, ESTABLISHED, ..., plus DNAT / SNAT once translated
     recent: frozenset[str]
-    address_type: object  # callable(address, limit_iface) -> str
+    address_type: Callable[[IPv4, str | None], str]  # NodeContext.address_type
 
 
 class Undecided(Exception):
@@ -45,6 +45,26 @@ class Split:
     probability: Fraction
     label: str
     otherwise: str
+
+
+CriterionEvaluator = Callable[[Criterion, Facts], bool]
+MatchEvaluator = Callable[[Match, Facts], "bool | Split"]
+
+
+def criterion_holds(c: Criterion, f: Facts) -> bool:
+    """Whether criterion `c` (negation included) holds; raises Undecided when it cannot be known."""
+    return CRITERION_EVALUATORS[c.flag](c, f) != c.negated
+
+
+def module_result(m: Match, f: Facts) -> bool | Split:
+    """Whether match module `m` holds; a Split for -m statistic; raises Undecided when it cannot be known."""
+    evaluator = MATCH_EVALUATORS.get(m.module)
+    if evaluator is None:
+        raise Undecided(f"-m {m.module} depends on state the tracer does not have")
+    return evaluator(m, f)
+
+
+# -- criteria -------------------------------------------------------------------------------------------------
 
 
 def _network(value: str) -> ipaddress.IPv4Network:
@@ -63,27 +83,27 @@ def _iface_matches(pattern: str, name: str | None) -> bool:
     return name == pattern
 
 
-def criterion_holds(c: Criterion, f: Facts) -> bool:
-    p = f.packet
-    if c.flag == "-s":
-        result = _in_any(p.src, c.value)
-    elif c.flag == "-d":
-        result = _in_any(p.dst, c.value)
-    elif c.flag == "-p":
-        result = c.value.lower() in ("all", "0") or c.value.lower() == p.protocol or _proto_number(c.value) == p.protocol
-    elif c.flag == "-i":
-        result = _iface_matches(c.value, f.iif)
-    elif c.flag == "-o":
-        result = _iface_matches(c.value, f.oif)
-    elif c.flag == "-f":
-        result = False  # the first packet of a connection is never a later fragment
-    else:  # pragma: no cover - the parser knows no other flag
-        raise AssertionError(c.flag)
-    return result != c.negated
-
-
 def _proto_number(value: str) -> str | None:
     return {"6": "tcp", "17": "udp", "1": "icmp", "132": "sctp"}.get(value)
+
+
+def _protocol(c: Criterion, f: Facts) -> bool:
+    value = c.value.lower()
+    return value in ("all", "0") or value == f.packet.protocol or _proto_number(c.value) == f.packet.protocol
+
+
+CRITERION_EVALUATORS: dict[str, CriterionEvaluator] = {
+    "-s": lambda c, f: _in_any(f.packet.src, c.value),
+    "-d": lambda c, f: _in_any(f.packet.dst, c.value),
+    "-p": _protocol,
+    "-i": lambda c, f: _iface_matches(c.value, f.iif),
+    "-o": lambda c, f: _iface_matches(c.value, f.oif),
+    # The first packet of a connection is never a later fragment.
+    "-f": lambda c, f: False,
+}
+
+
+# -- match modules --------------------------------------------------------------------------------------------
 
 
 def _port_in(port: int | None, spec: str) -> bool:
@@ -110,135 +130,138 @@ def _nominal(probability: str) -> Fraction:
     return simple if abs(simple - exact) <= Fraction(1, 0x80000000) else exact
 
 
-def module_result(rule: Rule, m: Match, f: Facts) -> bool | Split:
-    """Whether match module `m` holds; a Split for -m statistic; raises Undecided when it cannot be known."""
-    name = m.module
+def _always(m: Match, f: Facts) -> bool:
+    return True
+
+
+def _each_option_holds(m: Match, holds: Callable[[Option], bool | None]) -> bool:
+    """Whether every option of `m` holds, its negation applied; `holds` answers None for an option that tests
+    nothing. Every option is looked at, so one that is not modelled is reported even after one that fails."""
+    ok = True
+    for o in m.options:
+        r = holds(o)
+        if r is not None:
+            ok = ok and (r != o.negated)
+    return ok
+
+
+def _ports(m: Match, f: Facts) -> bool:
     p = f.packet
-    if name in ALWAYS:
-        return True
-    if name in ("tcp", "udp", "sctp"):
-        ok = p.protocol == name
-        for o in m.options:
-            if o.name == "--dport":
-                r = _port_in(p.dport, o.value)
-            elif o.name == "--sport":
-                r = _port_in(p.sport, o.value)
-            elif o.name == "--syn":
-                r = p.tcp_flags >= {"SYN"} and not (p.tcp_flags & {"ACK", "RST", "FIN"})
-            elif o.name == "--tcp-flags":
-                mask, comp = (set(x.split(",")) for x in o.values)
-                mask = {"SYN", "ACK", "FIN", "RST", "URG", "PSH"} if "ALL" in mask else mask
-                r = (p.tcp_flags & mask) == (comp - {"NONE"})
-            else:
-                raise Undecided(f"-m {name} {o.name} is not modelled")
-            ok = ok and (r != o.negated)
-        return ok
-    if name == "multiport":
-        ok = True
-        for o in m.options:
-            ports = o.value.split(",")
-            if o.name in ("--dports", "--destination-ports"):
-                r = any(_port_in(p.dport, x) for x in ports)
-            elif o.name in ("--sports", "--source-ports"):
-                r = any(_port_in(p.sport, x) for x in ports)
-            else:
-                r = any(_port_in(p.dport, x) or _port_in(p.sport, x) for x in ports)
-            ok = ok and (r != o.negated)
-        return ok
-    if name == "addrtype":
-        limit_in = m.option("--limit-iface-in") is not None
-        limit_out = m.option("--limit-iface-out") is not None
-        iface = f.iif if limit_in else f.oif if limit_out else None
-        if (limit_in or limit_out) and iface is None:
-            raise Undecided("addrtype --limit-iface-* needs the interface, which is not known at this hook")
-        ok = True
-        for o in m.options:
-            if o.name == "--src-type":
-                r = f.address_type(p.src, iface) in o.value.split(",")  # type: ignore[operator]
-            elif o.name == "--dst-type":
-                r = f.address_type(p.dst, iface) in o.value.split(",")  # type: ignore[operator]
-            else:
-                continue
-            ok = ok and (r != o.negated)
-        return ok
-    if name in ("conntrack", "state"):
-        ok = True
-        for o in m.options:
-            if o.name in ("--ctstate", "--state"):
-                r = bool(f.ctstate & set(o.value.split(",")))
-            elif o.name == "--ctproto":
-                r = o.value.lower() == p.protocol
-            elif o.name == "--ctorigsrc":
-                r = f.original.src in _network(o.value)
-            elif o.name == "--ctorigdst":
-                r = f.original.dst in _network(o.value)
-            elif o.name == "--ctorigdstport":
-                r = _port_in(f.original.dport, o.value)
-            elif o.name == "--ctorigsrcport":
-                r = _port_in(f.original.sport, o.value)
-            elif o.name == "--ctstatus":
-                # The first packet: not yet seen a reply, not assured, not confirmed until it leaves.
-                r = "NONE" in o.value.split(",")
-            elif o.name == "--ctdir":
-                r = o.value == "ORIGINAL"
-            else:
-                raise Undecided(f"-m conntrack {o.name} is not modelled")
-            ok = ok and (r != o.negated)
-        return ok
-    if name == "mark":
-        o = m.options[0]
-        return _mark_matches(f.mark, o.value) != o.negated
-    if name == "connmark":
-        o = m.options[0]
-        return _mark_matches(f.ctmark, o.value) != o.negated
-    if name == "statistic":
-        mode = m.option("--mode")
-        if mode and mode.value == "random":
-            chance = m.option("--probability")
-            if chance is None:
-                raise Undecided("-m statistic --mode random without --probability")
-            probability = _nominal(chance.value)
-            if chance.negated:
-                probability = 1 - probability
-            return Split(probability, f"picked with probability {probability}", f"passed over ({1 - probability})")
-        every = m.option("--every")
-        if mode and mode.value == "nth" and every:
-            n = int(every.value, 0)
-            # Over many connections each slot of the rotation comes up once in `every`.
-            probability = Fraction(1, n)
-            if every.negated:
-                probability = 1 - probability
-            return Split(probability, f"its turn in every {n} (nth mode)", "not its turn (nth mode)")
-        raise Undecided("-m statistic without a mode the tracer knows")
-    if name == "recent":
-        list_name = (m.option("--name").value if m.option("--name") else "DEFAULT")  # type: ignore[union-attr]
-        for o in m.options:
-            if o.name in ("--rcheck", "--update", "--remove"):
-                present = list_name in f.recent
-                return present != o.negated
-            if o.name == "--set":
-                return not o.negated
-        raise Undecided("-m recent without --set/--rcheck/--update/--remove")
-    if name == "icmp":
-        o = m.options[0]
-        want_type, want_code = _icmp_spec(o.value)
-        ok = p.protocol == "icmp" and (want_type is None or p.icmp_type == want_type) and (
-            want_code is None or p.icmp_code == want_code)
-        return ok != o.negated
-    if name == "iprange":
-        ok = True
-        for o in m.options:
-            lo, _, hi = o.value.partition("-")
-            address = p.src if o.name == "--src-range" else p.dst
-            r = IPv4(lo) <= address <= IPv4(hi or lo)
-            ok = ok and (r != o.negated)
-        return ok
-    if name == "pkttype":
-        o = m.options[0]
-        kind = f.address_type(p.dst, None)  # type: ignore[operator]
-        actual = "broadcast" if kind == "BROADCAST" else "multicast" if kind == "MULTICAST" else "unicast"
-        return (actual == o.value) != o.negated
-    raise Undecided(f"-m {name} depends on state the tracer does not have")
+
+    def holds(o: Option) -> bool:
+        if o.name == "--dport":
+            return _port_in(p.dport, o.value)
+        if o.name == "--sport":
+            return _port_in(p.sport, o.value)
+        if o.name == "--syn":
+            return p.tcp_flags >= {"SYN"} and not (p.tcp_flags & {"ACK", "RST", "FIN"})
+        if o.name == "--tcp-flags":
+            mask, comp = (set(x.split(",")) for x in o.values)
+            mask = {"SYN", "ACK", "FIN", "RST", "URG", "PSH"} if "ALL" in mask else mask
+            return (p.tcp_flags & mask) == (comp - {"NONE"})
+        raise Undecided(f"-m {m.module} {o.name} is not modelled")
+
+    every = _each_option_holds(m, holds)
+    return p.protocol == m.module and every
+
+
+def _multiport(m: Match, f: Facts) -> bool:
+    p = f.packet
+
+    def holds(o: Option) -> bool:
+        ports = o.value.split(",")
+        if o.name in ("--dports", "--destination-ports"):
+            return any(_port_in(p.dport, x) for x in ports)
+        if o.name in ("--sports", "--source-ports"):
+            return any(_port_in(p.sport, x) for x in ports)
+        return any(_port_in(p.dport, x) or _port_in(p.sport, x) for x in ports)
+
+    return _each_option_holds(m, holds)
+
+
+def _addrtype(m: Match, f: Facts) -> bool:
+    p = f.packet
+    limit_in = m.option("--limit-iface-in") is not None
+    limit_out = m.option("--limit-iface-out") is not None
+    iface = f.iif if limit_in else f.oif if limit_out else None
+    if (limit_in or limit_out) and iface is None:
+        raise Undecided("addrtype --limit-iface-* needs the interface, which is not known at this hook")
+
+    def holds(o: Option) -> bool | None:
+        if o.name == "--src-type":
+            return f.address_type(p.src, iface) in o.value.split(",")
+        if o.name == "--dst-type":
+            return f.address_type(p.dst, iface) in o.value.split(",")
+        return None
+
+    return _each_option_holds(m, holds)
+
+
+def _conntrack(m: Match, f: Facts) -> bool:
+    def holds(o: Option) -> bool:
+        if o.name in ("--ctstate", "--state"):
+            return bool(f.ctstate & set(o.value.split(",")))
+        if o.name == "--ctproto":
+            return o.value.lower() == f.packet.protocol
+        if o.name == "--ctorigsrc":
+            return f.original.src in _network(o.value)
+        if o.name == "--ctorigdst":
+            return f.original.dst in _network(o.value)
+        if o.name == "--ctorigdstport":
+            return _port_in(f.original.dport, o.value)
+        if o.name == "--ctorigsrcport":
+            return _port_in(f.original.sport, o.value)
+        if o.name == "--ctstatus":
+            # The first packet: not yet seen a reply, not assured, not confirmed until it leaves.
+            return "NONE" in o.value.split(",")
+        if o.name == "--ctdir":
+            return o.value == "ORIGINAL"
+        raise Undecided(f"-m conntrack {o.name} is not modelled")
+
+    return _each_option_holds(m, holds)
+
+
+def _mark(m: Match, f: Facts) -> bool:
+    o = m.options[0]
+    return _mark_matches(f.mark, o.value) != o.negated
+
+
+def _connmark(m: Match, f: Facts) -> bool:
+    o = m.options[0]
+    return _mark_matches(f.ctmark, o.value) != o.negated
+
+
+def _statistic(m: Match, f: Facts) -> Split:
+    mode = m.option("--mode")
+    if mode and mode.value == "random":
+        chance = m.option("--probability")
+        if chance is None:
+            raise Undecided("-m statistic --mode random without --probability")
+        probability = _nominal(chance.value)
+        if chance.negated:
+            probability = 1 - probability
+        return Split(probability, f"picked with probability {probability}", f"passed over ({1 - probability})")
+    every = m.option("--every")
+    if mode and mode.value == "nth" and every:
+        n = int(every.value, 0)
+        # Over many connections each slot of the rotation comes up once in `every`.
+        probability = Fraction(1, n)
+        if every.negated:
+            probability = 1 - probability
+        return Split(probability, f"its turn in every {n} (nth mode)", "not its turn (nth mode)")
+    raise Undecided("-m statistic without a mode the tracer knows")
+
+
+def _recent(m: Match, f: Facts) -> bool:
+    named = m.option("--name")
+    list_name = named.value if named else "DEFAULT"
+    for o in m.options:
+        if o.name in ("--rcheck", "--update", "--remove"):
+            present = list_name in f.recent
+            return present != o.negated
+        if o.name == "--set":
+            return not o.negated
+    raise Undecided("-m recent without --set/--rcheck/--update/--remove")
 
 
 def _icmp_spec(value: str) -> tuple[int | None, int | None]:
@@ -246,3 +269,88 @@ def _icmp_spec(value: str) -> tuple[int | None, int | None]:
         return ICMP_TYPES[value]
     kind, _, code = value.partition("/")
     return int(kind), (int(code) if code else None)
+
+
+def _icmp(m: Match, f: Facts) -> bool:
+    p = f.packet
+    o = m.options[0]
+    want_type, want_code = _icmp_spec(o.value)
+    ok = p.protocol == "icmp" and (want_type is None or p.icmp_type == want_type) and (
+        want_code is None or p.icmp_code == want_code)
+    return ok != o.negated
+
+
+def _iprange(m: Match, f: Facts) -> bool:
+    def holds(o: Option) -> bool:
+        lo, _, hi = o.value.partition("-")
+        address = f.packet.src if o.name == "--src-range" else f.packet.dst
+        return IPv4(lo) <= address <= IPv4(hi or lo)
+
+    return _each_option_holds(m, holds)
+
+
+def _pkttype(m: Match, f: Facts) -> bool:
+    o = m.options[0]
+    kind = f.address_type(f.packet.dst, None)
+    actual = "broadcast" if kind == "BROADCAST" else "multicast" if kind == "MULTICAST" else "unicast"
+    return (actual == o.value) != o.negated
+
+
+MATCH_EVALUATORS: dict[str, MatchEvaluator] = {
+    # They never change a rule's verdict.
+    "comment": _always, "helper": _always,
+    "tcp": _ports, "udp": _ports, "sctp": _ports,
+    "multiport": _multiport,
+    "addrtype": _addrtype,
+    "conntrack": _conntrack, "state": _conntrack,
+    "mark": _mark, "connmark": _connmark,
+    "statistic": _statistic,
+    "recent": _recent,
+    "icmp": _icmp,
+    "iprange": _iprange,
+    "pkttype": _pkttype,
+}
+
+# The modules iptables knows that the tracer leaves undecided, and why: the answer depends on something a
+# trace does not have (the packets before this one, the payload, the socket, the node's other state).
+_PAST_PACKETS = "counts or rates over the packets before this one"
+_NOT_IN_PACKET = "a header field the traced packet does not carry"
+UNDECIDED_MATCHES: dict[str, str] = {
+    "ah": "the IPsec AH header (SPI) is not modelled",
+    "esp": "the IPsec ESP header (SPI) is not modelled",
+    "policy": "IPsec policies are not part of the node",
+    "bpf": "runs a BPF program over the packet's bytes",
+    "u32": "reads raw bytes of the packet",
+    "string": "the payload is not modelled",
+    "cgroup": "the sending socket's cgroup is not known",
+    "owner": "the sending socket's owner is not known",
+    "socket": "whether a local socket takes the packet is not known",
+    "cluster": "the node's share of the cluster hash is not known",
+    "cpu": "the CPU that handles the packet is not known",
+    "time": "the time the packet arrives is not known",
+    "connbytes": _PAST_PACKETS,
+    "connlimit": "counts the other connections of the node",
+    "connlabel": "conntrack labels are not tracked",
+    "hashlimit": _PAST_PACKETS,
+    "limit": _PAST_PACKETS,
+    "quota": _PAST_PACKETS,
+    "rateest": _PAST_PACKETS,
+    "nfacct": _PAST_PACKETS,
+    "dscp": _NOT_IN_PACKET,
+    "tos": _NOT_IN_PACKET,
+    "ecn": _NOT_IN_PACKET,
+    "ttl": _NOT_IN_PACKET,
+    "hl": _NOT_IN_PACKET,
+    "length": _NOT_IN_PACKET,
+    "tcpmss": _NOT_IN_PACKET,
+    "mac": "the sender's MAC address is not known",
+    "osf": "reads the TCP options of the SYN",
+    "dccp": "DCCP is not modelled",
+    "udplite": "UDP-Lite is not modelled",
+    "devgroup": "interface groups are not part of the node",
+    "physdev": "bridge ports are not part of the node",
+    "realm": "routing realms are not part of the node's routes",
+    "rpfilter": "the reverse-path lookup is not modelled",
+    "ipvs": "IPVS state is not modelled",
+    "set": "ipset members are not in the dump",
+}

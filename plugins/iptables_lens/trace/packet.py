@@ -5,13 +5,16 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import Literal
 
 IPv4 = ipaddress.IPv4Address
 
-HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+Hook = Literal["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
+HOOKS: tuple[Hook, ...] = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
 
-# The tables netfilter consults at each hook, in priority order (raw -300, mangle -150, nat DNAT -100,
-# filter 0, security 50, nat SNAT 100).
+# The iptables tables netfilter consults at each hook, in priority order (raw -300, mangle -150, nat DNAT
+# -100, filter 0, security 50, nat SNAT 100): the order in which the walk runs the base chains that
+# iptables/evaluate.py registers at those priorities (a test checks that the two agree).
 TABLES_AT_HOOK: dict[str, tuple[str, ...]] = {
     "PREROUTING": ("raw", "mangle", "nat"),
     "INPUT": ("mangle", "filter", "security", "nat"),

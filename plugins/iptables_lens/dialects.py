@@ -1,0 +1,115 @@
+"""The rule languages iptables-lens reads, each plugged in through one `Dialect` record.
+
+A dialect recognises its text, parses it into its own model, prints that model back, explains its chains,
+and gives the tracer's walk its base chains. Everything else asks the registry, so a second language
+(nftables' `nft list ruleset`) is a sibling package and one more `register(...)`, not a branch in callers.
+
+>>> detect_dialect("*nat\\n:PREROUTING ACCEPT [0:0]\\nCOMMIT\\n").name
+'iptables'
+>>> dump = parse_dump("*filter\\n:INPUT DROP [0:0]\\nCOMMIT\\n", "example.rules")
+>>> dialect_of(dump).name, [(c.table, c.hook, c.policy) for c in base_chains(dump)]
+('iptables', [('filter', 'INPUT', 'DROP'), ('filter', 'FORWARD', 'ACCEPT'), ('filter', 'OUTPUT', 'ACCEPT')])
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from iptables_lens.iptables import evaluate as iptables_evaluate
+from iptables_lens.iptables.explain import ChainExplanation, explain_chain
+from iptables_lens.iptables.fmt import format_dump
+from iptables_lens.iptables.model import Dump
+from iptables_lens.iptables.parse import parse
+from iptables_lens.trace.walk import BaseChain
+
+DumpT = TypeVar("DumpT")
+
+
+@dataclass(frozen=True)
+class Dialect(Generic[DumpT]):
+    """What iptables-lens needs from one rule language.
+
+    `detect(text)` says whether the text looks like this language (cheaply: the first lines); `parse(text,
+    source)` gives its model or raises `DumpError` with a position; `format(dump)` gives the text back;
+    `explain(dump)` explains every chain; `base_chains(dump)` gives the walk the chains the kernel calls at
+    each hook. `dump_type` is the model's class, by which a parsed dump finds its dialect again.
+    """
+
+    name: str
+    dump_type: type[DumpT]
+    detect: Callable[[str], bool]
+    parse: Callable[[str, str], DumpT]
+    format: Callable[[DumpT], str]
+    explain: Callable[[DumpT], tuple[ChainExplanation, ...]]
+    base_chains: Callable[[DumpT], tuple[BaseChain, ...]]
+
+
+DIALECTS: dict[str, Dialect[Any]] = {}
+
+
+def register(dialect: Dialect[Any]) -> None:
+    """Add a dialect. The first registered is the default: text no dialect recognises goes to its parser,
+    which says precisely what is wrong with it."""
+    assert dialect.name not in DIALECTS, f"dialect {dialect.name!r} is registered twice"
+    DIALECTS[dialect.name] = dialect
+
+
+def detect_dialect(text: str, override: str | None = None) -> Dialect[Any]:
+    """The dialect named `override`, or else the first whose `detect` accepts `text`, or else the default.
+    ValueError for an `override` that names no dialect."""
+    if override is not None:
+        if override not in DIALECTS:
+            raise ValueError(f"unknown dialect {override!r}: expected one of {', '.join(DIALECTS)}")
+        return DIALECTS[override]
+    for dialect in DIALECTS.values():
+        if dialect.detect(text):
+            return dialect
+    return next(iter(DIALECTS.values()))
+
+
+def parse_dump(text: str, source: str = "<string>", dialect: str | None = None) -> Any:
+    """`text` parsed by its dialect (detected, or the one named `dialect`); DumpError on a mistake."""
+    return detect_dialect(text, dialect).parse(text, source)
+
+
+def dialect_of(dump: object) -> Dialect[Any]:
+    """The dialect whose model `dump` is; TypeError for anything else."""
+    for dialect in DIALECTS.values():
+        if isinstance(dump, dialect.dump_type):
+            return dialect
+    raise TypeError(f"{type(dump).__name__} is not the dump of any dialect ({', '.join(DIALECTS)})")
+
+
+def base_chains(dump: object) -> tuple[BaseChain, ...]:
+    """The base chains of `dump`, whatever its dialect, for the tracer's walk."""
+    return dialect_of(dump).base_chains(dump)
+
+
+# -- iptables -------------------------------------------------------------------------------------------------
+
+
+def _looks_like_iptables_save(text: str) -> bool:
+    """iptables-save text: before its first table (`*nat`) come only comments and blank lines."""
+    for line in io.StringIO(text):  # lazily: a dump can be tens of megabytes
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            return stripped.startswith("*")
+    return False
+
+
+def _explain_iptables(dump: Dump) -> tuple[ChainExplanation, ...]:
+    return tuple(explain_chain(chain, table) for table in dump.tables for chain in table.chains)
+
+
+register(Dialect(
+    name="iptables",
+    dump_type=Dump,
+    detect=_looks_like_iptables_save,
+    parse=parse,
+    format=format_dump,
+    explain=_explain_iptables,
+    base_chains=iptables_evaluate.base_chains,
+))
