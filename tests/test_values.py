@@ -147,7 +147,6 @@ COMMIT
 """
 
 
-@pytest.mark.xfail(strict=True, reason="wired after merge")
 def test_the_tracer_reads_a_probability_of_1_in_10001_as_1_in_10001():
     from iptables_lens.trace import IPv4, NodeContext, Packet, trace
 
@@ -156,7 +155,6 @@ def test_the_tracer_reads_a_probability_of_1_in_10001_as_1_in_10001():
     assert sorted(o.probability for o in result.outcomes) == [Fraction(1, 10001), Fraction(10000, 10001)]
 
 
-@pytest.mark.xfail(strict=True, reason="wired after merge")
 def test_the_service_diagram_reads_a_probability_of_1_in_10001_as_1_in_10001():
     from iptables_lens.render.mermaid import service_graph
 

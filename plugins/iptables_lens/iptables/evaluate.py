@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Final, Literal
 
+from iptables_lens.iptables import values
 from iptables_lens.iptables.matches import Facts, Split, Undecided, criterion_holds, module_result
 from iptables_lens.iptables.model import BUILTIN_CHAINS, Chain, Dump, Rule, Table
 from iptables_lens.trace.context import NodeContext
@@ -331,9 +332,7 @@ class TableEvaluator:
 
 def _apply_mark(value: int, target) -> int:
     for o in target.options:
-        bits, _, mask_text = o.value.partition("/")
-        number = int(bits, 0)
-        mask = int(mask_text, 0) if mask_text else 0xFFFFFFFF
+        number, mask = values.mark(o.value)
         if o.name == "--set-xmark":
             return (value & ~mask & 0xFFFFFFFF) ^ number
         if o.name == "--set-mark":
@@ -351,16 +350,14 @@ def _mask(target, *names: str) -> int:
     for name in names:
         o = target.option(name)
         if o is not None:
-            return int(o.value, 0)
-    return 0xFFFFFFFF
+            return values.unsigned(o.value)
+    return values.U32_MAX
 
 
 def _nat_address(value: str) -> tuple[IPv4, int | None]:
     """The address (and port) a NAT target rewrites to; the first of a range, as the kernel's first choice."""
-    host, _, ports = value.partition(":")
-    ip = IPv4(host.split("-")[0]) if host else IPv4("0.0.0.0")
-    port = int(ports.split("-")[0]) if ports else None
-    return ip, port
+    first, _, ports = values.nat_range(value)
+    return first or IPv4("0.0.0.0"), ports[0] if ports else None
 
 
 def _endpoint(ip: IPv4, port: int | None) -> str:

@@ -9,11 +9,12 @@ an evaluator or is listed in `UNDECIDED_MATCHES` with the reason, and a test kee
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
+from iptables_lens.iptables import values
 from iptables_lens.iptables.model import Criterion, Match, Option
 from iptables_lens.trace.packet import ICMP_TYPES, IPv4, Packet
 
@@ -67,12 +68,16 @@ def module_result(m: Match, f: Facts) -> bool | Split:
 # -- criteria -------------------------------------------------------------------------------------------------
 
 
-def _network(value: str) -> ipaddress.IPv4Network:
-    return ipaddress.IPv4Network(value, strict=False)
+# A dump names the same networks, ports and marks over and over, and a trace reads them at every rule it
+# passes: each text is read once.
+_networks = lru_cache(maxsize=1 << 16)(values.networks)
+_port_range = lru_cache(maxsize=1 << 16)(values.port_range)
+_read_mark = lru_cache(maxsize=1 << 10)(values.mark)
+_probability = lru_cache(maxsize=1 << 12)(values.statistic_probability)
 
 
 def _in_any(address: IPv4, value: str) -> bool:
-    return any(address in _network(v) for v in value.split(","))
+    return any(address in network for network in _networks(value))
 
 
 def _iface_matches(pattern: str, name: str | None) -> bool:
@@ -109,25 +114,8 @@ CRITERION_EVALUATORS: dict[str, CriterionEvaluator] = {
 def _port_in(port: int | None, spec: str) -> bool:
     if port is None:
         return False
-    lo, sep, hi = spec.partition(":")
-    low = int(lo) if lo else 0
-    high = int(hi) if sep and hi else (65535 if sep else low)
+    low, high = _port_range(spec)
     return low <= port <= high
-
-
-def _mark_matches(value: int, spec: str) -> bool:
-    want, _, mask = spec.partition("/")
-    mask_value = int(mask, 0) if mask else 0xFFFFFFFF
-    return (value & mask_value) == int(want, 0)
-
-
-def _nominal(probability: str) -> Fraction:
-    """The probability the rule's author meant. The kernel keeps `--probability` as a 31-bit fraction
-    (iptables-save prints that with 11 decimals, 1/3 as 0.33333333349); the simplest fraction within that
-    precision is the one meant."""
-    exact = Fraction(round(float(probability) * 0x80000000), 0x80000000)
-    simple = exact.limit_denominator(10_000)
-    return simple if abs(simple - exact) <= Fraction(1, 0x80000000) else exact
 
 
 def _always(m: Match, f: Facts) -> bool:
@@ -204,9 +192,9 @@ def _conntrack(m: Match, f: Facts) -> bool:
         if o.name == "--ctproto":
             return o.value.lower() == f.packet.protocol
         if o.name == "--ctorigsrc":
-            return f.original.src in _network(o.value)
+            return any(f.original.src in n for n in _networks(o.value))
         if o.name == "--ctorigdst":
-            return f.original.dst in _network(o.value)
+            return any(f.original.dst in n for n in _networks(o.value))
         if o.name == "--ctorigdstport":
             return _port_in(f.original.dport, o.value)
         if o.name == "--ctorigsrcport":
@@ -223,12 +211,12 @@ def _conntrack(m: Match, f: Facts) -> bool:
 
 def _mark(m: Match, f: Facts) -> bool:
     o = m.options[0]
-    return _mark_matches(f.mark, o.value) != o.negated
+    return _read_mark(o.value).matches(f.mark) != o.negated
 
 
 def _connmark(m: Match, f: Facts) -> bool:
     o = m.options[0]
-    return _mark_matches(f.ctmark, o.value) != o.negated
+    return _read_mark(o.value).matches(f.ctmark) != o.negated
 
 
 def _statistic(m: Match, f: Facts) -> Split:
@@ -237,13 +225,13 @@ def _statistic(m: Match, f: Facts) -> Split:
         chance = m.option("--probability")
         if chance is None:
             raise Undecided("-m statistic --mode random without --probability")
-        probability = _nominal(chance.value)
+        probability = _probability(chance.value)
         if chance.negated:
             probability = 1 - probability
         return Split(probability, f"picked with probability {probability}", f"passed over ({1 - probability})")
     every = m.option("--every")
     if mode and mode.value == "nth" and every:
-        n = int(every.value, 0)
+        n = values.unsigned(every.value)
         # Over many connections each slot of the rotation comes up once in `every`.
         probability = Fraction(1, n)
         if every.negated:

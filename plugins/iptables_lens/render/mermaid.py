@@ -125,7 +125,7 @@ def _url(url: str) -> str:
 def service_graph(dump: Dump, service: str, link: Callable[[str, str], str | None] | None = None) -> str:
     """The nat chains that carry one Service (`namespace/name[:port]`), with the jumps between them and
     the probability on each endpoint's branch."""
-    from iptables_lens.iptables.matches import _nominal
+    from iptables_lens.iptables.values import statistic_probability
 
     nat = dump.table("nat")
     owned = set()
@@ -158,7 +158,7 @@ def service_graph(dump: Dump, service: str, link: Callable[[str, str], str | Non
             text = ""
             stat = rule.match("statistic")
             if stat and stat.option("--probability"):
-                p = _nominal(stat.option("--probability").value)  # type: ignore[union-attr]
+                p = statistic_probability(stat.option("--probability").value)  # type: ignore[union-attr]
                 text = f"{p * remaining}"
                 remaining = remaining * (1 - p)
             elif chain.name.startswith("KUBE-SVC-") and target.name.startswith("KUBE-SEP-"):

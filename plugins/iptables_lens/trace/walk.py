@@ -312,17 +312,11 @@ class Tracer:
 # The Tracer of the last `trace()` call: callers trace many packets through one dump on one node (a page,
 # a scenario's flows), and a Tracer is worth keeping for that (its base chains, iptables' indexes of long
 # chains). Dumps and nodes are immutable, so reusing it cannot change an outcome.
-_last_tracer: Tracer | None = None
-
-
 def trace(dump: object, packet: Packet, node: NodeContext, origin: str | None = None,
           recent: frozenset[str] = frozenset()) -> Trace:
     """Trace `packet` through `dump` (of any registered dialect) on `node`. `origin` defaults to "local"
-    when the packet's source is one of the node's addresses, else "external"."""
-    global _last_tracer
+    when the packet's source is one of the node's addresses, else "external". To trace many packets through
+    one dump, make a `Tracer` once and call its `trace`."""
     if origin is None:
         origin = "local" if node.is_local(packet.src) else "external"
-    tracer = _last_tracer
-    if tracer is None or tracer.dump is not dump or tracer.node is not node:
-        tracer = _last_tracer = Tracer(dump, node)
-    return tracer.trace(packet, origin, recent)
+    return Tracer(dump, node).trace(packet, origin, recent)
