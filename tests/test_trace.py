@@ -469,8 +469,8 @@ def toy_chain(hook, priority, name, kind="filter", verdicts=None, policy="ACCEPT
 def toy_dialect(monkeypatch):
     from iptables_lens import dialects
 
-    toy = dialects.Dialect("toy", ToyRuleset, lambda text: False, None, None, lambda dump: (),
-                           lambda dump: dump.chains)
+    toy = dialects.Dialect(name="toy", dump_type=ToyRuleset, detect=lambda text: False, parse=None, parse_file=None,
+                           format=None, explain=lambda dump: (), base_chains=lambda dump: dump.chains)
     monkeypatch.setitem(dialects.DIALECTS, "toy", toy)
     return toy
 

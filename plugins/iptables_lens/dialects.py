@@ -16,13 +16,15 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from iptables_lens.iptables import evaluate as iptables_evaluate
 from iptables_lens.iptables.explain import ChainExplanation, explain_chain
 from iptables_lens.iptables.fmt import format_dump
 from iptables_lens.iptables.model import Dump
-from iptables_lens.iptables.parse import parse
+from iptables_lens.iptables.parse import parse, parse_file
+from iptables_lens.source import STDIN, read_bytes, source_name
 from iptables_lens.trace.walk import BaseChain
 
 DumpT = TypeVar("DumpT")
@@ -32,8 +34,10 @@ DumpT = TypeVar("DumpT")
 class Dialect(Generic[DumpT]):
     """What iptables-lens needs from one rule language.
 
-    `detect(text)` says whether the text looks like this language (cheaply: the first lines); `parse(text,
-    source)` gives its model or raises `DumpError` with a position; `format(dump)` gives the text back;
+    `detect(text)` says whether the text looks like this language (from its first lines: it is given the
+    start of a file); `parse(text, source)` gives its model or raises `DumpError` with a position, and
+    `parse_file(path, source)` the same for a file, read as the dialect reads big files best;
+    `format(dump)` gives the text back;
     `explain(dump)` explains every chain; `base_chains(dump)` gives the walk the chains the kernel calls at
     each hook. `dump_type` is the model's class, by which a parsed dump finds its dialect again.
     """
@@ -41,7 +45,8 @@ class Dialect(Generic[DumpT]):
     name: str
     dump_type: type[DumpT]
     detect: Callable[[str], bool]
-    parse: Callable[[str, str], DumpT]
+    parse: Callable[[str | bytes, str], DumpT]
+    parse_file: Callable[[Path, str | None], DumpT]
     format: Callable[[DumpT], str]
     explain: Callable[[DumpT], tuple[ChainExplanation, ...]]
     base_chains: Callable[[DumpT], tuple[BaseChain, ...]]
@@ -73,6 +78,28 @@ def detect_dialect(text: str, override: str | None = None) -> Dialect[Any]:
 def parse_dump(text: str, source: str = "<string>", dialect: str | None = None) -> Any:
     """`text` parsed by its dialect (detected, or the one named `dialect`); DumpError on a mistake."""
     return detect_dialect(text, dialect).parse(text, source)
+
+
+_SNIFF_BYTES = 1 << 16  # enough for any header comments before the first table or statement
+
+
+def read_dump(path: str | Path, source: str | None = None, dialect: str | None = None) -> Any:
+    """The dump in file `path` (`-`: standard input), parsed by its dialect (detected from its first bytes,
+    or the one named `dialect`); DumpError if it cannot be read or has a mistake."""
+    name = source_name(path, source)
+    if str(path) == STDIN:
+        data = read_bytes(path, name)
+        return detect_dialect(_sniffed(data), dialect).parse(data, name)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except OSError:
+        head = b""  # the dialect's own reading says why, with the file's name
+    return detect_dialect(_sniffed(head), dialect).parse_file(Path(path), source)
+
+
+def _sniffed(head: bytes) -> str:
+    return head[:_SNIFF_BYTES].decode("utf-8", "replace")
 
 
 def dialect_of(dump: object) -> Dialect[Any]:
@@ -109,6 +136,7 @@ register(Dialect(
     dump_type=Dump,
     detect=_looks_like_iptables_save,
     parse=parse,
+    parse_file=parse_file,
     format=format_dump,
     explain=_explain_iptables,
     base_chains=iptables_evaluate.base_chains,

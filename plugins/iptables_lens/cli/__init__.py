@@ -14,10 +14,9 @@ from pathlib import Path
 import click
 
 from iptables_lens.cli import terminal
+from iptables_lens.dialects import dialect_of, read_dump
 from iptables_lens.errors import DumpError
-from iptables_lens.iptables.fmt import format_dump
 from iptables_lens.iptables.model import Dump
-from iptables_lens.iptables.parse import parse_file
 from iptables_lens.render import json as json_output
 from iptables_lens.render.text import diff_lines, explain_lines, explain_views, trace_lines
 from iptables_lens.scenario.load import load_scenario
@@ -42,8 +41,8 @@ def _load(path: str) -> Dump:
     try:
         if size > BIG_INPUT:
             with terminal.progress_on_stderr(f"reading {Path(path).name} ({size >> 20} MiB)"):
-                return parse_file(path)
-        return parse_file(path)
+                return read_dump(path)
+        return read_dump(path)
     except DumpError as error:
         _fail(error)
         sys.exit(EXIT_INVALID)
@@ -74,7 +73,7 @@ def check(files: tuple[str, ...], as_json: bool) -> None:
     results: list[Dump | DumpError] = []
     for path in files:
         try:
-            dump = parse_file(path)
+            dump = read_dump(path)
         except DumpError as error:
             results.append(error)
             if not as_json:
@@ -104,7 +103,7 @@ def fmt(file: str, as_json: bool) -> None:
     if as_json:
         click.echo(json_output.dumps(json_output.fmt_output(dump)))
     else:
-        click.echo(format_dump(dump), nl=False)
+        click.echo(dialect_of(dump).format(dump), nl=False)
 
 
 @main.command()

@@ -18,7 +18,6 @@ same model and the same errors. `parse(text, fast=False)` reads every line here.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from iptables_lens.iptables import fastpath, xtables
 from iptables_lens.iptables.model import BUILTIN_CHAINS, Counters, Criterion, Dump, Match, Option, Rule, Table, Target
 from iptables_lens.iptables.pending import PendingChain, PendingTable
 from iptables_lens.iptables.tokens import MAX_LINE_BYTES, SURELY_SHORT, Token, tokenize
+from iptables_lens.source import decode, read_bytes, source_name
 
 _COUNTERS = re.compile(r"\[([0-9]{1,20}):([0-9]{1,20})\]")  # 64-bit counters have at most 20 digits
 _POSITION = re.compile(r"[0-9]+")  # of `-I CHAIN POSITION`
@@ -421,20 +421,6 @@ def _target_column(line: str) -> int:
     return 1
 
 
-def _decode(data: bytes, source: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        line_start = data.rfind(b"\n", 0, exc.start) + 1
-        column = len(data[line_start : exc.start].decode("utf-8", "replace")) + 1
-        line_end = data.find(b"\n", exc.start)
-        text = data[line_start : None if line_end < 0 else line_end].decode("utf-8", "replace")
-        raise DumpError(
-            source, line, column, f"byte 0x{data[exc.start]:02x} is not valid UTF-8: dumps are UTF-8 text", text
-        ) from None
-
-
 def parse(text: str | bytes, source: str = "<string>", *, fast: bool = True) -> Dump:
     """Parse iptables-save (or iptables-restore) text into a `Dump`; `DumpError` on the first problem.
 
@@ -442,7 +428,7 @@ def parse(text: str | bytes, source: str = "<string>", *, fast: bool = True) -> 
     on a big dump (the reference the fast path is tested against).
     """
     if isinstance(text, bytes):
-        text = _decode(text, source)
+        text = decode(text, source)
     if not text or text.isspace():
         raise DumpError(source, 1, 1, "empty input: expected iptables-save output", "")
     nul = text.find("\0")
@@ -474,13 +460,6 @@ _PROMOTE_AFTER = 100_000  # new objects, in the collector's count, after which a
 
 def parse_file(path: str | Path, source: str | None = None, *, fast: bool = True) -> Dump:
     """Read and parse a dump file; `-` reads standard input. OSError is turned into a DumpError."""
-    name = source or str(path)
+    name = source_name(path, source)
     # The bytes are handed over, not kept here: parse frees them once decoded, and the text once split.
-    return parse(_read(path, name), "<stdin>" if str(path) == "-" and source is None else name, fast=fast)
-
-
-def _read(path: str | Path, name: str) -> bytes:
-    try:
-        return sys.stdin.buffer.read() if str(path) == "-" else Path(path).read_bytes()
-    except OSError as exc:
-        raise DumpError(name, 0, 0, f"cannot read: {exc.strerror or exc}") from None
+    return parse(read_bytes(path, source or str(path)), name, fast=fast)

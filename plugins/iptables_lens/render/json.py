@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Literal, cast
 
 from pydantic import BaseModel, ConfigDict
 
+from iptables_lens.dialects import dialect_of
 from iptables_lens.errors import DumpError
-from iptables_lens.iptables.fmt import format_dump
 from iptables_lens.iptables.model import Dump
 
 if TYPE_CHECKING:  # the builders only read these objects; importing them would load the lab and the diff
@@ -238,7 +238,7 @@ def check_output(results: Iterable[Dump | DumpError]) -> CheckOutput:
 
 def fmt_output(dump: Dump) -> FmtOutput:
     """`fmt --json`: the dump's source and its canonical iptables-save text."""
-    return FmtOutput(source=dump.source, text=format_dump(dump))
+    return FmtOutput(source=dump.source, text=dialect_of(dump).format(dump))
 
 
 def explain_output(source: str, chains: Sequence[ExplainedChain]) -> ExplainOutput:

@@ -23,10 +23,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from iptables_lens.dialects import read_dump
 from iptables_lens.errors import DumpError, DumpErrors
 from iptables_lens.gcpause import paused_gc
 from iptables_lens.iptables.model import Dump
-from iptables_lens.iptables.parse import parse_file
 from iptables_lens.scenario.model import Moment, ScenarioMeta
 
 METADATA_FILE = "scenario.yaml"
@@ -122,7 +122,7 @@ def read_scenario(folder: str | Path) -> tuple[Scenario | None, list[DumpError]]
                                                       f"{entry.file!r} is not a file in {folder}"))
                 continue
             try:
-                dumps[entry.file] = parse_file(path)
+                dumps[entry.file] = read_dump(path)
             except DumpError as error:
                 problems.append(error)
         for index, name in enumerate(meta.manifests):
