@@ -13,11 +13,11 @@ from iptables_lens.kube.names import (
     endpoint_chain,
     family,
     service_chain,
-    service_chains,
     service_of_comment,
 )
+from iptables_lens.kube.services import ServiceIndex, service_chains
 
 __all__ = [
-    "FIXED_FAMILIES", "HASHED_FAMILIES", "ChainName", "decode_chain", "describe_family", "endpoint_chain", "family",
-    "service_chain", "service_chains", "service_of_comment",
+    "FIXED_FAMILIES", "HASHED_FAMILIES", "ChainName", "ServiceIndex", "decode_chain", "describe_family",
+    "endpoint_chain", "family", "service_chain", "service_chains", "service_of_comment",
 ]
