@@ -8,11 +8,12 @@ import os
 import pty
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
 import pytest
-from iptables_lens.kube.synth import synth_dump
+from iptables_lens.kube.synth import nodeport_spec, synth_cluster
 from iptables_lens.render.json import output_schema
 
 from tests.conftest import REPO_ROOT, SEED
@@ -135,7 +136,7 @@ def test_the_schemas_on_the_docs_page_are_the_commands_schemas():
 
 def test_a_big_dump_shows_a_progress_bar_on_a_terminal(tmp_path):
     big = tmp_path / "big.rules"
-    big.write_text(synth_dump(2_000, 5))
+    big.write_text(synth_cluster(replace(nodeport_spec(2_000, 5), large_cluster_mode=False)))
     assert big.stat().st_size > 4 << 20
     pid, fd = pty.fork()
     if pid == 0:  # the child: the command, on a pseudo-terminal

@@ -1,4 +1,5 @@
-"""What kube-proxy writes: its chain families, hashed names, the Service index, and synthetic clusters.
+"""What kube-proxy writes: its chain families, hashed names, the Service index, and synthetic clusters
+(`cluster_spec` describes a cluster, `synth` writes its dump).
 
 >>> service_chain("KUBE-SVC", "default/my-nginx-service", "tcp")
 'KUBE-SVC-OL4YPD43MBS7WVHD'
