@@ -123,10 +123,9 @@ def _url(url: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "/#._-" else f"%{ord(ch):02X}" for ch in url)
 
 
-def service_graph(dump: Dump, service: str, link: Callable[[str, str], str | None] | None = None,
-                  index: ServiceIndex | None = None) -> str:
+def service_graph(dump: Dump, service: str, link: Callable[[str, str], str | None] | None = None) -> str:
     """The nat chains that carry one Service (`namespace/name[:port]`), with the jumps between them and
-    the probability on each endpoint's branch. `index` is the dump's Service index, if the caller has one."""
+    the probability on each endpoint's branch."""
     from iptables_lens.iptables.matches import _nominal
 
     lines = ["flowchart LR"]
@@ -141,7 +140,7 @@ def service_graph(dump: Dump, service: str, link: Callable[[str, str], str | Non
                 lines.append(f'    click {ids[name]} href "{_url(target)}"')
         return ids[name]
 
-    for chain, rules in (index or ServiceIndex.of(dump)).graph(service):
+    for chain, rules in ServiceIndex.of(dump).graph(service):
         remaining = Fraction(1)
         for rule in rules:
             target = rule.target
