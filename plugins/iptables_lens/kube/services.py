@@ -52,9 +52,9 @@ def rule_names(rule: Rule, service: str) -> bool:
 def first_service_named(chain: Chain) -> str | None:
     """The Service port that the first of the chain's rules to name one names, or None."""
     for rule in chain.rules:
-        comment = rule.comment
-        if comment:  # most rules of a big dump have none: no call for them
-            found = service_of_comment(comment)
+        # Past 1,000 endpoints most rules have no comment: finding none is cheaper than reading one.
+        if rule.match("comment") is not None:
+            found = service_of_comment(rule.comment)
             if found:
                 return found
     return None
