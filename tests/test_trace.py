@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from iptables_lens import parse
 from iptables_lens.iptables import evaluate as evaluate_module
-from iptables_lens.kube.synth import cluster_ip, synth_dump
+from iptables_lens.kube.synth import cluster_ip, nodeport_spec, synth_cluster
 from iptables_lens.scenario import load_scenario, node_context
 from iptables_lens.trace import IPv4, NodeContext, Packet, Route, Tracer, trace
 
@@ -386,7 +386,7 @@ def test_outcome_probabilities_always_sum_to_exactly_one(seed, proto, dport, ori
 
 
 def test_the_rule_index_gives_the_same_outcomes_as_a_full_scan(monkeypatch):
-    dump = parse(synth_dump(300, 3))
+    dump = parse(synth_cluster(nodeport_spec(300, 3)))
     node = NodeContext.simple("n", "172.20.0.2/16", (Route(__import__("ipaddress").IPv4Network("10.244.0.0/16"),
                                                               "eth0", IPv4("172.20.0.3")),))
     packets = [Packet(IPv4("172.20.0.100"), IPv4("172.20.0.2"), dport=30000 + i) for i in (0, 17, 299)]

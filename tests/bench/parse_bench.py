@@ -6,10 +6,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from iptables_lens.kube.synth import synth_dump
 from iptables_lens.lab.netns import Namespace, can_run_kernel_lab
 
 from .measure import median_run, python_child, run_child
+from .scale import nodeport_dump
 
 SERVICES = 10_000
 ENDPOINTS = 5
@@ -27,7 +27,7 @@ print(json.dumps({"seconds": seconds, "rules": dump.summary()[2]}))
 
 def big_dump(folder: Path) -> Path:
     path = folder / f"kube-proxy-{SERVICES}-services.rules"
-    path.write_text(synth_dump(SERVICES, ENDPOINTS))
+    path.write_text(nodeport_dump(SERVICES, ENDPOINTS))
     return path
 
 

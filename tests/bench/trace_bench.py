@@ -7,14 +7,14 @@ import statistics
 import time
 
 from iptables_lens.iptables.parse import parse
-from iptables_lens.kube.synth import synth_dump
 from iptables_lens.trace import IPv4, NodeContext, Packet, Route, Tracer
 
 from .parse_bench import ENDPOINTS, SERVICES
+from .scale import nodeport_dump
 
 
 def bench_trace() -> list[dict]:
-    text = synth_dump(SERVICES, ENDPOINTS)
+    text = nodeport_dump(SERVICES, ENDPOINTS)
     start = time.perf_counter()
     dump = parse(text)
     parse_seconds = time.perf_counter() - start

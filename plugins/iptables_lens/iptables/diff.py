@@ -13,15 +13,15 @@ import difflib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Literal
 
 from iptables_lens.gcpause import paused_gc
 from iptables_lens.iptables.fmt import format_rule
 from iptables_lens.iptables.model import Chain, Dump, Rule
-from iptables_lens.kube.names import service_of_comment
+from iptables_lens.kube.services import ServiceIndex
 
-NOISE_TIMESTAMPS = "timestamps"
-NOISE_COUNTERS = "counters"
-NOISE_DOCKER_DNS = "docker-dns-ports"
+ChangeKind = Literal["added", "removed"]
+NoiseKind = Literal["timestamps", "counters", "docker-dns-ports"]
 
 _DOCKER_DNS = re.compile(r"(127\.0\.0\.11:|--sport |--dport )\d+")
 _DOCKER_CHAINS = frozenset({"DOCKER_OUTPUT", "DOCKER_POSTROUTING"})
@@ -31,7 +31,7 @@ _DOCKER_CHAINS = frozenset({"DOCKER_OUTPUT", "DOCKER_POSTROUTING"})
 class RuleChange:
     """A rule added to or removed from a chain."""
 
-    kind: str  # "added" or "removed"
+    kind: ChangeKind
     table: str
     chain: str
     rule: Rule
@@ -43,7 +43,9 @@ class RuleChange:
 
 @dataclass(frozen=True)
 class ChainChange:
-    kind: str  # "added" or "removed"
+    """A chain added to or removed from a table."""
+
+    kind: ChangeKind
     table: str
     chain: str
 
@@ -71,7 +73,9 @@ class ServiceChanges:
 
 @dataclass(frozen=True)
 class Noise:
-    kind: str
+    """A difference that means nothing: `before` and `after` are the two texts, `description` says where."""
+
+    kind: NoiseKind
     description: str
     before: str
     after: str
@@ -85,9 +89,6 @@ class DumpDiff:
     after: Dump
     services: list[ServiceChanges]
     noise: list[Noise]
-
-    def for_service(self, service: str | None) -> ServiceChanges | None:
-        return next((s for s in self.services if s.service == service), None)
 
     @property
     def changed_services(self) -> list[str]:
@@ -130,31 +131,6 @@ def _chains(dump: Dump) -> dict[tuple[str, str], Chain]:
     return {(t.name, c.name): c for t in dump.tables for c in t.chains}
 
 
-def _owner(table: str, chain: str, rules: tuple[Rule, ...], owners: dict[tuple[str, str], str]) -> str | None:
-    if (table, chain) in owners:
-        return owners[(table, chain)]
-    for rule in rules:
-        service = service_of_comment(rule.comment)
-        if service:
-            return service
-    return None
-
-
-def _chain_owners(dump: Dump) -> dict[tuple[str, str], str]:
-    """Per-Service chains (KUBE-SVC/EXT/SEP...) -> the Service their rules' comments name."""
-    owners = {}
-    for table in dump.tables:
-        for chain in table.chains:
-            if chain.builtin or not chain.name.startswith("KUBE-") or chain.name.count("-") < 2:
-                continue
-            for rule in chain.rules:
-                service = service_of_comment(rule.comment)
-                if service:
-                    owners[(table.name, chain.name)] = service
-                    break
-    return owners
-
-
 def diff_dumps(before: Dump, after: Dump) -> DumpDiff:
     """What changed from `before` to `after`, grouped by Service, noise apart."""
     with paused_gc():
@@ -165,9 +141,9 @@ def _diff(before: Dump, after: Dump) -> DumpDiff:
     noise: list[Noise] = []
     header_b, header_a = before.header or "", after.header or ""
     if header_b != header_a:
-        noise.append(Noise(NOISE_TIMESTAMPS, "the time iptables-save ran", header_b, header_a))
+        noise.append(Noise("timestamps", "the time iptables-save ran", header_b, header_a))
     chains_b, chains_a = _chains(before), _chains(after)
-    owners = _chain_owners(before) | _chain_owners(after)
+    services_b, services_a = ServiceIndex.of(before), ServiceIndex.of(after)
     groups: dict[str | None, ServiceChanges] = {}
 
     def group(service: str | None) -> ServiceChanges:
@@ -179,10 +155,10 @@ def _diff(before: Dump, after: Dump) -> DumpDiff:
         if old is None or new is None:
             present = new or old
             assert present is not None
-            kind = "added" if old is None else "removed"
-            group(_owner(table, name, present.rules, owners)).chains.append(ChainChange(kind, table, name))
+            owner = services_a.owner(table, name) or services_b.owner(table, name)
+            group(owner).chains.append(ChainChange("added" if old is None else "removed", table, name))
         elif old.counters != new.counters:
-            noise.append(Noise(NOISE_COUNTERS, f"counters of {table} {name}", _counter_text(old), _counter_text(new)))
+            noise.append(Noise("counters", f"counters of {table} {name}", _counter_text(old), _counter_text(new)))
         old_rules = Counter(_plain(r) for r in (old.rules if old else ()))
         new_rules = Counter(_plain(r) for r in (new.rules if new else ()))
         removed = old_rules - new_rules
@@ -193,9 +169,11 @@ def _diff(before: Dump, after: Dump) -> DumpDiff:
             added_keys = Counter(_docker_dns_key(t) for t in added.elements())
             if removed_keys == added_keys:
                 for old_text, new_text in zip(sorted(removed.elements()), sorted(added.elements()), strict=True):
-                    noise.append(Noise(NOISE_DOCKER_DNS, f"Docker DNS port in {table} {name}", old_text, new_text))
+                    noise.append(Noise("docker-dns-ports", f"Docker DNS port in {table} {name}", old_text, new_text))
                 continue
-        for kind, texts, source in (("removed", removed, old), ("added", added, new)):
+        changes: tuple[tuple[ChangeKind, Counter[str], Chain | None], ...] = (
+            ("removed", removed, old), ("added", added, new))
+        for kind, texts, source in changes:
             if not texts or source is None:
                 continue
             pending = Counter(texts)
@@ -203,7 +181,8 @@ def _diff(before: Dump, after: Dump) -> DumpDiff:
                 text = _plain(rule)
                 if pending[text] > 0:
                     pending[text] -= 1
-                    service = service_of_comment(rule.comment) or _owner(table, name, (), owners)
+                    # A chain that is in both dumps may belong to a Service in one of them only.
+                    service = services_a.service_of(rule) or services_b.owner(table, name)
                     group(service).rules.append(RuleChange(kind, table, name, rule))
     services = sorted(groups.values(), key=lambda g: (g.service is None, g.service or ""))
     return DumpDiff(before, after, services, noise)

@@ -1,5 +1,5 @@
-"""What kube-proxy (iptables mode) writes: its chain families, its hashed chain names, and which
-Service a chain or rule belongs to.
+"""What kube-proxy (iptables mode) writes: its chain families, its hashed chain names, and the Service a
+comment names (`kube.services` says from that which chains and rules serve a Service).
 
 kube-proxy names per-Service chains with a hash: `KUBE-SVC-` + the first 16 characters of
 base32(sha256(service port name + protocol)), where the service port name is `namespace/name`, plus
@@ -19,7 +19,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from iptables_lens.iptables.model import Dump, Rule, Table
+from iptables_lens.iptables.model import Rule, Table
 
 
 def _hash16(text: str) -> str:
@@ -61,12 +61,13 @@ HASHED_FAMILIES: dict[str, str] = {
     "KUBE-SEP": "one endpoint: DNAT to the pod",
 }
 
-_HASHED = re.compile(r"^(KUBE-(?:SVC|SVL|EXT|FW|SEP))-([A-Z2-7]{16})$")
+# A per-Service chain's name: one of HASHED_FAMILIES, a dash, 16 base32 characters.
+PER_SERVICE_CHAIN = re.compile(r"^(KUBE-(?:SVC|SVL|EXT|FW|SEP))-([A-Z2-7]{16})$")
 
 
 def family(chain: str) -> str | None:
     """The kube-proxy chain family of a chain name (`KUBE-SVC`, `KUBE-NODEPORTS`, ...), or None."""
-    m = _HASHED.match(chain)
+    m = PER_SERVICE_CHAIN.match(chain)
     if m:
         return m.group(1)
     if chain in FIXED_FAMILIES:
@@ -134,7 +135,7 @@ def decode_chain(table: Table, chain: str) -> ChainName | None:
     The chain's own comments name its Service almost always; only when they do not are the comments of the
     rules that jump to it read too (which means a scan of the table, so it is the second resort).
     """
-    m = _HASHED.match(chain)
+    m = PER_SERVICE_CHAIN.match(chain)
     if not m or not table.has_chain(chain):
         return None
     rules = table.chain(chain).rules
@@ -164,18 +165,3 @@ def _decode_from(prefix: str, chain: str, rules: tuple[Rule, ...], comments: lis
                 if service_chain(prefix, svc, proto) == chain:
                     return ChainName(chain, prefix, svc, proto, None, True)
     return ChainName(chain, prefix, candidates[0] if candidates else None, None, None, False)
-
-
-def service_chains(dump: Dump) -> dict[str, set[str]]:
-    """`namespace/name[:port]` -> the names of the per-Service chains (any table) whose rules name it."""
-    owners: dict[str, set[str]] = {}
-    for table in dump.tables:
-        for chain in table.chains:
-            if not _HASHED.match(chain.name):
-                continue
-            for rule in chain.rules:
-                svc = service_of_comment(rule.comment)
-                if svc:
-                    owners.setdefault(svc, set()).add(chain.name)
-                    break
-    return owners

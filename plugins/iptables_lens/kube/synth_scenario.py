@@ -31,15 +31,8 @@ from typing import Any
 
 import yaml
 
-from iptables_lens.kube.synth import (
-    ClusterSpec,
-    Endpoint,
-    KindNode,
-    Port,
-    ServiceSpec,
-    kind_system_services,
-    synth_cluster,
-)
+from iptables_lens.kube.cluster_spec import ClusterSpec, Endpoint, KindNode, Port, ServiceSpec, kind_system_services
+from iptables_lens.kube.synth import synth_cluster
 
 SCENARIO_KINDS = ("clusterip", "nodeport-local")
 KUBERNETES_VERSION = "v1.29.1"

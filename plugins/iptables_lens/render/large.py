@@ -18,7 +18,8 @@ from functools import partial
 
 from iptables_lens.iptables.explain import explain_rule
 from iptables_lens.iptables.model import Chain, Dump, Table
-from iptables_lens.kube.names import decode_chain, describe_family, family, service_of_comment
+from iptables_lens.kube.names import decode_chain, describe_family, family
+from iptables_lens.kube.services import ServiceIndex
 from iptables_lens.render.markdown import anchor_id
 
 SERVICES_PER_PAGE = 100
@@ -60,21 +61,6 @@ class ChainLocator:
         return parts[max(index, 0)][1]
 
 
-def owners(dump: Dump) -> dict[tuple[str, str], str]:
-    """(table, chain) -> the Service (`namespace/name`) a per-Service chain belongs to."""
-    owned = {}
-    for table in dump.tables:
-        for chain in table.chains:
-            if chain.builtin or family(chain.name) not in ("KUBE-SVC", "KUBE-SVL", "KUBE-EXT", "KUBE-FW", "KUBE-SEP"):
-                continue
-            for rule in chain.rules:
-                service = service_of_comment(rule.comment)
-                if service:
-                    owned[(table.name, chain.name)] = service.split(":")[0]
-                    break
-    return owned
-
-
 def chain_table(table: Table, chain: Chain, moment: str, first: int = 1, last: int | None = None) -> str:
     """One chain (or rules first..last of it) as an HTML table with anchored rows."""
     head = f'<p><a id="{anchor_id(moment, table.name, chain.name)}"></a><strong><code>{html.escape(chain.name)}</code></strong>'
@@ -107,15 +93,8 @@ def large_dump_pages(dump: Dump, moment: str, base: str, title: str, locator: Ch
     would each take minutes to read a hundred thousand rows. The search finds a Service by its heading, and
     its chains and addresses by the one-line summary each Service section carries.
     """
-    owned = owners(dump)
-    services = sorted(set(owned.values()))
-    by_service: dict[str, list[tuple[Table, Chain]]] = {}
-    for table in dump.tables:
-        for chain in table.chains:
-            service = owned.get((table.name, chain.name))
-            if service is not None:
-                by_service.setdefault(service, []).append((table, chain))
-    entries = _entries(dump, owned)
+    service_index = ServiceIndex.of(dump)
+    services = service_index.services
     pages: list[Page] = []
     index: list[str] = [f"# {html.escape(title)}\n"]
     tables, chains, rules = dump.summary()
@@ -141,7 +120,7 @@ def large_dump_pages(dump: Dump, moment: str, base: str, title: str, locator: Ch
     index_deferred: dict[str, Callable[[], str]] = {}
     for table in dump.tables:
         for chain in table.chains:
-            if (table.name, chain.name) in owned:
+            if service_index.owner(table.name, chain.name) is not None:
                 continue
             index.append(f"### {table.name} {html.escape(chain.name)}\n")
             if len(chain.rules) <= ROWS_PER_PART:
@@ -164,10 +143,10 @@ def large_dump_pages(dump: Dump, moment: str, base: str, title: str, locator: Ch
         deferred = {}
         lines = [f"# Services {number}: {html.escape(bucket[0])} to {html.escape(bucket[-1])}\n"]
         for service in bucket:
-            own = sorted(by_service[service], key=lambda tc: _family_order(tc[1].name))
+            own = service_index.chains_of(service)
             lines.append(f"## {html.escape(service)}\n")
             names = ", ".join(c.name for _, c in own)
-            lines.append(f"Chains {html.escape(names)}. {html.escape(entries.get(service, ''))}\n")
+            lines.append(f"Chains {html.escape(names)}. {html.escape(_reached_at(service_index, service))}\n")
             for table, chain in own:
                 locator.add(moment, table.name, chain.name, 1, path)
                 lines.append(_placeholder(deferred, table, chain, moment))
@@ -186,31 +165,7 @@ def _placeholder(deferred: dict, table: Table, chain: Chain, moment: str, first:
     return f"{head}{html.escape(chain.name)}\n\n{PLACEHOLDER.format(key=key)}\n"
 
 
-def _entries(dump: Dump, owned: dict[tuple[str, str], str]) -> dict[str, str]:
-    """Per Service, how packets reach it: cluster IPs and ports, node ports, endpoints (for the search)."""
-    found: dict[str, list[str]] = {}
-    for table in dump.tables:
-        for chain in table.chains:
-            for rule in chain.rules:
-                target = rule.target
-                if target is None:
-                    continue
-                service = owned.get((table.name, target.name)) or owned.get((table.name, chain.name))
-                if service is None:
-                    continue
-                dport = next((o.value for m in rule.matches if (o := m.option("--dport")) is not None), None)
-                destination = rule.criterion("-d")
-                if (table.name, chain.name) not in owned and dport:
-                    where = (f"{destination.value.split('/')[0]}:{dport}" if destination and not destination.negated
-                             else f"node port {dport}")
-                    found.setdefault(service, []).append(where)
-                if target.name == "DNAT":
-                    to = target.option("--to-destination")
-                    if to is not None:
-                        found.setdefault(service, []).append(f"endpoint {to.value}")
-    return {service: "Reached at " + ", ".join(dict.fromkeys(items)) + "." for service, items in found.items()}
-
-
-def _family_order(chain: str) -> tuple[int, str]:
-    order = {"KUBE-EXT": 0, "KUBE-FW": 1, "KUBE-SVC": 2, "KUBE-SVL": 3, "KUBE-SEP": 4}
-    return order.get(family(chain) or "", 9), chain
+def _reached_at(index: ServiceIndex, service: str) -> str:
+    """How packets reach a Service, in a sentence (for the search)."""
+    reaches = index.reached_at(service)
+    return "Reached at " + ", ".join(map(str, reaches)) + "." if reaches else ""

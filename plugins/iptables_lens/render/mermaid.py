@@ -10,6 +10,7 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from iptables_lens.iptables.model import Dump
+from iptables_lens.kube.services import ServiceIndex
 from iptables_lens.trace.packet import Step, Trace
 
 # Mermaid turns `#word;` into entity placeholders that its render() never turns back (and it reads quotes,
@@ -127,13 +128,6 @@ def service_graph(dump: Dump, service: str, link: Callable[[str, str], str | Non
     the probability on each endpoint's branch."""
     from iptables_lens.iptables.values import statistic_probability
 
-    nat = dump.table("nat")
-    owned = set()
-    for chain in nat.chains:
-        if chain.builtin:
-            continue
-        if any(service_matches(r.comment, service) for r in chain.rules) and chain.name.count("-") >= 2:
-            owned.add(chain.name)
     lines = ["flowchart LR"]
     ids: dict[str, str] = {}
 
@@ -146,15 +140,11 @@ def service_graph(dump: Dump, service: str, link: Callable[[str, str], str | Non
                 lines.append(f'    click {ids[name]} href "{_url(target)}"')
         return ids[name]
 
-    entry_chains = [c for c in nat.chains if not c.builtin and c.name not in owned]
-    for chain in list(entry_chains) + [nat.chain(n) for n in sorted(owned)]:
+    for chain, rules in ServiceIndex.of(dump).graph(service):
         remaining = Fraction(1)
-        for rule in chain.rules:
+        for rule in rules:
             target = rule.target
-            if target is None or target.name not in owned | {"KUBE-MARK-MASQ"} or not nat.has_chain(target.name):
-                continue
-            if chain.name not in owned and not service_matches(rule.comment, service):
-                continue
+            assert target is not None
             text = ""
             stat = rule.match("statistic")
             if stat and stat.option("--probability"):
@@ -166,10 +156,3 @@ def service_graph(dump: Dump, service: str, link: Callable[[str, str], str | Non
             arrow = f" -- {label(text)} --> " if text else " --> "
             lines.append(f"    {node(chain.name)}{arrow}{node(target.name)}")
     return "\n".join(lines) + "\n"
-
-
-def service_matches(comment: str | None, service: str) -> bool:
-    from iptables_lens.kube.names import service_of_comment
-
-    found = service_of_comment(comment)
-    return found is not None and (found == service or found.split(":")[0] == service)

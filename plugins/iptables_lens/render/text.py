@@ -6,8 +6,9 @@ from iptables_lens.gcpause import paused_gc
 from iptables_lens.iptables.diff import DumpDiff
 from iptables_lens.iptables.explain import explain_rule
 from iptables_lens.iptables.fmt import format_rule
-from iptables_lens.iptables.model import Chain, Dump, Table
-from iptables_lens.kube.names import decode_chain, describe_family, family, service_of_comment
+from iptables_lens.iptables.model import Dump
+from iptables_lens.kube.names import decode_chain, describe_family, family
+from iptables_lens.kube.services import PathStep, ServiceIndex
 from iptables_lens.render.json import ExplainedChain, ExplainedRule
 from iptables_lens.trace.packet import Outcome, Trace
 
@@ -71,11 +72,12 @@ def explain_views(dump: Dump, service: str | None = None, chain: str | None = No
 
 def _explain_views(dump: Dump, service: str | None, chain: str | None) -> list[ChainView]:
     if service is not None:
-        selected = service_path(dump, service)
+        selected = ServiceIndex.of(dump).path(service)
     else:
-        selected = [(t, c, None) for t in dump.tables for c in t.chains if chain is None or c.name == chain]
+        selected = [PathStep(t, c, None) for t in dump.tables for c in t.chains if chain is None or c.name == chain]
     views = []
-    for table, ch, only in selected:
+    for step in selected:
+        table, ch, only = step.table, step.chain, step.positions
         kind = family(ch.name)
         rules = []
         # Only the rules shown are explained: for one Service, two rules of a 10,000-rule KUBE-SERVICES.
@@ -94,89 +96,6 @@ def _explain_views(dump: Dump, service: str | None, chain: str | None) -> list[C
                                family_description=describe_family(kind, table.name) if kind else None,
                                name_explained=name_explained, rules=rules))
     return views
-
-
-def service_path(dump: Dump, service: str) -> list[tuple[Table, Chain, set[int] | None]]:
-    """The chains that concern `service` (`namespace/name`, or with `:port`), in the order a packet meets them:
-    from the built-in chains through kube-proxy's entry chains into the Service's own chains. For shared chains
-    (KUBE-SERVICES, KUBE-NODEPORTS, ...) only the rules that name the Service are kept."""
-    result: list[tuple[Table, Chain, set[int] | None]] = []
-    for table in dump.tables:
-        owned = {c.name for c in table.chains if not c.builtin and _owned_by(c, service)}
-        if not owned:
-            continue
-        walk = _PathWalk(table, owned, service, result)
-        for chain in table.chains:
-            if chain.builtin:
-                walk.visit(chain)
-        for name in sorted(owned - walk.seen):  # owned chains nothing reaches still belong to the Service
-            walk.visit(table.chain(name))
-    return result
-
-
-class _PathWalk:
-    """Depth-first from the built-in chains, keeping the rules on the way to a Service's own chains."""
-
-    def __init__(self, table: Table, owned: set[str], service: str, result: list):
-        self.table, self.owned, self.service, self.result = table, owned, service, result
-        self.seen: set[str] = set()
-
-    def visit(self, chain: Chain, whole: bool = False) -> None:
-        if chain.name in self.seen:
-            return
-        self.seen.add(chain.name)
-        table, owned = self.table, self.owned
-        whole = whole or chain.name in owned
-        keep: set[int] = set()
-        onward: list[str] = []
-        for rule in chain.rules:
-            target = rule.target
-            goes_to_owned = target is not None and target.name in owned
-            if whole or goes_to_owned or _names(rule.comment, self.service):
-                keep.add(rule.position)
-                if target is not None and table.has_chain(target.name):
-                    onward.append(target.name)
-            elif target is not None and table.has_chain(target.name) and _leads_to(table, target.name, owned):
-                keep.add(rule.position)
-                onward.append(target.name)
-        if keep:
-            self.result.append((table, chain, None if whole else keep))
-        for name in onward:
-            # A chain the Service's own chains jump to (KUBE-MARK-MASQ) is on its path as a whole.
-            self.visit(table.chain(name), whole=chain.name in owned)
-
-
-def _names(comment: str | None, service: str) -> bool:
-    found = service_of_comment(comment)
-    return found is not None and (found == service or found.split(":")[0] == service)
-
-
-def _owned_by(chain: Chain, service: str) -> bool:
-    """Whether a per-Service chain belongs to `service`: its first commented rule names it."""
-    if family(chain.name) not in _PER_SERVICE:
-        return False
-    for rule in chain.rules:
-        comment = rule.comment
-        if comment:
-            return _names(comment, service)
-    return False
-
-
-_PER_SERVICE = frozenset({"KUBE-SVC", "KUBE-SVL", "KUBE-EXT", "KUBE-FW", "KUBE-SEP"})
-
-
-def _leads_to(table: Table, start: str, owned: set[str], depth: int = 0) -> bool:
-    """Whether a chain (KUBE-SERVICES, KUBE-NODEPORTS...) has a rule that reaches one of `owned`."""
-    if depth > 4 or (start not in owned and family(start) in _PER_SERVICE):
-        return False  # another Service's own chain
-    for rule in table.chain(start).rules:
-        target = rule.target
-        if target is None or not table.has_chain(target.name):
-            continue
-        if target.name in owned or (not table.chain(target.name).builtin and target.name.startswith("KUBE-")
-                                    and target.name.count("-") == 1 and _leads_to(table, target.name, owned, depth + 1)):
-            return True
-    return False
 
 
 def explain_lines(views: list[ChainView]) -> list[str]:
