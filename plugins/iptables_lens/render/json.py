@@ -12,27 +12,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from iptables_lens.dialects import dialect_of
 from iptables_lens.errors import DumpError
+from iptables_lens.iptables.diff import ChangeKind, NoiseKind
 from iptables_lens.iptables.model import Dump
+from iptables_lens.trace.packet import Hook, Origin, Verdict
 
-if TYPE_CHECKING:  # the builders only read these objects; importing them would load the lab and the diff
+if TYPE_CHECKING:  # the builders only read these objects; importing them would load the lab
     from iptables_lens.iptables.diff import DumpDiff
     from iptables_lens.lab.run import FlowResult
     from iptables_lens.trace.packet import Outcome, Step, Trace
-
-
-# The kinds the outputs name. The domain objects still type them as `str`: the builders `cast`, and pydantic
-# checks each value when it builds the model, so a new kind fails loudly here instead of breaking the contract.
-ChangeKind = Literal["added", "removed"]
-NoiseKind = Literal["timestamps", "counters", "docker-dns-ports"]
-Hook = Literal["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
-Verdict = Literal["ACCEPT", "DROP", "REJECT", "UNDECIDED", "UNSUPPORTED"]
-Origin = Literal["external", "local"]
 
 
 class _Out(BaseModel):
@@ -252,26 +245,26 @@ def diff_output(changes: DumpDiff) -> DiffOutput:
         ServiceChange(
             service=group.service,
             summary=group.summary,
-            chains=[ChangedChain(kind=cast(ChangeKind, c.kind), table=c.table, chain=c.chain) for c in group.chains],
-            rules=[ChangedRule(kind=cast(ChangeKind, r.kind), table=r.table, chain=r.chain, line=r.rule.line, text=r.text)
+            chains=[ChangedChain(kind=c.kind, table=c.table, chain=c.chain) for c in group.chains],
+            rules=[ChangedRule(kind=r.kind, table=r.table, chain=r.chain, line=r.rule.line, text=r.text)
                    for r in group.rules],
         )
         for group in changes.services
     ]
-    noise = [NoiseItem(kind=cast(NoiseKind, n.kind), where=n.description, before=n.before, after=n.after) for n in changes.noise]
+    noise = [NoiseItem(kind=n.kind, where=n.description, before=n.before, after=n.after) for n in changes.noise]
     return DiffOutput(before=changes.before.source, after=changes.after.source, services=services, noise=noise)
 
 
 def trace_output(result: Trace) -> TraceOutput:
     """`trace --json`: every outcome of the packet, with its exact probability and its path."""
-    return TraceOutput(node=result.node, origin=cast(Origin, result.origin), packet=str(result.packet),
+    return TraceOutput(node=result.node, origin=result.origin, packet=str(result.packet),
                        outcomes=[_trace_outcome(o) for o in result.outcomes])
 
 
 def _trace_outcome(outcome: Outcome) -> TraceOutcome:
     return TraceOutcome(
         probability=str(outcome.probability),
-        verdict=cast(Verdict, outcome.verdict),
+        verdict=outcome.verdict,
         dnat=outcome.endpoint,
         snat=str(outcome.snat[0]) if outcome.snat else None,
         masquerade=outcome.masquerade,
@@ -284,7 +277,7 @@ def _trace_outcome(outcome: Outcome) -> TraceOutcome:
 
 
 def _trace_step(step: Step) -> TraceStep:
-    return TraceStep(hook=cast(Hook, step.hook), table=step.table, chain=step.chain, rule=step.rule, line=step.line,
+    return TraceStep(hook=step.hook, table=step.table, chain=step.chain, rule=step.rule, line=step.line,
                      action=step.action)
 
 

@@ -10,6 +10,11 @@ from typing import Literal
 IPv4 = ipaddress.IPv4Address
 
 Hook = Literal["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
+Verdict = Literal["ACCEPT", "DROP", "REJECT", "UNDECIDED", "UNSUPPORTED"]
+"""How a packet's way ends: UNDECIDED where the tracer cannot know (a rate limit, an ipset), UNSUPPORTED at a
+target it does not model."""
+Origin = Literal["external", "local"]
+"""external: the packet arrives from the network; local: a process on the node sends it."""
 HOOKS: tuple[Hook, ...] = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
 
 # The iptables tables netfilter consults at each hook, in priority order (raw -300, mangle -150, nat DNAT
@@ -75,7 +80,7 @@ def _port(port: int | None) -> str:
 class Step:
     """One thing that happened to the packet: a rule that matched, a policy, a routing decision."""
 
-    hook: str
+    hook: Hook
     table: str | None
     chain: str | None
     rule: int | None
@@ -115,7 +120,7 @@ class Outcome:
     """One way the packet's story ends, with its exact probability."""
 
     probability: Fraction
-    verdict: str
+    verdict: Verdict
     delivery: str
     packet_in: Packet
     after_dnat: Packet
@@ -151,6 +156,6 @@ class Trace:
     """Everything the tracer found for one packet: outcomes whose probabilities sum to exactly 1."""
 
     node: str
-    origin: str
+    origin: Origin
     packet: Packet
     outcomes: tuple[Outcome, ...]

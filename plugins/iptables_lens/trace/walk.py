@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from fractions import Fraction
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol, get_args
 
 from iptables_lens.trace.context import NodeContext
-from iptables_lens.trace.packet import HOOKS, ConntrackEntry, Hook, IPv4, Outcome, Packet, Step, Trace
+from iptables_lens.trace.packet import HOOKS, ConntrackEntry, Hook, IPv4, Origin, Outcome, Packet, Step, Trace, Verdict
 
 
 class Priority(IntEnum):
@@ -102,6 +102,7 @@ class State:
 
 
 Branches = list[tuple[State, Ending]]
+_VERDICTS: frozenset[str] = frozenset(get_args(Verdict))
 
 
 def _no_preparation() -> None:
@@ -219,13 +220,13 @@ class Tracer:
             action = f"route to {s.packet.dst}: local address"
         return s.changed(oif=route.device).step(None, None, None, action)
 
-    def trace(self, packet: Packet, origin: str = "external", recent: frozenset[str] = frozenset()) -> Trace:
+    def trace(self, packet: Packet, origin: Origin = "external", recent: frozenset[str] = frozenset()) -> Trace:
         """Every outcome of `packet` on this node. `origin` is "external" (it arrives from the network, on
         the interface the route back to its source uses) or "local" (a process on the node sends it)."""
         if origin not in ("external", "local"):
             raise ValueError(f"origin must be 'external' or 'local', not {origin!r}")
         start = State(packet, packet, recent=recent)
-        finished: list[tuple[State, str, str]] = []
+        finished: list[tuple[State, Verdict, str]] = []
         if origin == "external":
             iif = self.node.interface_of(packet.src)
             start = start.changed(iif=iif, hook="PREROUTING").step(None, None, None, f"arrives on {iif}")
@@ -239,6 +240,8 @@ class Tracer:
 
     def _finish_ended(self, ended: list[tuple[State, Ending]], finished: list) -> None:
         for s, how in ended:
+            # A chain that ended the packet ended it with a verdict: END and NAT carry on at the hook.
+            assert how in _VERDICTS, f"a packet cannot end with {how}"
             last = s.steps[-1] if s.steps else None
             where = f"{last.table} {last.chain} rule {last.rule}" if last and last.rule else (
                 f"{last.table} {last.chain} policy" if last else "")
@@ -294,7 +297,7 @@ class Tracer:
         hop = f" via {route.via}" if route and route.via else ""
         return f"forwarded to {s.packet.dst}{hop} on {s.oif}"
 
-    def _outcome(self, s: State, verdict: str, delivery: str) -> Outcome:
+    def _outcome(self, s: State, verdict: Verdict, delivery: str) -> Outcome:
         final = s.packet
         after_dnat = s.after_dnat or s.original.with_destination(final.dst, final.dport)
         entry = None
@@ -304,15 +307,11 @@ class Tracer:
                 (s.original.src, s.original.dst, s.original.sport, s.original.dport),
                 (final.dst, final.src, final.dport, final.sport),
             )
-        return Outcome(s.probability, verdict if verdict in ("ACCEPT", "DROP", "REJECT", "UNDECIDED", "UNSUPPORTED")
-                       else "ACCEPT", delivery, s.original, after_dnat, final, s.dnat, s.snat, s.masquerade, entry,
+        return Outcome(s.probability, verdict, delivery, s.original, after_dnat, final, s.dnat, s.snat, s.masquerade, entry,
                        s.steps, s.choices, s.reason)
 
 
-# The Tracer of the last `trace()` call: callers trace many packets through one dump on one node (a page,
-# a scenario's flows), and a Tracer is worth keeping for that (its base chains, iptables' indexes of long
-# chains). Dumps and nodes are immutable, so reusing it cannot change an outcome.
-def trace(dump: object, packet: Packet, node: NodeContext, origin: str | None = None,
+def trace(dump: object, packet: Packet, node: NodeContext, origin: Origin | None = None,
           recent: frozenset[str] = frozenset()) -> Trace:
     """Trace `packet` through `dump` (of any registered dialect) on `node`. `origin` defaults to "local"
     when the packet's source is one of the node's addresses, else "external". To trace many packets through
