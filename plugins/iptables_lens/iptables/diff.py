@@ -98,11 +98,13 @@ class DumpDiff:
         """Changes that belong to no Service in `declared` (namespace/name keys; ports are folded in)."""
         return [s for s in self.services if s.service is None or s.service.split(":")[0] not in declared]
 
-    def textual(self, context: int = 3) -> str:
-        """A unified diff of the two texts, for highlighting."""
+    def textual(self, context: int = 3, names: tuple[str, str] | None = None) -> str:
+        """A unified diff of the two texts, for highlighting; its header names the dumps by their sources, or
+        by `names` (before, after)."""
         before = _text_lines(self.before)
         after = _text_lines(self.after)
-        return "".join(difflib.unified_diff(before, after, self.before.source, self.after.source, n=context))
+        before_name, after_name = names or (self.before.source, self.after.source)
+        return "".join(difflib.unified_diff(before, after, before_name, after_name, n=context))
 
 
 def _text_lines(dump: Dump) -> list[str]:

@@ -155,7 +155,8 @@ def _chain_section(table: Table, chain, moment: str) -> str:
 # -- the diff ------------------------------------------------------------------------------------------------
 
 
-def diff_section(changes: DumpDiff, declared: set[str], textual: bool = True) -> str:
+def diff_section(changes: DumpDiff, declared: set[str], textual: bool = True,
+                 names: tuple[str, str] | None = None) -> str:
     out: list[str] = []
     unrelated = {id(s) for s in changes.unrelated(declared)}
     for group in changes.services:
@@ -176,7 +177,7 @@ def diff_section(changes: DumpDiff, declared: set[str], textual: bool = True) ->
         out.append(indent("\n".join(rows)) + "\n")
     if textual:
         out.append('??? abstract "The textual diff"\n')
-        out.append(indent(f"```diff\n{changes.textual()}```") + "\n")
+        out.append(indent(f"```diff\n{changes.textual(names=names)}```") + "\n")
     else:
         out.append("The dumps are too big for a line-by-line diff here: `iptables-lens diff --text` prints it.\n")
     return "\n".join(out)
@@ -334,7 +335,9 @@ def overview_page(scenario: Scenario, paths: SitePaths) -> str:
     return "\n".join(out)
 
 
-def node_page(scenario: Scenario, node_name: str, paths: SitePaths) -> str:
+def node_page(scenario: Scenario, node_name: str, paths: SitePaths, folder: str) -> str:
+    """The page of one node: its rules after and before, what changed, and its flows. `folder` is the scenario
+    folder as a reader's shell sees it from the repository, which names the dumps in the textual diff."""
     meta = scenario.meta
     node = meta.node(node_name)
     out = [f"# {text(node.name)}\n"]
@@ -355,7 +358,9 @@ def node_page(scenario: Scenario, node_name: str, paths: SitePaths) -> str:
         out.append(indent(_dump_intro(before) + rule_tables(before, "before")) + "\n")
     if before is not None and after is not None:
         out.append('=== "What changed"\n')
-        out.append(indent(diff_section(diff_dumps(before, after), declared)) + "\n")
+        files = {d.moment: d.file for d in meta.dumps if d.node == node.name}
+        names = (f"{folder}/{files['before']}", f"{folder}/{files['after']}")
+        out.append(indent(diff_section(diff_dumps(before, after), declared, names=names)) + "\n")
     flows = [f for f in meta.flows if f.node == node.name]
     if flows:
         out.append('=== "Flows"\n')

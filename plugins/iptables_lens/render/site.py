@@ -100,7 +100,7 @@ def _scenario_pages(scenario: Scenario, root: str, use_directory_urls: bool, rep
                                                  in_nav=False, deferred=page.deferred))
     pages = [GeneratedPage(paths.index(), meta.title, overview_page(scenario, paths), scenario.name, "overview")]
     for node in nodes_with_dumps:
-        pages.append(GeneratedPage(paths.node(node), f"Node {node}", node_page(scenario, node, paths),
+        pages.append(GeneratedPage(paths.node(node), f"Node {node}", node_page(scenario, node, paths, folder),
                                    scenario.name, "node"))
     for flow in meta.flows:
         recording = recording_path(scenario, flow)
