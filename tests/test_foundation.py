@@ -97,3 +97,9 @@ def test_the_built_site_loads_nothing_from_another_host(built_site):
 def test_the_built_site_uses_the_material_theme(built_site):
     html = (built_site / "index.html").read_text()
     assert 'name="generator" content="mkdocs-' in html and "mkdocs-material" in html
+
+
+def test_the_built_site_names_no_path_of_the_machine_that_built_it(built_site):
+    # The same commit must give the same site wherever it is built (CI publishes it from another folder).
+    for page in built_site.rglob("*.html"):
+        assert str(REPO_ROOT) not in page.read_text(), f"{page} names {REPO_ROOT}"
