@@ -176,7 +176,8 @@ def test_validate_of_a_generated_scenario_follows_its_schema(tmp_path):
 
 
 def test_lab_prints_one_line_per_flow_that_follows_its_schema(monkeypatch):
-    from iptables_lens.lab import netns, run
+    from iptables_lens import netns
+    from iptables_lens.lab import run
     from iptables_lens.lab.kernel_trace import KernelStep
     from iptables_lens.lab.stats import ProportionCheck
     from iptables_lens.scenario import node_context

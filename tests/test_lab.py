@@ -9,10 +9,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from iptables_lens.lab.netns import Namespace, can_run_kernel_lab, leftover_namespaces
 from iptables_lens.lab.run import Branch, LabRun, compare_branch, read_recording
 from iptables_lens.lab.stats import check_proportions
 from iptables_lens.lab.topology import Lab
+from iptables_lens.netns import Namespace, can_run_kernel_lab, leftover_namespaces
 from iptables_lens.scenario import find_scenarios, load_scenario
 from iptables_lens.scenario.flows import predict, recording_path
 from iptables_lens.trace.packet import Trace

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 from iptables_lens import DumpError, format_dump, parse
-from iptables_lens.lab.netns import Namespace, can_run_kernel_lab, leftover_namespaces
+from iptables_lens.netns import Namespace, can_run_kernel_lab, leftover_namespaces
 
 from tests.conftest import SEED_DUMPS
 from tests.dumpgen import mutations, random_dump

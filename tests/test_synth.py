@@ -32,9 +32,9 @@ from iptables_lens.kube.synth import (
     synth_mixed,
 )
 from iptables_lens.kube.synth_scenario import SCENARIO_KINDS, scenario_files, write_atomically, write_scenario
-from iptables_lens.lab.netns import Namespace, can_run_kernel_lab
 from iptables_lens.lab.run import LabRun
 from iptables_lens.lab.topology import Lab
+from iptables_lens.netns import Namespace, can_run_kernel_lab
 from iptables_lens.scenario import Scenario, load_scenario
 from iptables_lens.scenario.flows import predict
 from iptables_lens.trace import IPv4, NodeContext, Packet, Route, trace

@@ -6,7 +6,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from iptables_lens.lab.netns import Namespace, can_run_kernel_lab
+from iptables_lens.netns import Namespace, can_run_kernel_lab
 
 from .measure import median_run, python_child, run_child
 from .scale import nodeport_dump

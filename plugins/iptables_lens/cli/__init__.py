@@ -406,9 +406,9 @@ def lab_command(scenario_dir, connections, flows, variant, record, as_json):
     Example:
       iptables-lens lab dumps/kind-nodeport --connections 400
     """
-    from iptables_lens.lab.netns import can_run_kernel_lab
     from iptables_lens.lab.run import run_lab, write_recording
     from iptables_lens.lab.topology import LabError
+    from iptables_lens.netns import can_run_kernel_lab
 
     reason = can_run_kernel_lab()
     if reason:

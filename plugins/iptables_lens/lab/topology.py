@@ -21,7 +21,7 @@ import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from iptables_lens.lab.netns import Namespace
+from iptables_lens.netns import Namespace
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Moment
 from iptables_lens.scenario.node import local_pod_addresses, veth_name

@@ -159,7 +159,7 @@ def _hash_problems(dump: Dump, path: Path) -> Iterator[DumpError]:
 
 
 def _kernel_problems(scenario: Scenario) -> Iterator[DumpError]:
-    from iptables_lens.lab.netns import Namespace, can_run_kernel_lab
+    from iptables_lens.netns import Namespace, can_run_kernel_lab
 
     reason = can_run_kernel_lab()
     if reason:

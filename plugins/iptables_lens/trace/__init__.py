@@ -16,15 +16,6 @@ from iptables_lens.trace.walk import BaseChain, Priority, State, Tracer, trace
 
 __all__ = [
     "HOOKS", "TABLES_AT_HOOK", "BaseChain", "ConntrackEntry", "IPv4", "Interface", "NodeContext", "Outcome", "Packet",
-    "Priority", "Route", "RuleIndex", "State", "Step", "Trace", "Tracer", "trace",
+    "Priority", "Route", "State", "Step", "Trace", "Tracer", "trace",
 ]
 
-
-def __getattr__(name: str):
-    # RuleIndex is iptables' (it indexes iptables chains) and stays importable from here as before; it is
-    # looked up on first use because iptables' evaluation imports this package's walk.
-    if name == "RuleIndex":
-        from iptables_lens.iptables.evaluate import RuleIndex
-
-        return RuleIndex
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Network namespaces for the lab and the kernel tests.
+"""Network namespaces for the kernel lab, `validate`'s kernel check and the kernel tests.
 
 A `Namespace` has a unique name (`ipl-<pid>-<random>`) and is removed when its `with` block ends, whatever
 ends it (an exception, Ctrl-C). Nothing here touches the root namespace's interfaces or routes.
