@@ -104,4 +104,23 @@ def test_trace_origin_defaults_to_local_when_the_source_is_a_local_ip():
 
 def test_trace_rejects_a_bad_address_as_a_usage_error():
     proc = run("trace", str(SEED_DUMPS[0]), "--src", "300.1.1.1", "--dst", "172.20.0.2", "--dport", "80")
-    assert proc.returncode == 2 and b"not an IPv4 address" in proc.stderr
+    assert proc.returncode == 2 and b"'300.1.1.1' is not an IPv4 or IPv6 address" in proc.stderr
+
+
+def test_trace_names_the_bad_address_among_several_local_ips():
+    proc = run("trace", str(SEED_DUMPS[0]), "--src", "172.20.0.100", "--dst", "172.20.0.2", "--dport", "80",
+               "--local-ip", "172.20.0.2", "--local-ip", "fc00::zz")
+    assert proc.returncode == 2 and b"'fc00::zz' is not an IPv4 or IPv6 address" in proc.stderr
+    assert b"(" not in proc.stderr.split(b"Invalid value")[1]  # the address, not a Python tuple
+
+
+def test_trace_takes_local_ips_of_both_families_and_uses_those_of_the_packets_family():
+    proc = run("trace", str(SEED_DUMPS[0]), "--src", "172.20.0.100", "--dst", "172.20.0.2", "--dport", "30080",
+               "--local-ip", "::1", "--local-ip", "fc00:f853:ccd:e793::2", "--local-ip", "172.20.0.2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert b"INPUT" not in proc.stdout and b"FORWARD" in proc.stdout
+
+
+def test_trace_refuses_a_source_and_destination_of_different_families():
+    proc = run("trace", str(SEED_DUMPS[0]), "--src", "fc00::100", "--dst", "172.20.0.2", "--dport", "80")
+    assert proc.returncode == 2 and b"must be addresses of one family" in proc.stderr

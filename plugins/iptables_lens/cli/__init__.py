@@ -21,7 +21,7 @@ from iptables_lens.render import json as json_output
 from iptables_lens.render.text import diff_lines, explain_lines, explain_views, trace_lines
 from iptables_lens.scenario.load import load_scenario
 from iptables_lens.scenario.node import node_context
-from iptables_lens.trace import Interface, NodeContext, Packet, Route, trace
+from iptables_lens.trace import NodeContext, Packet, trace
 from iptables_lens.trace.packet import DEFAULT_SPORT
 
 EXIT_INVALID = 1
@@ -198,22 +198,22 @@ def _node_for_trace(scenario_dir: str | None, node_name: str | None, local_ips: 
         if node_name not in names:
             raise click.UsageError(f"--node must be one of {', '.join(names)}")
         return node_context(scenario, node_name)
-    addresses = tuple(ipaddress.IPv4Interface(f"{ip}/32") for ip in local_ips)
-    interfaces = (Interface("lo", (ipaddress.IPv4Interface("127.0.0.1/8"),)), Interface("eth0", addresses))
-    main = addresses[0].ip if addresses else ipaddress.IPv4Address("0.0.0.0")
-    # Without a scenario, everything that is not local leaves through eth0.
-    return NodeContext("the node", interfaces, (Route(ipaddress.IPv4Network("0.0.0.0/0"), "eth0"),), main)
+    return NodeContext.with_addresses("the node", tuple(ipaddress.ip_address(ip) for ip in local_ips))
 
 
 def _ip(ctx, param, value):
+    """An address of either family, or a tuple of them for an option given several times."""
     if value is None:
         return None
-    try:
-        if isinstance(value, tuple):
-            return tuple(str(ipaddress.IPv4Address(v)) for v in value)
-        return ipaddress.IPv4Address(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an IPv4 address") from None
+    values = value if isinstance(value, tuple) else (value,)
+    for text in values:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not an IPv4 or IPv6 address") from None
+    if isinstance(value, tuple):
+        return tuple(value)
+    return ipaddress.ip_address(value)
 
 
 @main.command("trace")
@@ -248,6 +248,8 @@ def trace_command(dump_file, src, dst, dport, proto, sport, local_ips, origin, s
     except DumpError as error:
         _fail(error)
         sys.exit(EXIT_INVALID)
+    if src.version != dst.version:
+        raise click.UsageError(f"--src {src} and --dst {dst} must be addresses of one family")
     packet = Packet(src, dst, proto, sport, dport)
     result = trace(dump, packet, node, origin, frozenset(recent))
     if as_json:

@@ -12,6 +12,7 @@ walk (`trace.walk`) runs them without knowing they are iptables'.
 from __future__ import annotations
 
 import heapq
+import ipaddress
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Final, Literal
@@ -19,8 +20,8 @@ from typing import Final, Literal
 from iptables_lens.iptables import values
 from iptables_lens.iptables.matches import Facts, Split, Undecided, criterion_holds, module_result
 from iptables_lens.iptables.model import BUILTIN_CHAINS, Chain, Dump, Rule, Table
-from iptables_lens.trace.context import NodeContext
-from iptables_lens.trace.packet import Hook, IPv4, Packet
+from iptables_lens.trace.context import LOOPBACK_ADDRESS, NodeContext
+from iptables_lens.trace.packet import Address, Hook, Packet, endpoint_text
 from iptables_lens.trace.walk import BaseChain, Branches, ChainKind, Ending, Policy, Priority, State
 
 RETURN: Final = "RETURN"
@@ -79,7 +80,7 @@ class RuleIndex:
     """
 
     def __init__(self, chain: Chain):
-        self.by_destination: dict[IPv4, list[Rule]] = {}
+        self.by_destination: dict[Address, list[Rule]] = {}
         self.by_port: dict[tuple[str, int], list[Rule]] = {}
         self.general: list[Rule] = []
         for rule in chain.rules:
@@ -94,10 +95,12 @@ class RuleIndex:
                 self.general.append(rule)
 
     @staticmethod
-    def _single_destination(rule: Rule) -> IPv4 | None:
+    def _single_destination(rule: Rule) -> Address | None:
         for c in rule.criteria:
-            if c.flag == "-d" and not c.negated and c.value.endswith("/32") and "," not in c.value:
-                return IPv4(c.value[:-3])
+            if c.flag == "-d" and not c.negated and "," not in c.value and c.value.endswith(("/32", "/128")):
+                address = ipaddress.ip_address(c.value.rsplit("/", 1)[0])
+                if c.value.endswith(f"/{32 if address.version == 4 else 128}"):
+                    return address
         return None
 
     @staticmethod
@@ -301,25 +304,26 @@ class TableEvaluator:
         name = target.name
         p = s.packet
         if name == "DNAT":
-            ip, port = _nat_address(target.option("--to-destination").value)  # type: ignore[union-attr]
+            ip, port = _nat_address(target.option("--to-destination").value, p.dst)  # type: ignore[union-attr]
             new = p.with_destination(ip, port)
-            return s.step(table.name, chain.name, rule, f"DNAT to {_endpoint(ip, new.dport)}").changed(
+            return s.step(table.name, chain.name, rule, f"DNAT to {endpoint_text(ip, new.dport)}").changed(
                 packet=new, dnat=(ip, new.dport), after_dnat=new, ctstate=s.ctstate | {"DNAT"})
         if name == "REDIRECT":
             if s.hook == "OUTPUT":
-                ip = IPv4("127.0.0.1")
+                # A locally sent packet is redirected to the loopback address of its family.
+                ip = LOOPBACK_ADDRESS[p.family]
             else:
                 ip = node.source_for(s.iif or "lo", p.src)
             ports = target.option("--to-ports")
             port = int(ports.value.split("-")[0]) if ports else p.dport
             new = p.with_destination(ip, port)
-            return s.step(table.name, chain.name, rule, f"REDIRECT to {_endpoint(ip, port)}").changed(
+            return s.step(table.name, chain.name, rule, f"REDIRECT to {endpoint_text(ip, port)}").changed(
                 packet=new, dnat=(ip, port), after_dnat=new, ctstate=s.ctstate | {"DNAT"})
         if name == "SNAT":
-            ip, port = _nat_address(target.option("--to-source").value)  # type: ignore[union-attr]
+            ip, port = _nat_address(target.option("--to-source").value, p.src)  # type: ignore[union-attr]
             random_port = target.option("--random-fully") is not None
             new = p.with_source(ip, port, keep_port=not random_port)
-            return s.step(table.name, chain.name, rule, f"SNAT to {_endpoint(ip, new.sport)}").changed(
+            return s.step(table.name, chain.name, rule, f"SNAT to {endpoint_text(ip, new.sport)}").changed(
                 packet=new, snat=(ip, new.sport), ctstate=s.ctstate | {"SNAT"})
         # MASQUERADE: the source address the kernel would pick on the way out.
         ip = node.source_for(s.oif or "", p.dst)
@@ -354,11 +358,8 @@ def _mask(target, *names: str) -> int:
     return values.U32_MAX
 
 
-def _nat_address(value: str) -> tuple[IPv4, int | None]:
-    """The address (and port) a NAT target rewrites to; the first of a range, as the kernel's first choice."""
+def _nat_address(value: str, unchanged: Address) -> tuple[Address, int | None]:
+    """The address (and port) a NAT target rewrites to: the first of a range, as the kernel's first choice;
+    `unchanged` when the target gives only ports (`--to-destination :8080`)."""
     first, _, ports = values.nat_range(value)
-    return first or IPv4("0.0.0.0"), ports[0] if ports else None
-
-
-def _endpoint(ip: IPv4, port: int | None) -> str:
-    return f"{ip}:{port}" if port is not None else str(ip)
+    return first or unchanged, ports[0] if ports else None

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from iptables_lens.iptables import values
 from iptables_lens.iptables.model import Criterion, Match, Option
-from iptables_lens.trace.packet import ICMP_TYPES, IPv4, Packet
+from iptables_lens.trace.packet import ICMP_TYPES, Address, Packet
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Facts:
     ctmark: int
     ctstate: frozenset[str]  # NEW, ESTABLISHED, ..., plus DNAT / SNAT once translated
     recent: frozenset[str]
-    address_type: Callable[[IPv4, str | None], str]  # NodeContext.address_type
+    address_type: Callable[[Address, str | None], str]  # NodeContext.address_type
 
 
 class Undecided(Exception):
@@ -76,7 +76,7 @@ _read_mark = lru_cache(maxsize=1 << 10)(values.mark)
 _probability = lru_cache(maxsize=1 << 12)(values.statistic_probability)
 
 
-def _in_any(address: IPv4, value: str) -> bool:
+def _in_any(address: Address, value: str) -> bool:
     return any(address in network for network in _networks(value))
 
 
@@ -270,9 +270,9 @@ def _icmp(m: Match, f: Facts) -> bool:
 
 def _iprange(m: Match, f: Facts) -> bool:
     def holds(o: Option) -> bool:
-        lo, _, hi = o.value.partition("-")
+        first, last = values.address_range(o.value)
         address = f.packet.src if o.name == "--src-range" else f.packet.dst
-        return IPv4(lo) <= address <= IPv4(hi or lo)
+        return address.version == first.version and first <= address <= last  # type: ignore[operator]
 
     return _each_option_holds(m, holds)
 

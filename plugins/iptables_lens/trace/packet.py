@@ -8,6 +8,9 @@ from fractions import Fraction
 from typing import Literal
 
 IPv4 = ipaddress.IPv4Address
+IPv6 = ipaddress.IPv6Address
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+"""A packet's address, of either family; a dump of one family only ever meets addresses of that family."""
 
 Hook = Literal["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
 Verdict = Literal["ACCEPT", "DROP", "REJECT", "UNDECIDED", "UNSUPPORTED"]
@@ -48,8 +51,8 @@ class Packet:
     Packet(tcp 172.20.0.100:40000 -> 172.20.0.2:30080)
     """
 
-    src: IPv4
-    dst: IPv4
+    src: Address
+    dst: Address
     protocol: str = "tcp"
     sport: int | None = DEFAULT_SPORT
     dport: int | None = 80
@@ -62,18 +65,37 @@ class Packet:
 
     def __str__(self) -> str:
         if self.protocol in ("tcp", "udp", "sctp"):
-            return f"{self.protocol} {self.src}:{_port(self.sport)} -> {self.dst}:{_port(self.dport)}"
+            return (f"{self.protocol} {endpoint_text(self.src, self.sport, unknown='?')} -> "
+                    f"{endpoint_text(self.dst, self.dport, unknown='?')}")
         return f"{self.protocol} {self.src} -> {self.dst}"
 
-    def with_destination(self, address: IPv4, port: int | None) -> Packet:
+    @property
+    def family(self) -> int:
+        """4 or 6."""
+        return self.src.version
+
+    def with_destination(self, address: Address, port: int | None) -> Packet:
         return replace(self, dst=address, dport=self.dport if port is None else port)
 
-    def with_source(self, address: IPv4, port: int | None, keep_port: bool = True) -> Packet:
+    def with_source(self, address: Address, port: int | None, keep_port: bool = True) -> Packet:
         return replace(self, src=address, sport=port if port is not None else (self.sport if keep_port else None))
 
 
 def _port(port: int | None) -> str:
     return "?" if port is None else str(port)
+
+
+def endpoint_text(address: Address, port: int | None, unknown: str | None = None) -> str:
+    """`ADDRESS:PORT`, with an IPv6 address in brackets as kube-proxy and conntrack's users write it
+    (`[fd00:10:244:1::2]:80`); the address alone when there is no port, unless `unknown` stands for it.
+
+    >>> endpoint_text(IPv4("10.244.1.2"), 80), endpoint_text(IPv6("fd00:10:244:1::2"), 80)
+    ('10.244.1.2:80', '[fd00:10:244:1::2]:80')
+    """
+    if port is None and unknown is None:
+        return str(address)
+    shown = f"[{address}]" if address.version == 6 else str(address)
+    return f"{shown}:{unknown if port is None else port}"
 
 
 @dataclass(frozen=True)
@@ -100,8 +122,8 @@ class ConntrackEntry:
     """The entry the connection leaves, as `conntrack -L` prints its two tuples."""
 
     protocol: str
-    original: tuple[IPv4, IPv4, int | None, int | None]
-    reply: tuple[IPv4, IPv4, int | None, int | None]
+    original: tuple[Address, Address, int | None, int | None]
+    reply: tuple[Address, Address, int | None, int | None]
 
     def __str__(self) -> str:
         def tup(t):
@@ -125,8 +147,8 @@ class Outcome:
     packet_in: Packet
     after_dnat: Packet
     after_snat: Packet
-    dnat: tuple[IPv4, int | None] | None
-    snat: tuple[IPv4, int | None] | None
+    dnat: tuple[Address, int | None] | None
+    snat: tuple[Address, int | None] | None
     masquerade: bool
     conntrack: ConntrackEntry | None
     path: tuple[Step, ...]
@@ -135,11 +157,10 @@ class Outcome:
 
     @property
     def endpoint(self) -> str | None:
-        """`ip:port` the connection was DNAT'd to, or None."""
+        """`ip:port` (`[ip]:port` for IPv6) the connection was DNAT'd to, or None."""
         if self.dnat is None:
             return None
-        ip, port = self.dnat
-        return f"{ip}:{port}" if port is not None else str(ip)
+        return endpoint_text(*self.dnat)
 
     @property
     def chains(self) -> list[str]:

@@ -23,7 +23,18 @@ from fractions import Fraction
 from typing import Literal, NamedTuple, Protocol, get_args
 
 from iptables_lens.trace.context import NodeContext
-from iptables_lens.trace.packet import HOOKS, ConntrackEntry, Hook, IPv4, Origin, Outcome, Packet, Step, Trace, Verdict
+from iptables_lens.trace.packet import (
+    HOOKS,
+    Address,
+    ConntrackEntry,
+    Hook,
+    Origin,
+    Outcome,
+    Packet,
+    Step,
+    Trace,
+    Verdict,
+)
 
 
 class Priority(IntEnum):
@@ -80,8 +91,8 @@ class State:
     probability: Fraction = Fraction(1)
     steps: tuple[Step, ...] = ()
     choices: tuple[str, ...] = ()
-    dnat: tuple[IPv4, int | None] | None = None
-    snat: tuple[IPv4, int | None] | None = None
+    dnat: tuple[Address, int | None] | None = None
+    snat: tuple[Address, int | None] | None = None
     masquerade: bool = False
     after_dnat: Packet | None = None
     reason: str | None = None
