@@ -498,3 +498,13 @@ def test_a_base_chain_policy_decides_when_its_rules_run_out(toy_dialect):
     ruleset = ToyRuleset((toy_chain("FORWARD", 0, "filter", policy="DROP"),))
     outcome = only(trace(ruleset, Packet(OUTSIDE, POD, dport=80), NODE))
     assert outcome.verdict == "DROP" and outcome.path[-1].action == "policy DROP"
+
+
+def test_a_reject_says_what_it_answers_with():
+    said = tables(filter="-A FORWARD -d 10.1.2.3/32 -p tcp -j REJECT --reject-with tcp-reset\n"
+                         "-A FORWARD -d 10.1.2.4/32 -j REJECT")
+    reset = only(run(said, Packet(OUTSIDE, IPv4("10.1.2.3"), dport=80)))
+    default = only(run(said, Packet(OUTSIDE, IPv4("10.1.2.4"), dport=80)))
+    assert reset.verdict == default.verdict == "REJECT"
+    assert reset.path[-1].action == "REJECT with tcp-reset"
+    assert default.path[-1].action == "REJECT with icmp-port-unreachable"

@@ -28,6 +28,8 @@ RETURN: Final = "RETURN"
 CONTINUING_TARGETS = frozenset({"LOG", "NFLOG", "ULOG", "TRACE", "AUDIT", "NOTRACK", "CT", "MARK", "CONNMARK"})
 NAT_TARGETS = frozenset({"DNAT", "SNAT", "MASQUERADE", "REDIRECT"})
 TERMINAL_VERDICTS = frozenset({"ACCEPT", "DROP", "REJECT"})
+# What REJECT answers with when the rule does not say: libipt_REJECT's and libip6t_REJECT's defaults.
+DEFAULT_REJECT_REPLY = {4: "icmp-port-unreachable", 6: "icmp6-port-unreachable"}
 INDEXED_CHAIN_SIZE = 32  # chains this long are scanned through an index (see RuleIndex)
 
 # How a branch leaves a chain: as it leaves a base chain, or by RETURN (back to the caller).
@@ -262,6 +264,10 @@ class TableEvaluator:
             verb = "goto" if target.goto else "jump to"
             entered = s.step(table.name, chain.name, rule, f"{verb} {name}")
             return ("goto" if target.goto else "jump"), self.walk_chain(entered, table, name, node)
+        if name == "REJECT":
+            reply = target.option("--reject-with")
+            how = reply.value if reply is not None else DEFAULT_REJECT_REPLY[s.packet.family]
+            return "end", [(s.step(table.name, chain.name, rule, f"REJECT with {how}"), name)]
         if name in TERMINAL_VERDICTS:
             return "end", [(s.step(table.name, chain.name, rule, name), name)]
         if name == "RETURN":

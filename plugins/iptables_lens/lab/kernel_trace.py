@@ -153,7 +153,7 @@ def tracer_steps(path) -> list[KernelStep]:
             verdict = f"GOTO:{action[len('goto '):]}"
         elif action in ("ACCEPT", "DROP", "RETURN"):
             verdict = action
-        elif action == "REJECT":
+        elif action.startswith("REJECT"):
             verdict = "DROP"  # REJECT sends its answer, then the kernel drops the packet
         elif action.startswith(("DNAT to", "SNAT to", "MASQUERADE", "REDIRECT")):
             verdict = "ACCEPT"  # a NAT target ends the nat table with an accept
