@@ -233,3 +233,34 @@ def test_the_address_map_preserves_prefixes():
     assert mapping.address(ipaddress.IPv4Address("127.0.0.1")) == ipaddress.IPv4Address("127.0.0.1")
     assert AddressMap(b"k").address(ipaddress.IPv4Address("10.244.1.2")) == mapping.address(
         ipaddress.IPv4Address("10.244.1.2"))
+
+
+def test_the_address_map_preserves_ipv6_prefixes_exactly():
+    mapping = AddressMap(b"k")
+    v6 = ipaddress.IPv6Address
+    pairs = [("fd00:10:244:1::2", "fd00:10:244:1::3"), ("fd00:10:244:1::2", "fd00:10:244:2::2"),
+             ("fc00:f853:ccd:e793::2", "fd00:10:96::1"), ("2001:db8::1", "2001:db8:8000::1")]
+    for first, second in pairs:
+        a, b = v6(first), v6(second)
+        shared = 128 - (int(a) ^ int(b)).bit_length()
+        mapped_a, mapped_b = mapping.address(a), mapping.address(b)
+        assert mapped_a != a and 128 - (int(mapped_a) ^ int(mapped_b)).bit_length() == shared
+
+
+def test_the_address_map_keeps_ipv6_addresses_whose_place_is_their_meaning():
+    mapping = AddressMap(b"k")
+    v6 = ipaddress.IPv6Address
+    for kept in ("::1", "::", "ff02::1"):
+        assert mapping.address(v6(kept)) == v6(kept)
+    link_local = mapping.address(v6("fe80::42:acff:fe14:2"))
+    assert link_local in ipaddress.IPv6Network("fe80::/64") and link_local != v6("fe80::42:acff:fe14:2")
+    assert mapping.address(v6("fd00:10:244:1::2")) not in ipaddress.IPv6Network("fe80::/10")
+
+
+def test_the_address_map_rewrites_ipv6_in_free_text_and_leaves_port_names_alone():
+    mapping = AddressMap(b"k")
+    endpoint = ipaddress.IPv6Address("fd00:10:244:1::2")
+    text = mapping.text("default/my-svc:http -> [fd00:10:244:1::2]:80 and 10.244.1.2:80")
+    assert text.startswith("default/my-svc:http -> [") and str(mapping.address(endpoint)) in text
+    assert str(mapping.address(ipaddress.IPv4Address("10.244.1.2"))) in text
+    assert mapping.spec("fd00:10:244::/56,::1/128") == f"{mapping.network(ipaddress.IPv6Network('fd00:10:244::/56'))},::1/128"

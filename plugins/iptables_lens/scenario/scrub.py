@@ -29,53 +29,88 @@ from iptables_lens.scenario.load import METADATA_FILE, load_scenario
 from iptables_lens.scenario.model import ScenarioMeta
 
 IPv4 = ipaddress.IPv4Address
-_KEPT = [ipaddress.IPv4Network(n) for n in ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "255.255.255.255/32")]
-_ADDRESS_IN_TEXT = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+BITS = {4: 32, 6: 128}
+# Addresses whose meaning is their place: left as they are. In IPv6 the unspecified and loopback addresses and
+# multicast; link-local addresses keep their fe80::/64 prefix and have their interface part mapped, since it
+# is made from a MAC address.
+_KEPT: dict[int, list[Network]] = {
+    4: [ipaddress.IPv4Network(n) for n in ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "255.255.255.255/32")],
+    6: [ipaddress.IPv6Network(n) for n in ("::/128", "::1/128", "ff00::/8")],
+}
+_LINK_LOCAL = ipaddress.IPv6Network("fe80::/64")
+# Where a mapped address must not land, and the bit flipped to move it out: special ranges are for special
+# addresses only.
+_RESERVED: dict[int, list[Network]] = {
+    4: _KEPT[4],
+    6: [*_KEPT[6], ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("fe80::/10")],
+}
+_MOVE_OUT = {4: 1 << 30, 6: 1 << 126}
+_IPV4_IN_TEXT = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
+# Candidates only: a run of hex digits and colons with at least two colons; ipaddress decides.
+_IPV6_IN_TEXT = re.compile(r"(?<![0-9A-Za-z:])([0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?![0-9A-Za-z:])")
 
 
 class AddressMap:
-    """A keyed, prefix-preserving map of IPv4 addresses (the idea of Crypto-PAn, with HMAC-SHA256 as the
-    pseudo-random function: bit i of the output is bit i of the input flipped by a function of the bits
-    before it, so equal prefixes stay equal)."""
+    """A keyed, prefix-preserving map of IPv4 and IPv6 addresses (the idea of Crypto-PAn, with HMAC-SHA256 as
+    the pseudo-random function: bit i of the output is bit i of the input flipped by a function of the bits
+    before it, so equal prefixes stay equal). The two families are mapped apart, each within itself.
+
+    >>> mapping = AddressMap(b"k")
+    >>> pods = mapping.network(ipaddress.IPv6Network("fd00:10:244::/56"))
+    >>> mapping.address(ipaddress.IPv6Address("fd00:10:244:1::2")) in pods
+    True
+    """
 
     def __init__(self, key: bytes):
         self.key = key
-        self._cache: dict[IPv4, IPv4] = {}
+        self._cache: dict[Address, Address] = {}
 
-    def address(self, address: IPv4) -> IPv4:
-        if any(address in kept for kept in _KEPT):
+    def address(self, address: Address) -> Address:
+        version = address.version
+        if any(address in kept for kept in _KEPT[version]):
             return address
         cached = self._cache.get(address)
         if cached is not None:
             return cached
-        value = int(address)
-        out = 0
-        for bit in range(32):
-            prefix = value >> (32 - bit) if bit else 0
-            digest = hmac.new(self.key, bit.to_bytes(1, "big") + prefix.to_bytes(4, "big"), hashlib.sha256).digest()
-            flip = digest[0] & 1
-            out = (out << 1) | (((value >> (31 - bit)) & 1) ^ flip)
-        mapped = IPv4(out)
-        if any(mapped in kept for kept in _KEPT):
-            # Keep special ranges for special addresses only: move a mapped address out of them.
-            mapped = IPv4(out ^ 0x40000000)
+        if version == 6 and address in _LINK_LOCAL:
+            # The prefix stays fe80::/64; the interface part is mapped, prefix-preservingly within itself.
+            mapped: Address = ipaddress.IPv6Address(int(_LINK_LOCAL.network_address) | self._bits(int(address), 128, 64))
+        else:
+            out = self._bits(int(address), BITS[version], 0)
+            if any(ipaddress.ip_address(out) in reserved for reserved in _RESERVED[version]):
+                out ^= _MOVE_OUT[version]
+            mapped = ipaddress.IPv4Address(out) if version == 4 else ipaddress.IPv6Address(out)
         self._cache[address] = mapped
         return mapped
 
-    def network(self, network: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    def _bits(self, value: int, width: int, keep: int) -> int:
+        """`value`'s bits after the first `keep` mapped, each flipped by a keyed function of those before it;
+        the first `keep` bits are dropped from the result."""
+        out = 0
+        size = width // 8
+        for bit in range(keep, width):
+            prefix = value >> (width - bit) if bit else 0
+            message = bit.to_bytes(1, "big") + prefix.to_bytes(size, "big")
+            flip = hmac.new(self.key, message, hashlib.sha256).digest()[0] & 1
+            out = (out << 1) | (((value >> (width - 1 - bit)) & 1) ^ flip)
+        return out
+
+    def network(self, network: Network) -> Network:
         mapped = self.address(network.network_address)
-        return ipaddress.IPv4Network(f"{mapped}/{network.prefixlen}", strict=False)
+        return ipaddress.ip_network(f"{mapped}/{network.prefixlen}", strict=False)
 
     def text(self, value: str) -> str:
-        """Map every address written in free text (comments, `ip:port`, `ip/prefix`)."""
+        """Map every address written in free text (comments, `ip:port`, `[ip]:port`, `ip/prefix`)."""
 
         def one(m: re.Match) -> str:
             try:
-                return str(self.address(IPv4(m.group(1))))
+                return str(self.address(ipaddress.ip_address(m.group(1))))
             except ValueError:
                 return m.group(0)
 
-        return _ADDRESS_IN_TEXT.sub(one, value)
+        return _IPV6_IN_TEXT.sub(one, _IPV4_IN_TEXT.sub(one, value))
 
     def spec(self, value: str) -> str:
         """Map an address written as iptables writes it: ADDRESS, ADDRESS/PREFIX, or a comma list of those."""
@@ -83,7 +118,7 @@ class AddressMap:
         for part in value.split(","):
             address, slash, prefix = part.partition("/")
             if slash and prefix.isdigit():
-                parts.append(str(self.network(ipaddress.IPv4Network(part, strict=False))))
+                parts.append(str(self.network(ipaddress.ip_network(part, strict=False))))
             else:
                 parts.append(self.text(part))
         return ",".join(parts)
@@ -188,9 +223,9 @@ def scrub_metadata(meta: ScenarioMeta, addresses: AddressMap, names: Renamer) ->
             return [walk(v, key) for v in value]
         if isinstance(value, str):
             if key in ("address", "cluster_ip", "src", "dst", "underlay_gateway", "pod_gateway"):
-                return str(addresses.address(IPv4(value)))
+                return str(addresses.address(ipaddress.ip_address(value)))
             if key in ("pod_cidr", "underlay_cidr"):
-                return str(addresses.network(ipaddress.IPv4Network(value)))
+                return str(addresses.network(ipaddress.ip_network(value)))
             if key in ("title", "summary", "description", "client"):
                 return names.text(addresses.text(value))
         return value
