@@ -73,7 +73,7 @@ def chains_named(text: str, prefix: str) -> list[str]:
     return sorted({m for m in re.findall(r"^:(\S+) ", text, re.M) if m.startswith(prefix)})
 
 
-def edge_cases() -> str:
+def edge_case_spec() -> ClusterSpec:
     """Policy and affinity combinations the mix does not draw, each once with a local endpoint on the dump's
     node and once without."""
     lb = dict(type="LoadBalancer", ports=(Port(80, 8080, node_port=30200),), load_balancer_ips=("198.18.0.9",))
@@ -93,7 +93,11 @@ def edge_cases() -> str:
                          health_check_node_port=s.health_check_node_port and s.health_check_node_port + 1000)
                  for s in services]
     both = [replace(s, cluster_ip=f"10.96.0.{100 + i}") for i, s in enumerate(services + elsewhere)]
-    return synth_cluster(ClusterSpec(tuple(both), node="node-0"))
+    return ClusterSpec(tuple(both), node="node-0")
+
+
+def edge_cases() -> str:
+    return synth_cluster(edge_case_spec())
 
 
 # Dumps that exercise every kind of rule the generator writes.

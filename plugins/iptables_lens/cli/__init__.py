@@ -446,28 +446,34 @@ def lab_command(scenario_dir, connections, flows, variant, record, as_json):
               help="Endpoints of each Service.")
 @click.option("--mix", is_flag=True, help="Services of every kind (see synth_mixed), not only NodePort ones.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the --mix draw.")
+@click.option("--family", type=click.Choice(["4", "6"]), default="4", show_default=True,
+              help="6: the same cluster on IPv6, as ip6tables-save prints kube-proxy's IPv6 rules.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the dump to this file (atomically) instead of standard output.")
 @click.pass_context
-def synth_command(ctx, services, endpoints, mix, seed, output):
+def synth_command(ctx, services, endpoints, mix, seed, family, output):
     """Print a synthetic kube-proxy v1.29 dump of N Services (one node's iptables-save text).
 
     Without --mix every Service is a NodePort Service; with --mix the Services are a seeded mix of
     ClusterIP, NodePort, LoadBalancer, externalTrafficPolicy Local, ClientIP affinity and no-endpoint ones.
+    With --family 6 every address is its IPv6 twin in kind's dual-stack ranges (see kube.dual_stack).
 
     \b
     Example:
       iptables-lens synth -n 10000 --endpoints 3 --mix -o big.rules
+      iptables-lens synth -n 10000 --endpoints 3 --family 6 -o big6.rules
       iptables-lens synth scenario nodeport-local -o dumps/nodeport-local
     """
     if ctx.invoked_subcommand is not None:
         return
     if services is None:
         raise click.UsageError("-n is required (or a subcommand: scenario)")
-    from iptables_lens.kube.synth import nodeport_spec, synth_cluster, synth_mixed
+    from iptables_lens.kube.dual_stack import ipv6_cluster
+    from iptables_lens.kube.synth import mixed_spec, nodeport_spec, synth_cluster
     from iptables_lens.kube.synth_scenario import write_atomically
 
-    text = synth_mixed(services, endpoints, seed) if mix else synth_cluster(nodeport_spec(services, endpoints))
+    spec = mixed_spec(services, endpoints, seed) if mix else nodeport_spec(services, endpoints)
+    text = synth_cluster(ipv6_cluster(spec) if family == "6" else spec)
     if output:
         write_atomically(output, text)
     else:

@@ -13,6 +13,7 @@ from iptables_lens.kube.names import (
     describe_family,
     endpoint_chain,
     family,
+    join_host_port,
     service_chain,
     service_of_comment,
 )
@@ -20,5 +21,5 @@ from iptables_lens.kube.services import ServiceIndex, service_chains
 
 __all__ = [
     "FIXED_FAMILIES", "HASHED_FAMILIES", "ChainName", "ServiceIndex", "decode_chain", "describe_family",
-    "endpoint_chain", "family", "service_chain", "service_chains", "service_of_comment",
+    "endpoint_chain", "family", "join_host_port", "service_chain", "service_chains", "service_of_comment",
 ]

@@ -1,7 +1,9 @@
 """The clusters the synthetic dumps are written for: Services, their ports and endpoints, and the node whose
 dump it is, as kube-proxy v1.29 sees them; with the clusters the benchmarks, scale tests and scenarios use.
 
-`kube.synth.synth_cluster(spec)` writes a `ClusterSpec`'s dump.
+`kube.synth.synth_cluster(spec)` writes a `ClusterSpec`'s dump. A spec is of one IP family, as each of
+kube-proxy's proxiers is: on a dual-stack node kube-proxy runs an IPv4 proxier writing `iptables` and an IPv6
+one writing `ip6tables`, each seeing only its family's addresses (`kube.dual_stack` makes a spec's IPv6 side).
 
 >>> spec = nodeport_spec(2, endpoints=3)
 >>> [(s.key, s.ports[0].node_port, len(s.endpoints)) for s in spec.services]
@@ -19,8 +21,17 @@ Protocol = Literal["TCP", "UDP", "SCTP"]
 ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
 TrafficPolicy = Literal["Cluster", "Local"]
 Affinity = Literal["None", "ClientIP"]
+Family = Literal[4, 6]
+# spec.ipFamilyPolicy: a SingleStack Service has a cluster IP of one family only (the cluster's first family
+# unless spec.ipFamilies says otherwise), so the other family's proxier does not see it.
+IPFamilyPolicy = Literal["SingleStack", "PreferDualStack", "RequireDualStack"]
 
 POD_CIDR = "10.244.0.0/16"
+# kind's dual-stack defaults: networking.podSubnet and serviceSubnet's IPv6 halves (node ranges are /64s of the
+# pod subnet), and the IPv6 subnet of the Docker network "kind" its nodes are on.
+POD_CIDR_V6 = "fd00:10:244::/56"
+SERVICE_CIDR_V6 = "fd00:10:96::/112"
+KIND_NODE_CIDR_V6 = "fc00:f853:ccd:e793::/64"
 DEFAULT_AFFINITY_SECONDS = 10800  # v1.DefaultClientIPServiceAffinitySeconds
 LARGE_CLUSTER_ENDPOINTS = 1000  # largeClusterEndpointsThreshold in proxier.go
 
@@ -75,6 +86,7 @@ class ServiceSpec:
     load_balancer_source_ranges: tuple[str, ...] = ()
     external_ips: tuple[str, ...] = ()
     health_check_node_port: int | None = None
+    ip_family_policy: IPFamilyPolicy = "SingleStack"
 
     def __post_init__(self) -> None:
         for port in self.ports:
@@ -94,6 +106,12 @@ class ServiceSpec:
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+    def addresses(self) -> list[str]:
+        """Every address and CIDR of the Service: cluster IP, endpoints, load balancer IPs and source ranges,
+        external IPs."""
+        return [self.cluster_ip, *(e.address for e in self.endpoints), *self.load_balancer_ips,
+                *self.load_balancer_source_ranges, *self.external_ips]
+
     def port_name(self, port: Port) -> str:
         """kube-proxy's ServicePortName string: `namespace/name`, plus `:port` for a named port."""
         return f"{self.key}:{port.name}" if port.name else self.key
@@ -111,9 +129,13 @@ class KindNode:
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """Everything one node's dump depends on: the Services, which node it is (endpoints on `node` are
-    local), the node's IP (for load balancer source ranges), the cluster's pod CIDR (kube-proxy's local
-    traffic detector, `--cluster-cidr`), and whether it is a kind node.
+    """Everything one node's dump of one IP family depends on: the Services, which node it is (endpoints on
+    `node` are local), the node's IP (for load balancer source ranges), the cluster's pod CIDR (kube-proxy's
+    local traffic detector, `--cluster-cidr`), and whether it is a kind node.
+
+    `family` 6 is what kube-proxy's IPv6 proxier writes into `ip6tables`: every address of the spec is then
+    an IPv6 one. `pod_cidr` None is kube-proxy's no-op local traffic detector (no `--cluster-cidr`, as in its
+    own unit tests): no rule then tells pods from other sources.
 
     `large_cluster_mode`: None decides as kube-proxy does (more than 1,000 endpoints in all: the
     endpoint chains and the rules jumping to them lose their comments); True or False forces it.
@@ -122,9 +144,20 @@ class ClusterSpec:
     services: tuple[ServiceSpec, ...]
     node: str = "node-0"
     node_ip: str = "172.20.0.2"
-    pod_cidr: str = POD_CIDR
+    pod_cidr: str | None = POD_CIDR
     kind: KindNode | None = None
     large_cluster_mode: bool | None = None
+    family: Family = 4
+
+    def __post_init__(self) -> None:
+        if self.kind is not None and self.pod_cidr is None:
+            raise ValueError("a kind node's masquerade agent needs the pod CIDR")
+        # One proxier sees one family: an address of the other family is a mistake in the spec. (A colon
+        # tells the families apart; the generator parses no address it does not need to.)
+        v6 = self.family == 6
+        for address in [self.node_ip, self.pod_cidr or ""] + [a for s in self.services for a in s.addresses()]:
+            if address and (":" in address) != v6:
+                raise ValueError(f"{address} is not an IPv{self.family} address, in an IPv{self.family} spec")
 
 
 def is_large_cluster(spec: ClusterSpec) -> bool:

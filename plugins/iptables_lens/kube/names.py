@@ -4,12 +4,15 @@ comment names (`kube.services` says from that which chains and rules serve a Ser
 kube-proxy names per-Service chains with a hash: `KUBE-SVC-` + the first 16 characters of
 base32(sha256(service port name + protocol)), where the service port name is `namespace/name`, plus
 `:portname` when the port is named, and the protocol is lower case. Endpoint chains (`KUBE-SEP-`) hash the
-same string followed by the endpoint `ip:port`.
+same string followed by the endpoint as kube-proxy writes it (`join_host_port`): `ip:port`, or `[ip]:port` for
+an IPv6 endpoint, the string its rules show in comments and in `--to-destination`.
 
 >>> service_chain("KUBE-SVC", "default/my-nginx-service", "tcp")
 'KUBE-SVC-OL4YPD43MBS7WVHD'
 >>> endpoint_chain("default/my-nginx-service", "tcp", "10.244.1.2:80")
 'KUBE-SEP-ULMINKU752SDK7IQ'
+>>> endpoint_chain("default/my-nginx-service", "tcp", join_host_port("fd00:10:244:1::2", 80))
+'KUBE-SEP-O56SWDBDBH2Z743T'
 """
 
 from __future__ import annotations
@@ -31,8 +34,14 @@ def service_chain(prefix: str, service_port: str, protocol: str) -> str:
     return f"{prefix}-{_hash16(service_port + protocol.lower())}"
 
 
+def join_host_port(address: str, port: int | str) -> str:
+    """An endpoint as kube-proxy writes and hashes it (Go's `net.JoinHostPort`, which `BaseEndpointInfo` uses):
+    `10.244.1.2:80`, `[fd00:10:244:1::2]:80`."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def endpoint_chain(service_port: str, protocol: str, endpoint: str) -> str:
-    """`KUBE-SEP-HASH` for one endpoint (`ip:port`) of a Service port."""
+    """`KUBE-SEP-HASH` for one endpoint (`ip:port` or `[ip]:port`, see `join_host_port`) of a Service port."""
     return f"KUBE-SEP-{_hash16(service_port + protocol.lower() + endpoint)}"
 
 

@@ -28,7 +28,7 @@ from functools import cached_property
 from typing import Literal
 
 from iptables_lens.iptables.model import Chain, Dump, Rule, Table
-from iptables_lens.kube.names import PER_SERVICE_CHAIN, family, service_of_comment
+from iptables_lens.kube.names import PER_SERVICE_CHAIN, family, join_host_port, service_of_comment
 
 MARK_MASQ = "KUBE-MARK-MASQ"
 
@@ -78,8 +78,8 @@ ReachKind = Literal["address", "node port", "endpoint"]
 
 @dataclass(frozen=True, slots=True)
 class Reach:
-    """One way a packet reaches a Service: an address and port (`10.96.0.1:80`), a node port (`30080`), or an
-    endpoint it is DNATed to (`10.244.1.2:80`)."""
+    """One way a packet reaches a Service: an address and port (`10.96.0.1:80`, `[fd00:10:96::1]:80`), a node
+    port (`30080`), or an endpoint it is DNATed to (`10.244.1.2:80`, `[fd00:10:244:1::2]:80`)."""
 
     kind: ReachKind
     where: str
@@ -190,7 +190,8 @@ class ServiceIndex:
                     if own is None and dport:
                         destination = rule.criterion("-d")
                         if destination is not None and not destination.negated:
-                            reaches[Reach("address", f"{destination.value.split('/')[0]}:{dport}")] = None
+                            address = destination.value.split("/")[0]
+                            reaches[Reach("address", join_host_port(address, dport))] = None
                         else:
                             reaches[Reach("node port", dport)] = None
                     if target.name == "DNAT":
