@@ -357,6 +357,7 @@ def _mask(target, *names: str) -> int:
 def _nat_address(value: str) -> tuple[IPv4, int | None]:
     """The address (and port) a NAT target rewrites to; the first of a range, as the kernel's first choice."""
     first, _, ports = values.nat_range(value)
+    assert first is None or isinstance(first, IPv4), "an IPv4 range reads as IPv4 addresses"
     return first or IPv4("0.0.0.0"), ports[0] if ports else None
 
 

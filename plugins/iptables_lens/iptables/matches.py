@@ -303,6 +303,7 @@ MATCH_EVALUATORS: dict[str, MatchEvaluator] = {
 # trace does not have (the packets before this one, the payload, the socket, the node's other state).
 _PAST_PACKETS = "counts or rates over the packets before this one"
 _NOT_IN_PACKET = "a header field the traced packet does not carry"
+_EXTENSION_HEADERS = "IPv6 extension headers are not modelled"
 UNDECIDED_MATCHES: dict[str, str] = {
     "ah": "the IPsec AH header (SPI) is not modelled",
     "esp": "the IPsec ESP header (SPI) is not modelled",
@@ -341,4 +342,15 @@ UNDECIDED_MATCHES: dict[str, str] = {
     "rpfilter": "the reverse-path lookup is not modelled",
     "ipvs": "IPVS state is not modelled",
     "set": "ipset members are not in the dump",
+    # Modules the parser learnt with IPv6 (ip6tables' own, and ipcomp).
+    "ipcomp": "the IPsec IPComp header (CPI) is not modelled",
+    "icmp6": "ICMPv6 types are not evaluated yet",
+    "eui64": "the sender's MAC address is not known",
+    "rt": _EXTENSION_HEADERS,
+    "frag": _EXTENSION_HEADERS,
+    "hbh": _EXTENSION_HEADERS,
+    "dst": _EXTENSION_HEADERS,
+    "ipv6header": _EXTENSION_HEADERS,
+    "srh": _EXTENSION_HEADERS,
+    "mh": "the mobility header is not modelled",
 }
