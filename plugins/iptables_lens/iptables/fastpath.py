@@ -291,8 +291,8 @@ class FastPath:
             item = self.parser.read_piece(piece) or False
             # What the rule checks (plan, and rule_problem through it) look at, and nothing else: rules of
             # the same shape pass or fail them alike.
-            if item is False:
-                key = ("refused",)
+            if item is False or (type(item) is Match and item.module in xtables.CHAIN_BOUND_MATCHES):
+                key = ("refused",)  # the strict parser reads the line (and checks the chain, for the latter)
             elif type(item) is Criterion:
                 key = (item.flag, item.value.lower(), item.negated) if item.flag == "-p" else (item.flag,)
             elif type(item) is Match:

@@ -281,6 +281,8 @@ class StrictParser:
         built_matches = tuple(self.share(Match(m.name, tuple(m.options))) for m in matches)
         built_target = self.share(Target(target.name, target.goto, tuple(target.options))) if target else None
         problem = xtables.rule_problem(self.table.name, criteria, built_matches, built_target, self.family)
+        if problem is None and chain.builtin:
+            problem = xtables.chain_problem(chain.name, built_matches)
         if problem is not None:
             message, index = problem
             column = matches[index].column if index is not None else target.column if target else 1

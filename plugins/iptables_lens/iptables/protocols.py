@@ -113,10 +113,12 @@ def saved_protocol_name(number: int) -> str | None:
 
     iptables' own list first (58 is `ipv6-icmp`, 135 `mobility-header`), then the first name of the number
     in the protocol table. Protocol 0 is printed as no `-p` at all."""
+    if number == 0:
+        return None
     for name, known in XTABLES_CHAIN_PROTOS:
         if known == number:
             return name
-    return NETBASE_NAMES.get(number) if number else None
+    return NETBASE_NAMES.get(number)
 
 
 # -- ICMP, ICMPv6 and mobility-header messages --------------------------------------------------------------

@@ -194,14 +194,14 @@ def _simplest_between(low: Fraction, high: Fraction) -> Fraction:
 
 # -- ports ---------------------------------------------------------------------------------------------------------
 
-# iptables also reads ports in hex or octal, and service names; iptables-save prints them in decimal, and a
-# dump that means a port writes it so: anything else is refused, deliberately (every such message says
-# "expected a port").
-_PORT = re.compile(r"0*[0-9]{1,5}")  # leading zeros do no harm; a bound on digits keeps int() quick
+# iptables also reads ports in hex or octal (strtoul, base 0: `010` is port 8, `080` is refused), and
+# service names; iptables-save prints them in decimal, and a dump that means a port writes it so: anything
+# else is refused, deliberately (every such message says "expected a port").
+_PORT = re.compile(r"0|[1-9][0-9]{0,4}")  # a bound on digits keeps int() quick
 
 
 def port(text: str) -> int:
-    """A port number, 0 to 65535, in decimal."""
+    """A port number, 0 to 65535, in decimal without leading zeros."""
     if _PORT.fullmatch(text) is None or int(text) > PORT_MAX:
         raise BadValue(f"expected a port number (0-65535, decimal), got {text!r}")
     return int(text)

@@ -101,6 +101,7 @@ REQUIRED_OPTIONS: dict[str, tuple[str, ...]] = {
     "DNAT": ("--to-destination",),
     "SNAT": ("--to-source",),
     "MARK": ("--set-xmark", "--set-mark", "--and-mark", "--or-mark", "--xor-mark"),
+    "icmp": ("--icmp-type",),
     "icmp6": ("--icmpv6-type",),
     "ipv6header": ("--header",),
     "hl": ("--hl-eq", "--hl-lt", "--hl-gt", "--hl"),
@@ -351,6 +352,20 @@ def rule_problem(
         return f"{name} with a port needs '-p tcp', udp, sctp, dccp or icmp on the same rule", None
     if resets_tcp(target, family) and (number != 6 or negated):
         return "REJECT --reject-with tcp-reset needs '-p tcp' on the same rule", None
+    return None
+
+
+# Match modules the kernel allows only in some hooks (`.hooks` of the kernel's match). The parser checks them
+# in built-in chains; what reaches a user chain is not followed.
+CHAIN_BOUND_MATCHES: dict[str, frozenset[str]] = {"eui64": frozenset({"PREROUTING", "INPUT", "FORWARD"})}
+
+
+def chain_problem(chain: str, matches: tuple[Match, ...]) -> tuple[str, int | None] | None:
+    """A match module in a built-in chain whose hook the kernel does not allow it in, as rule_problem says."""
+    for index, match in enumerate(matches):
+        allowed = CHAIN_BOUND_MATCHES.get(match.module)
+        if allowed is not None and chain not in allowed:
+            return f"match module {match.module!r} works only in {', '.join(sorted(allowed))}, not in {chain}", index
     return None
 
 
