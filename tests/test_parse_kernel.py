@@ -18,7 +18,7 @@ from iptables_lens import DumpError, format_dump, parse
 from iptables_lens.iptables import protocols
 from iptables_lens.iptables.fmt import quote
 from iptables_lens.iptables.values import BadValue
-from iptables_lens.netns import Namespace, can_run_kernel_lab, leftover_namespaces
+from iptables_lens.netns import RESTORE_COMMANDS, Namespace, can_run_kernel_lab, leftover_namespaces
 
 from tests.conftest import SEED_DUMPS
 from tests.dumpgen import mutations, random_dump
@@ -115,13 +115,19 @@ def test_any_dump_after_a_round_trip_through_the_kernel_formats_back_byte_for_by
     rng = random.Random(CORPUS_SEED + 1)
     texts = [p.read_text() for p in SEED_DUMPS] + [random_dump(rng) for _ in range(12)]
     for text in texts:
-        # A fresh namespace each time: restore only replaces the tables its input names.
-        with Namespace("roundtrip") as namespace:
-            loaded = namespace.restore(text, variant)
-            assert loaded.ok, loaded.stderr
-            saved = namespace.run([save, "-c"] if counters else [save])
-        assert saved.ok, saved.stderr
-        assert format_dump(parse(saved.stdout)) == saved.stdout
+        saved = saved_after_loading(text, [RESTORE_COMMANDS[variant]], [save, "-c"] if counters else [save])
+        assert format_dump(parse(saved)) == saved
+
+
+def saved_after_loading(text: str, restore: list[str], save: list[str]) -> str:
+    """What `save` prints after `restore` loads `text`, in a fresh namespace (restore only replaces the tables
+    its input names)."""
+    with Namespace("roundtrip") as namespace:
+        loaded = namespace.run(restore, input=text)
+        assert loaded.ok, loaded.stderr
+        saved = namespace.run(save)
+    assert saved.ok, saved.stderr
+    return saved.stdout
 
 
 # -- IPv6 -------------------------------------------------------------------------------------------------------
@@ -190,14 +196,10 @@ def test_any_ipv6_dump_after_a_round_trip_through_the_kernel_formats_back_byte_f
     rng = random.Random(CORPUS_SEED + 7)
     texts = [p.read_text() for p in IP6_DUMPS] + [random_dump6(rng) for _ in range(12)]
     for text in texts:
-        with Namespace("roundtrip6") as namespace:
-            loaded = namespace.run([RESTORE6[variant], "-c"], input=text)
-            assert loaded.ok, loaded.stderr
-            saved = namespace.run([save, "-c"] if counters else [save])
-        assert saved.ok, saved.stderr
-        dump = parse(saved.stdout)
+        saved = saved_after_loading(text, [RESTORE6[variant], "-c"], [save, "-c"] if counters else [save])
+        dump = parse(saved)
         assert dump.family == 6
-        assert format_dump(dump) == saved.stdout
+        assert format_dump(dump) == saved
 
 
 # What each restore command takes for `-p NAME`, and what iptables-save prints back, against the table.
