@@ -82,8 +82,7 @@ class StrictParser:
 
     def _other_family(self, kind: str, name: str) -> str:
         other = "ip6tables" if self.family == 4 else "iptables"
-        return (f"{kind} {name!r} is one of {other}'s, in an {values.family_name(self.family)} dump "
-                f"({self.family_reason})")
+        return f"{kind} {name!r} is one of {other}'s, in an IPv{self.family} dump ({self.family_reason})"
 
     def share(self, obj):
         return self.shared.setdefault(obj, obj)
@@ -280,9 +279,8 @@ class StrictParser:
         criteria, matches, target = self._scan(tokens, rest_start, lineno, line)
         built_matches = tuple(self.share(Match(m.name, tuple(m.options))) for m in matches)
         built_target = self.share(Target(target.name, target.goto, tuple(target.options))) if target else None
-        problem = xtables.rule_problem(self.table.name, criteria, built_matches, built_target, self.family)
-        if problem is None and chain.builtin:
-            problem = xtables.chain_problem(chain.name, built_matches)
+        problem = xtables.rule_problem(self.table.name, criteria, built_matches, built_target, self.family) or (
+            xtables.chain_problem(chain.name, built_matches) if chain.builtin else None)
         if problem is not None:
             message, index = problem
             column = matches[index].column if index is not None else target.column if target else 1
@@ -478,10 +476,7 @@ def parse(text: str | bytes, source: str = "<string>", *, fast: bool = True, fam
     # to no one else, so split_lines frees it.)
     lines, terminated = split_lines(text, source)
     del text
-    if family is None:
-        family, reason = dump_family(lines)
-    else:
-        reason = f"it was read as IPv{family}"
+    family, reason = dump_family(lines) if family is None else (family, f"it was read as IPv{family}")
     parser = StrictParser(source, family, reason, None if terminated else len(lines))
     # The model is acyclic and lives as long as the dump: see paused_gc for why the collector is kept out.
     with paused_gc(promote_after=_PROMOTE_AFTER):
