@@ -124,3 +124,9 @@ def test_trace_takes_local_ips_of_both_families_and_uses_those_of_the_packets_fa
 def test_trace_refuses_a_source_and_destination_of_different_families():
     proc = run("trace", str(SEED_DUMPS[0]), "--src", "fc00::100", "--dst", "172.20.0.2", "--dport", "80")
     assert proc.returncode == 2 and b"must be addresses of one family" in proc.stderr
+
+
+def test_trace_refuses_a_packet_of_the_other_family_than_the_dump():
+    proc = run("trace", str(SEED_DUMPS[0]), "--src", "fc00::100", "--dst", "fc00::2", "--dport", "30080")
+    assert proc.returncode == 2 and b"are IPv6 addresses, but the dump is IPv4" in proc.stderr
+    assert b"Traceback" not in proc.stderr

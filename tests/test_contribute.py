@@ -264,3 +264,18 @@ def test_the_address_map_rewrites_ipv6_in_free_text_and_leaves_port_names_alone(
     assert text.startswith("default/my-svc:http -> [") and str(mapping.address(endpoint)) in text
     assert str(mapping.address(ipaddress.IPv4Address("10.244.1.2"))) in text
     assert mapping.spec("fd00:10:244::/56,::1/128") == f"{mapping.network(ipaddress.IPv6Network('fd00:10:244::/56'))},::1/128"
+
+
+def test_a_scrubbed_ipv6_dump_stays_an_ipv6_dump_with_its_addresses_mapped():
+    from iptables_lens import format_dump, parse
+    from iptables_lens.kube.synth_dual_stack import synth_dual_stack_nodeport
+    from iptables_lens.scenario.scrub import Renamer, scrub_dump
+
+    dump = parse(synth_dual_stack_nodeport()[("blog-worker", "after", 6)])
+    scrubbed = scrub_dump(dump, AddressMap(b"k"), Renamer({}))
+    text = format_dump(scrubbed)
+    assert scrubbed.family == 6 and "fd00:10:244:1::2" not in text
+    assert parse(text).family == 6
+    for chain in (c for t in scrubbed.tables for c in t.chains if c.name.startswith("KUBE-SEP-")):
+        decoded = decode_chain(next(t for t in scrubbed.tables if t.name == "nat"), chain.name)
+        assert decoded is not None and decoded.verified, chain.name

@@ -21,7 +21,7 @@ from iptables_lens.kube.dual_stack import ipv6_cluster
 from iptables_lens.kube.names import join_host_port
 from iptables_lens.kube.synth import synth_cluster
 
-from tests.test_kube_synth_ipv6 import KUBE_PROXY_IPV6, NEEDS_PARSER
+from tests.test_kube_synth_ipv6 import KUBE_PROXY_IPV6
 from tests.test_synth import SEED_NODE
 
 NGINX = "default/my-nginx-service"
@@ -135,7 +135,6 @@ def test_the_service_index_reads_ipv6_comments_and_prints_addresses_in_brackets(
 # -- through the parser (not yet) ------------------------------------------------------------------------
 
 
-@NEEDS_PARSER
 def test_every_hashed_chain_of_a_generated_ipv6_dump_verifies():
     from iptables_lens.kube import family
     from iptables_lens.kube.cluster_spec import mixed_spec
@@ -145,7 +144,6 @@ def test_every_hashed_chain_of_a_generated_ipv6_dump_verifies():
     assert hashed and [c for c in hashed if not decode_chain(nat, c).verified] == []
 
 
-@NEEDS_PARSER
 def test_the_service_index_of_the_generated_seed_node_on_ipv6():
     index = ServiceIndex.of(parse(synth_cluster(ipv6_cluster(SEED_NODE))))
     assert [str(reach) for reach in index.reached_at(NGINX)] == [

@@ -31,7 +31,6 @@ from tests.conftest import REPO_ROOT
 from tests.test_synth import SEED_NODE, chain_rules, chains_named, edge_case_spec, table_text
 
 KUBE_PROXY_IPV6 = REPO_ROOT / "tests" / "data" / "kube-proxy" / "TestEnableLocalhostNodePortsIPv6.restore"
-NEEDS_PARSER = pytest.mark.xfail(strict=True, reason="needs the IPv6 parser")
 
 RESTORE6 = {"nft": "ip6tables-nft-restore", "legacy": "ip6tables-legacy-restore"}
 SAVE6 = {"nft": "ip6tables-nft-save", "legacy": "ip6tables-legacy-save"}
@@ -269,7 +268,6 @@ def test_the_ipv6_side_of_a_dual_stack_cluster_drops_single_stack_services():
 # -- the parser (not yet) -------------------------------------------------------------------------------
 
 
-@NEEDS_PARSER
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_generated_ipv6_dumps_parse_and_format_back_byte_for_byte(case):
     text = CASES[case]()

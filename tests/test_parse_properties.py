@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from iptables_lens import DumpError, format_dump, parse
 from iptables_lens.iptables.tokens import tokenize
 
 from tests.dumpgen import mutations, random_dump
+from tests.dumpgen6 import mutations6, random_dump6
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 
@@ -49,11 +51,17 @@ def _verdict(text, fast):
         return error.line, error.column, error.message, error.text
 
 
+# Each family's generated dumps and the damage done to them.
+FAMILIES = {"ipv4": (random_dump, mutations), "ipv6": (random_dump6, mutations6)}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 @settings(max_examples=50, deadline=None)
 @given(seeds)
-def test_the_fast_path_and_the_full_parser_refuse_damaged_dumps_alike(seed):
+def test_the_fast_path_and_the_full_parser_refuse_damaged_dumps_alike(family, seed):
+    generate, damage = FAMILIES[family]
     rng = random.Random(seed)
-    for _, damaged in mutations(random_dump(rng), rng, 12):
+    for _, damaged in damage(generate(rng), rng, 12):
         assert _verdict(damaged, fast=True) == _verdict(damaged, fast=False)
 
 
@@ -70,3 +78,16 @@ def test_any_comment_text_survives_quoting(comment):
     dump = parse(text)
     assert dump.table("filter").chain("INPUT").rules[0].comment == comment
     assert format_dump(dump) == text
+
+
+# -- IPv6 dumps ----------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(seeds)
+def test_generated_ipv6_dumps_read_alike_with_and_without_the_fast_path_and_format_back(seed):
+    text = random_dump6(random.Random(seed))
+    dump = parse(text)
+    assert dump.family == 6 and dump == parse(text, fast=False)
+    assert format_dump(dump) == text
+

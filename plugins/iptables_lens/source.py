@@ -47,3 +47,20 @@ def decode(data: bytes, source: str) -> str:
         raise DumpError(
             source, line, column, f"byte 0x{data[exc.start]:02x} is not valid UTF-8: dumps are UTF-8 text", text
         ) from None
+
+
+def split_lines(text: str, source: str) -> tuple[list[str], bool]:
+    """The lines of a dump's text, without their line breaks, and whether the text ends with one; a
+    DumpError at the first NUL byte (no dump holds one, and the restore commands read lines as C strings)."""
+    nul = text.find("\0")
+    if nul >= 0:
+        nul_line = text.count("\n", 0, nul) + 1
+        start = text.rfind("\n", 0, nul) + 1
+        end = text.find("\n", nul)
+        shown = text[start : None if end < 0 else end].replace("\0", "\\0")
+        raise DumpError(source, nul_line, nul - start + 1, "NUL byte in the input: dumps are text", shown)
+    lines = text.split("\n")
+    terminated = lines[-1] == ""
+    if terminated:
+        lines.pop()
+    return lines, terminated

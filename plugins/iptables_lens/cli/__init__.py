@@ -7,21 +7,19 @@ Each command calls the core, then prints plain text (`render.text`), tables and 
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from pathlib import Path
 
 import click
 
-from iptables_lens.cli import terminal
+from iptables_lens.cli import arguments, terminal
 from iptables_lens.dialects import dialect_of, read_dump
 from iptables_lens.errors import DumpError
 from iptables_lens.iptables.model import Dump
 from iptables_lens.render import json as json_output
 from iptables_lens.render.text import diff_lines, explain_lines, explain_views, trace_lines
 from iptables_lens.scenario.load import load_scenario
-from iptables_lens.scenario.node import node_context
-from iptables_lens.trace import NodeContext, Packet, trace
+from iptables_lens.trace import trace
 from iptables_lens.trace.packet import DEFAULT_SPORT
 
 EXIT_INVALID = 1
@@ -191,39 +189,14 @@ def render(dump_files, out, site, as_json):
             click.echo(f"wrote {path}")
 
 
-def _node_for_trace(scenario_dir: str | None, node_name: str | None, local_ips: tuple[str, ...]) -> NodeContext:
-    if scenario_dir:
-        scenario = load_scenario(scenario_dir)
-        names = [n.name for n in scenario.meta.nodes]
-        if node_name not in names:
-            raise click.UsageError(f"--node must be one of {', '.join(names)}")
-        return node_context(scenario, node_name)
-    return NodeContext.with_addresses("the node", tuple(ipaddress.ip_address(ip) for ip in local_ips))
-
-
-def _ip(ctx, param, value):
-    """An address of either family, or a tuple of them for an option given several times."""
-    if value is None:
-        return None
-    values = value if isinstance(value, tuple) else (value,)
-    for text in values:
-        try:
-            ipaddress.ip_address(text)
-        except ValueError:
-            raise click.BadParameter(f"{text!r} is not an IPv4 or IPv6 address") from None
-    if isinstance(value, tuple):
-        return tuple(value)
-    return ipaddress.ip_address(value)
-
-
 @main.command("trace")
 @click.argument("dump_file", metavar="DUMP", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--src", required=True, callback=_ip, help="Source address of the first packet.")
-@click.option("--dst", required=True, callback=_ip, help="Destination address.")
+@click.option("--src", required=True, callback=arguments.ip_address, help="Source address of the first packet.")
+@click.option("--dst", required=True, callback=arguments.ip_address, help="Destination address.")
 @click.option("--dport", required=True, type=click.IntRange(0, 65535), help="Destination port.")
 @click.option("--proto", default="tcp", type=click.Choice(["tcp", "udp", "sctp"]), show_default=True)
 @click.option("--sport", default=DEFAULT_SPORT, type=click.IntRange(0, 65535), show_default=True, help="Source port.")
-@click.option("--local-ip", "local_ips", multiple=True, callback=_ip,
+@click.option("--local-ip", "local_ips", multiple=True, callback=arguments.ip_address,
               help="An address of the node (repeat for several). Decides INPUT vs FORWARD and addrtype LOCAL.")
 @click.option("--origin", type=click.Choice(["external", "local"]),
               help="external: arrives from the network; local: sent by the node. Default: local when --src is a "
@@ -244,13 +217,11 @@ def trace_command(dump_file, src, dst, dport, proto, sport, local_ips, origin, s
     """
     dump = _load(dump_file)
     try:
-        node = _node_for_trace(scenario_dir, node_name, local_ips)
+        node = arguments.node_for_trace(scenario_dir, node_name, local_ips)
     except DumpError as error:
         _fail(error)
         sys.exit(EXIT_INVALID)
-    if src.version != dst.version:
-        raise click.UsageError(f"--src {src} and --dst {dst} must be addresses of one family")
-    packet = Packet(src, dst, proto, sport, dport)
+    packet = arguments.packet_for(dump, src, dst, proto, sport, dport)
     result = trace(dump, packet, node, origin, frozenset(recent))
     if as_json:
         click.echo(json_output.dumps(json_output.trace_output(result)))

@@ -367,5 +367,5 @@ def _mask(target, *names: str) -> int:
 def _nat_address(value: str, unchanged: Address) -> tuple[Address, int | None]:
     """The address (and port) a NAT target rewrites to: the first of a range, as the kernel's first choice;
     `unchanged` when the target gives only ports (`--to-destination :8080`)."""
-    first, _, ports = values.nat_range(value)
+    first, _, ports = values.nat_range(value, unchanged.version)
     return first or unchanged, ports[0] if ports else None

@@ -15,8 +15,8 @@ import operator
 import re
 from typing import Literal, Protocol
 
-from iptables_lens.iptables import xtables
-from iptables_lens.iptables.model import BUILTIN_CHAINS, Counters, Criterion, Match, Option, Rule, Target
+from iptables_lens.iptables import options, xtables
+from iptables_lens.iptables.model import BUILTIN_CHAINS, Counters, Criterion, Family, Match, Option, Rule, Target
 from iptables_lens.iptables.pending import PendingChain, PendingTable, thawed
 from iptables_lens.iptables.tokens import SURELY_SHORT  # a chunk with a longer line goes to the strict parser
 
@@ -25,14 +25,24 @@ _ADDRESS = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
 _PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 # The shapes of most distinct pieces of a kube-proxy dump, read without the strict parser (see
 # FastPath.learn_piece); the name of the last group says which shape matched. Each is a subset of what the
-# strict parser accepts for that piece.
-_SIMPLE_PIECE = re.compile(
-    rf"(?P<flag>-[sd]) (?P<address>{_ADDRESS}(?:/(?:3[0-2]|[12]?[0-9]))?)"
-    rf"|-j DNAT --to-destination (?P<endpoint>{_ADDRESS}:{_PORT})"
+# strict parser accepts for that piece in a dump of that family: an IPv6 address is shaped by the regex and
+# then read (`checked`), an IPv4 one only shaped.
+_SHARED_PIECES = (
     r"|-j (?P<chain>[A-Za-z0-9_][A-Za-z0-9_.-]*)"
     r'|-m comment --comment "(?P<comment>[^"\\]+)"'
     r"|-m (?P<proto>tcp|udp) (?P<port_option>--[ds]port) (?P<port>[0-9]{1,5})"
 )
+_V6 = r"[0-9a-f:.]{2,45}"
+_SIMPLE_PIECE: dict[Family, re.Pattern[str]] = {
+    4: re.compile(
+        rf"(?P<flag>-[sd]) (?P<address>{_ADDRESS}(?:/(?:3[0-2]|[12]?[0-9]))?)"
+        rf"|-j DNAT --to-destination (?P<endpoint>{_ADDRESS}:{_PORT})" + _SHARED_PIECES
+    ),
+    6: re.compile(
+        rf"(?P<flag>-[sd]) (?P<address>(?P<checked>{_V6})(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)"
+        rf"|-j DNAT --to-destination (?P<endpoint>\[(?P<endpoint_address>{_V6})\]:{_PORT})" + _SHARED_PIECES
+    ),
+}
 _USER_CHAIN = re.compile(r":([A-Za-z0-9_][A-Za-z0-9_.-]*) - \[([0-9]{1,20}):([0-9]{1,20})\]")
 _NO_COUNTS = Counters(0, 0)  # shared by the many chains declared with [0:0]
 _ALL_BUILTINS = frozenset(name for chains in BUILTIN_CHAINS.values() for name in chains)
@@ -58,10 +68,11 @@ _MatchTwin = thawed(Match)
 _TargetTwin = thawed(Target)
 _OptionTwin = thawed(Option)
 
-# Keys (see FastPath.learn_piece) of pieces read without the strict parser.
-_PLAIN_TARGET_KEY = ("-j", "", False, False)
+# Keys (see FastPath.learn_piece) of pieces read without the strict parser: for a target, "-j" and its
+# xtables.target_facts.
+_PLAIN_TARGET_KEY = ("-j", "", False, False, False)
 _COMMENT_KEY = ("-m", "comment", False)
-_DNAT_PORT_KEY = ("-j", "DNAT", False, True)
+_DNAT_PORT_KEY = ("-j", "DNAT", False, True, False)
 _ADDRESS_KEYS = {"-d": ("-d",), "-s": ("-s",)}
 _PORT_KEYS = {"tcp": ("-m", "tcp", False), "udp": ("-m", "udp", False)}
 
@@ -70,6 +81,7 @@ class LineReader(Protocol):
     """What the fast path asks of the strict parser."""
 
     table: PendingTable | None  # the table being read, None between tables
+    family: Family  # of the dump: which pieces mean what
 
     def read_line(self, lineno: int, line: str) -> None:
         """Read line `lineno` (1-based) and everything it means, or raise its DumpError."""
@@ -110,6 +122,8 @@ class FastPath:
 
     def __init__(self, parser: LineReader):
         self.parser = parser
+        self.family = parser.family
+        self.simple_piece = _SIMPLE_PIECE[parser.family]
         self.table: PendingTable | None = None
         # The (code, item) of the pieces likely to come back, the code of each key, an example item of each
         # code, and the current table's plan of each shape.
@@ -238,7 +252,11 @@ class FastPath:
         item: Criterion | Match | Target | Literal[False] = False
         # The shapes of most distinct pieces of a kube-proxy dump, read without tokenizing: they build what
         # the strict parser would (with the twins of the model's classes, see pending.thawed), and their keys are known.
-        simple = _SIMPLE_PIECE.fullmatch(piece)
+        simple = self.simple_piece.fullmatch(piece)
+        if simple is not None and self.family == 6 and simple.lastgroup in ("address", "endpoint"):
+            address = simple["checked"] if simple.lastgroup == "address" else simple["endpoint_address"]
+            if options.address(address, 6) is not None:
+                simple = None  # shaped like an IPv6 address, but not one: the strict parser says why
         if simple is not None:
             shape = simple.lastgroup
             if shape == "address":
@@ -273,17 +291,15 @@ class FastPath:
             item = self.parser.read_piece(piece) or False
             # What the rule checks (plan, and rule_problem through it) look at, and nothing else: rules of
             # the same shape pass or fail them alike.
-            if item is False:
-                key = ("refused",)
+            if item is False or (type(item) is Match and item.module in xtables.CHAIN_BOUND_MATCHES):
+                key = ("refused",)  # the strict parser reads the line (and checks the chain, for the latter)
             elif type(item) is Criterion:
-                proto = None if item.negated else item.value.lower()
-                key = (item.flag, proto) if item.flag == "-p" else (item.flag,)
+                key = (item.flag, item.value.lower(), item.negated) if item.flag == "-p" else (item.flag,)
             elif type(item) is Match:
                 key = ("-m", item.module, xtables.lacks_required(item.module, item.options))
             else:
                 assert type(item) is Target
-                name = item.name if item.name in xtables.CHECKED_TARGETS else ""
-                key = ("-j", name, xtables.lacks_required(item.name, item.options), xtables.rewrites_ports(item))
+                key = ("-j", *xtables.target_facts(item, self.family))
         code = self.codes_by_key.get(key)
         if code is None:
             code = self.codes_by_key[key] = chr(_FIRST_CODE + len(self.codes_by_key))
@@ -314,7 +330,7 @@ class FastPath:
                 target = item
             else:
                 return None
-        if xtables.rule_problem(table, criteria, tuple(matches), target) is not None:
+        if xtables.rule_problem(table, criteria, tuple(matches), target, self.family) is not None:
             return None
         return 1 + len(criteria), 1 + len(criteria) + len(matches), target is not None
 

@@ -77,7 +77,7 @@ _probability = lru_cache(maxsize=1 << 12)(values.statistic_probability)
 
 
 def _in_any(address: Address, value: str) -> bool:
-    return any(address in network for network in _networks(value))
+    return any(address in network for network in _networks(value, address.version))
 
 
 def _iface_matches(pattern: str, name: str | None) -> bool:
@@ -192,9 +192,9 @@ def _conntrack(m: Match, f: Facts) -> bool:
         if o.name == "--ctproto":
             return o.value.lower() == f.packet.protocol
         if o.name == "--ctorigsrc":
-            return any(f.original.src in n for n in _networks(o.value))
+            return any(f.original.src in n for n in _networks(o.value, f.original.src.version))
         if o.name == "--ctorigdst":
-            return any(f.original.dst in n for n in _networks(o.value))
+            return any(f.original.dst in n for n in _networks(o.value, f.original.dst.version))
         if o.name == "--ctorigdstport":
             return _port_in(f.original.dport, o.value)
         if o.name == "--ctorigsrcport":
@@ -270,9 +270,9 @@ def _icmp(m: Match, f: Facts) -> bool:
 
 def _iprange(m: Match, f: Facts) -> bool:
     def holds(o: Option) -> bool:
-        first, last = values.address_range(o.value)
         address = f.packet.src if o.name == "--src-range" else f.packet.dst
-        return address.version == first.version and first <= address <= last  # type: ignore[operator]
+        first, last = values.address_range(o.value, address.version)
+        return first <= address <= last  # type: ignore[operator]
 
     return _each_option_holds(m, holds)
 
@@ -303,6 +303,7 @@ MATCH_EVALUATORS: dict[str, MatchEvaluator] = {
 # trace does not have (the packets before this one, the payload, the socket, the node's other state).
 _PAST_PACKETS = "counts or rates over the packets before this one"
 _NOT_IN_PACKET = "a header field the traced packet does not carry"
+_EXTENSION_HEADERS = "IPv6 extension headers are not modelled"
 UNDECIDED_MATCHES: dict[str, str] = {
     "ah": "the IPsec AH header (SPI) is not modelled",
     "esp": "the IPsec ESP header (SPI) is not modelled",
@@ -341,4 +342,15 @@ UNDECIDED_MATCHES: dict[str, str] = {
     "rpfilter": "the reverse-path lookup is not modelled",
     "ipvs": "IPVS state is not modelled",
     "set": "ipset members are not in the dump",
+    # Modules the parser learnt with IPv6 (ip6tables' own, and ipcomp).
+    "ipcomp": "the IPsec IPComp header (CPI) is not modelled",
+    "icmp6": "ICMPv6 types are not evaluated yet",
+    "eui64": "the sender's MAC address is not known",
+    "rt": _EXTENSION_HEADERS,
+    "frag": _EXTENSION_HEADERS,
+    "hbh": _EXTENSION_HEADERS,
+    "dst": _EXTENSION_HEADERS,
+    "ipv6header": _EXTENSION_HEADERS,
+    "srh": _EXTENSION_HEADERS,
+    "mh": "the mobility header is not modelled",
 }

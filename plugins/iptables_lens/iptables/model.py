@@ -11,6 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+# The address family of a dump: 4 for iptables-save output, 6 for ip6tables-save output.
+Family = Literal[4, 6]
+
 # The built-in chains of each table, in the order iptables-save prints them.
 BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
     "raw": ("PREROUTING", "OUTPUT"),
@@ -177,14 +180,16 @@ class Table:
 
 @dataclass(frozen=True, slots=True)
 class Dump:
-    """A whole `iptables-save` output: its tables in file order.
+    """A whole `iptables-save` or `ip6tables-save` output: its tables in file order.
 
-    `source` names where the text came from (a path, or `<stdin>`), for messages.
+    `source` names where the text came from (a path, or `<stdin>`), for messages. `family` is 6 for an
+    `ip6tables-save` dump (its addresses, matches and targets are IPv6 ones), else 4.
     """
 
     source: str
     tables: tuple[Table, ...]
     comments_after: tuple[str, ...] = ()
+    family: Family = 4
 
     def table(self, name: str) -> Table:
         """The table called `name`; KeyError if the dump has none."""

@@ -204,7 +204,7 @@ def scrub_dump(dump: Dump, addresses: AddressMap, names: Renamer) -> Dump:
                                 chain.line, tuple(rules)))
         tables.append(Table(table.name, table.line, tuple(_sorted_chains(chains)), table.comments_before,
                             table.comments_after))
-    return Dump(dump.source, tuple(tables), dump.comments_after)
+    return Dump(dump.source, tuple(tables), dump.comments_after, dump.family)
 
 
 def _sorted_chains(chains: list[Chain]) -> list[Chain]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from iptables_lens import kube
+from iptables_lens.iptables import values
 from iptables_lens.iptables.explain.words import join_or, plain_address, protocol_name
 from iptables_lens.iptables.model import Criterion, Rule, Table
 
@@ -51,10 +52,12 @@ def _addresses(criterion: Criterion, rule: Rule, table: Table) -> str:
 def _address_name(criterion: Criterion, rule: Rule, table: Table) -> str | None:
     """A name for the address when the rule's place says what it is, e.g. the pod network."""
     value = criterion.value
-    if value == "0.0.0.0/0":
+    if value in ("0.0.0.0/0", "::/0"):
         return "anywhere"
     if value == "127.0.0.0/8":
         return "the loopback network 127.0.0.0/8"
+    if value == "::1/128":
+        return "the loopback address ::1"
     if criterion.flag != "-s" or table.name != "nat" or rule.target is None:
         return None
     chain_family = kube.family(rule.chain)
@@ -83,5 +86,7 @@ def _dnat_hosts(table: Table, chain: str) -> set[str]:
         if rule.target is not None and rule.target.name == "DNAT":
             to = rule.target.option("--to-destination")
             if to is not None:
-                hosts.add(to.value.partition(":")[0])
+                first = values.nat_range(to.value, values.address_family(to.value)).first
+                if first is not None:
+                    hosts.add(str(first))
     return hosts

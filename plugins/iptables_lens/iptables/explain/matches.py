@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from iptables_lens.iptables import values
-from iptables_lens.iptables.explain.words import join_or, plain_address, protocol_name
+from iptables_lens.iptables import protocols, values
+from iptables_lens.iptables.explain.words import join_and, join_or, plain_address, protocol_name
 from iptables_lens.iptables.fmt import format_option
 from iptables_lens.iptables.model import Match, Option
 
@@ -252,7 +252,8 @@ def _recent_match(match: Match) -> list[str]:
     hits = match.option("--hitcount")
     times = f" at least {hits.value} times" if hits is not None else ""
     mask = match.option("--mask")
-    masked = f" (masked with {mask.value})" if mask is not None and mask.value != "255.255.255.255" else ""
+    # A mask of all ones masks nothing: 255.255.255.255 (kube-proxy's IPv4 mask), ffff:...:ffff (its IPv6 one).
+    masked = f" (masked with {mask.value})" if mask is not None and not _all_ones(mask.value) else ""
     ttl = " with the same TTL" if match.option("--rttl") else ""
     seen = f"the {end} address{masked} was seen in the recent list {list_name}{times}{within}{ttl}"
     # --reap only purges old entries from the list; it does not change which packets match.
@@ -273,6 +274,14 @@ def _recent_match(match: Match) -> list[str]:
         elif option.name not in handled:
             phrases.append(_not_explained(match, [option]))
     return phrases
+
+
+def _all_ones(mask: str) -> bool:
+    try:
+        address = values.address(mask, values.address_family(mask))
+    except values.BadValue:
+        return False
+    return int(address) == (1 << address.max_prefixlen) - 1
 
 
 def _duration(seconds: str) -> str:
@@ -317,6 +326,92 @@ def _icmp_match(match: Match) -> list[str]:
     return _explain_options(match, explain)
 
 
+def _icmpv6_match(match: Match) -> list[str]:
+    def explain(option: Option) -> str | None:
+        if option.name != "--icmpv6-type":
+            return None
+        kind, low, high = protocols.icmp_type(option.value, 6)
+        named = [name for name, *entry in protocols.ICMPV6_NAMES if entry == [kind, low, high]]
+        codes = "" if (low, high) == (0, 0xFF) else f" code {low}" if low == high else f" codes {low} to {high}"
+        numbers = f"type {kind}{codes}"
+        if named:
+            return f"{_only(option)} ICMPv6 {named[0].replace('-', ' ')} ({numbers})"
+        return f"{_only(option)} ICMPv6 {numbers}"
+
+    return _explain_options(match, explain)
+
+
+def _hop_limit_match(match: Match) -> list[str]:
+    def explain(option: Option) -> str | None:
+        test = {"--hl-eq": "", "--hl": "", "--hl-lt": "below ", "--hl-gt": "above "}.get(option.name)
+        if test is None:
+            return None
+        return f"{_only(option)} with hop limit {test}{option.value}"
+
+    return _explain_options(match, explain)
+
+
+def _extension_header(header: str, phrases: dict[str, str]) -> MatchExplainer:
+    """An IPv6 extension-header match: "only packets with <header>", then a phrase for each option, from
+    `phrases` (`{}` is the option's value, a range `A:B` read as "A to B")."""
+
+    def explain_match(match: Match) -> list[str]:
+        def explain(option: Option) -> str | None:
+            phrase = phrases.get(option.name)
+            if phrase is None:
+                return None
+            return f"{_only(option)} {phrase.format(option.value.replace(':', ' to '))}"
+
+        return [f"only packets with {header}", *_explain_options(match, explain)]
+
+    return explain_match
+
+
+_fragment_match = _extension_header("a fragment header", {
+    "--fragid": "fragment id {}", "--fraglen": "fragment header length {}", "--fragres": "reserved fields set",
+    "--fragfirst": "the first fragment", "--fragmore": "fragments with more to follow",
+    "--fraglast": "the last fragment",
+})
+_routing_match = _extension_header("a routing header", {
+    "--rt-type": "routing type {}", "--rt-segsleft": "{} segments left", "--rt-len": "routing header length {}",
+    "--rt-0-res": "reserved field set", "--rt-0-addrs": "via addresses {}", "--rt-0-not-strict": "(addresses in any order)",
+})
+_hop_by_hop_match = _extension_header("a hop-by-hop options header", {
+    "--hbh-len": "header length {}", "--hbh-opts": "options {}",
+})
+_destination_options_match = _extension_header("a destination options header", {
+    "--dst-len": "header length {}", "--dst-opts": "options {}",
+})
+_mobility_match = _extension_header("a mobility header", {"--mh-type": "message type {}"})
+_authentication_match = _extension_header("an IPsec AH header", {
+    "--ahspi": "SPI {}", "--ahlen": "AH length {}", "--ahres": "reserved field set",
+})
+_segment_routing_match = _extension_header("a segment routing header", {
+    f"--srh-{field}-{test}": f"{words} {relation}{{}}"
+    for field, words in (("hdr-len", "header length"), ("segs-left", "segments left"), ("last-entry", "last entry"))
+    for test, relation in (("eq", ""), ("gt", "above "), ("lt", "below "))
+} | {"--srh-next-hdr": "next header {}", "--srh-tag": "tag {}", "--srh-psid": "previous SID {}",
+     "--srh-nsid": "next SID {}", "--srh-lsid": "last SID {}"})
+
+
+def _ipv6header_match(match: Match) -> list[str]:
+    soft = match.option("--soft") is not None
+
+    def explain(option: Option) -> str | None:
+        if option.name != "--header":
+            return None
+        headers = join_and(option.value.split(","))
+        if soft:  # the kernel tests each header named: all present, or (negated) all absent
+            return f"only packets with {'none' if option.negated else 'all'} of the extension headers {headers}"
+        return f"{_only(option)} packets with exactly the extension headers {headers}"
+
+    return _explain_options(match, explain, skip=frozenset({"--soft"}))
+
+
+def _eui64_match(match: Match) -> list[str]:
+    return ["only if the source address ends in the EUI-64 made of the sender's MAC address"]
+
+
 _RATE_UNITS = {
     "s": "second", "sec": "second", "second": "second",
     "m": "minute", "min": "minute", "minute": "minute",
@@ -342,7 +437,7 @@ def _iprange_match(match: Match) -> list[str]:
         direction = {"--src-range": "from", "--dst-range": "to"}.get(option.name)
         if direction is None:
             return None
-        first, last = values.address_range(option.value)
+        first, last = values.address_range(option.value, values.address_family(option.value))
         if "-" not in option.value:
             return f"{_only(option)} {direction} address {first}"
         return f"{_only(option)} {direction} addresses {first} to {last}"
@@ -373,6 +468,17 @@ MATCH_EXPLAINERS: dict[str, MatchExplainer] = {
     "statistic": _statistic_match,
     "recent": _recent_match,
     "icmp": _icmp_match,
+    "icmp6": _icmpv6_match,
+    "hl": _hop_limit_match,
+    "frag": _fragment_match,
+    "rt": _routing_match,
+    "hbh": _hop_by_hop_match,
+    "dst": _destination_options_match,
+    "mh": _mobility_match,
+    "ah": _authentication_match,
+    "srh": _segment_routing_match,
+    "ipv6header": _ipv6header_match,
+    "eui64": _eui64_match,
     "limit": _limit_match,
     "iprange": _iprange_match,
     "pkttype": _pkttype_match,

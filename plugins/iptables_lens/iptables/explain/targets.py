@@ -208,6 +208,12 @@ _REJECT_REPLIES = {
     "icmp-host-prohibited": "ICMP host prohibited",
     "icmp-admin-prohibited": "ICMP administratively prohibited",
     "tcp-reset": "a TCP reset",
+    "icmp6-no-route": "ICMPv6 no route to destination",
+    "icmp6-adm-prohibited": "ICMPv6 administratively prohibited",
+    "icmp6-addr-unreachable": "ICMPv6 address unreachable",
+    "icmp6-port-unreachable": "ICMPv6 port unreachable",
+    "icmp6-policy-fail": "ICMPv6 source address failed ingress/egress policy",
+    "icmp6-reject-route": "ICMPv6 reject route to destination",
 }
 
 
@@ -215,6 +221,34 @@ def _reject(target: Target, rule: Rule, table: Table) -> str:
     reply = target.option("--reject-with")
     kind = reply.value if reply is not None else "icmp-port-unreachable"
     return _with_unknown(f"rejects: drops and answers with {_REJECT_REPLIES.get(kind, kind)}", target, {"--reject-with"})
+
+
+def _hop_limit(target: Target, rule: Rule, table: Table) -> str:
+    changes = {"--hl-set": "sets the hop limit to {}", "--hl-dec": "decreases the hop limit by {}",
+               "--hl-inc": "increases the hop limit by {}"}
+    done = [changes[o.name].format(o.value) for o in target.options if o.name in changes]
+    return _with_unknown(join_and(done), target, set(changes)) if done else _target_not_explained(target, target.options)
+
+
+def _netmap(target: Target, rule: Rule, table: Table) -> str:
+    to = target.option("--to")
+    if to is None:
+        return _target_not_explained(target, target.options)
+    # The kernel maps the destination in PREROUTING and OUTPUT, the source in POSTROUTING and INPUT.
+    end = {"POSTROUTING": "source", "INPUT": "source", "PREROUTING": "destination", "OUTPUT": "destination"}
+    which = end.get(rule.chain, "destination (source, if called from POSTROUTING or INPUT)")
+    return _with_unknown(f"maps the {which} address into {to.value}, keeping its host part", target, {"--to"})
+
+
+def _prefix_translation(end: str) -> Callable[[Target, Rule, Table], str]:
+    def explain(target: Target, rule: Rule, table: Table) -> str:
+        source, destination = target.option("--src-pfx"), target.option("--dst-pfx")
+        if source is None or destination is None:
+            return _target_not_explained(target, target.options)
+        return _with_unknown(f"translates the {end} prefix {source.value} to {destination.value} (RFC 6296, "
+                             "without connection tracking)", target, {"--src-pfx", "--dst-pfx"})
+
+    return explain
 
 
 _LOG_FLAGS = {
@@ -300,4 +334,8 @@ TARGET_EXPLAINERS: dict[str, Callable[[Target, Rule, Table], str]] = {
     "NOTRACK": _fixed(_NOTRACK),
     "CT": _ct,
     "TRACE": _fixed("traces the packet: the kernel reports each rule it passes"),
+    "HL": _hop_limit,
+    "NETMAP": _netmap,
+    "SNPT": _prefix_translation("source"),
+    "DNPT": _prefix_translation("destination"),
 }

@@ -6,7 +6,10 @@ from collections.abc import Sequence
 
 from iptables_lens.iptables import values
 
-_PROTOCOL_NAMES = {"ipv6-icmp": "ICMPv6", "icmpv6": "ICMPv6", "udplite": "UDP-Lite"}
+_PROTOCOL_NAMES = {
+    "ipv6-icmp": "ICMPv6", "icmpv6": "ICMPv6", "udplite": "UDP-Lite",
+    "mobility-header": "the mobility header", "ipv6-mh": "the mobility header", "mh": "the mobility header",
+}
 
 
 def protocol_name(value: str) -> str:
@@ -19,10 +22,12 @@ def protocol_name(value: str) -> str:
 
 
 def plain_address(value: str) -> str:
-    """The address as written, without a mask that makes it one host ("10.0.0.1/32" is "10.0.0.1")."""
+    """The address as written, without a mask that makes it one host ("10.0.0.1/32" is "10.0.0.1",
+    "fd00::1/128" is "fd00::1")."""
     address, slash, _ = value.rpartition("/")
     try:
-        one_host = bool(slash) and values.network(value).mask == values.U32_MAX
+        network = values.network(value, values.address_family(value))
+        one_host = bool(slash) and network.prefix_length == network.address.max_prefixlen
     except values.BadValue:  # not an address: the value of a module whose options the parser does not check
         one_host = False
     return address if one_host else value
