@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Final, Literal
 
-from iptables_lens.iptables import values
+from iptables_lens.iptables import protocols, values
 from iptables_lens.iptables.matches import Facts, Split, Undecided, criterion_holds, module_result
 from iptables_lens.iptables.model import BUILTIN_CHAINS, Chain, Dump, Rule, Table
 from iptables_lens.trace.context import LOOPBACK_ADDRESS, NodeContext
@@ -28,8 +28,6 @@ RETURN: Final = "RETURN"
 CONTINUING_TARGETS = frozenset({"LOG", "NFLOG", "ULOG", "TRACE", "AUDIT", "NOTRACK", "CT", "MARK", "CONNMARK"})
 NAT_TARGETS = frozenset({"DNAT", "SNAT", "MASQUERADE", "REDIRECT"})
 TERMINAL_VERDICTS = frozenset({"ACCEPT", "DROP", "REJECT"})
-# What REJECT answers with when the rule does not say: libipt_REJECT's and libip6t_REJECT's defaults.
-DEFAULT_REJECT_REPLY = {4: "icmp-port-unreachable", 6: "icmp6-port-unreachable"}
 INDEXED_CHAIN_SIZE = 32  # chains this long are scanned through an index (see RuleIndex)
 
 # How a branch leaves a chain: as it leaves a base chain, or by RETURN (back to the caller).
@@ -266,7 +264,7 @@ class TableEvaluator:
             return ("goto" if target.goto else "jump"), self.walk_chain(entered, table, name, node)
         if name == "REJECT":
             reply = target.option("--reject-with")
-            how = reply.value if reply is not None else DEFAULT_REJECT_REPLY[s.packet.family]
+            how = reply.value if reply is not None else protocols.REJECT_DEFAULT[s.packet.family]
             return "end", [(s.step(table.name, chain.name, rule, f"REJECT with {how}"), name)]
         if name in TERMINAL_VERDICTS:
             return "end", [(s.step(table.name, chain.name, rule, name), name)]

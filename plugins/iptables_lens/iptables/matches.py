@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
-from iptables_lens.iptables import values
+from iptables_lens.iptables import protocols, values
 from iptables_lens.iptables.model import Criterion, Match, Option
-from iptables_lens.trace.packet import ICMP_TYPES, Address, Packet
+from iptables_lens.trace.packet import Address, Packet
 
 
 @dataclass(frozen=True)
@@ -88,13 +88,13 @@ def _iface_matches(pattern: str, name: str | None) -> bool:
     return name == pattern
 
 
-def _proto_number(value: str) -> str | None:
-    return {"6": "tcp", "17": "udp", "1": "icmp", "132": "sctp"}.get(value)
+# `-p` by number, as the kernel compares it: `-p 6`, `-p TCP` and `-p tcp` are one protocol, `all` is 0.
+_protocol_number = lru_cache(maxsize=1 << 10)(protocols.protocol)
 
 
 def _protocol(c: Criterion, f: Facts) -> bool:
-    value = c.value.lower()
-    return value in ("all", "0") or value == f.packet.protocol or _proto_number(c.value) == f.packet.protocol
+    wanted = _protocol_number(c.value)
+    return wanted == 0 or wanted == _protocol_number(f.packet.protocol)
 
 
 CRITERION_EVALUATORS: dict[str, CriterionEvaluator] = {
@@ -252,20 +252,23 @@ def _recent(m: Match, f: Facts) -> bool:
     raise Undecided("-m recent without --set/--rcheck/--update/--remove")
 
 
-def _icmp_spec(value: str) -> tuple[int | None, int | None]:
-    if value in ICMP_TYPES:
-        return ICMP_TYPES[value]
-    kind, _, code = value.partition("/")
-    return int(kind), (int(code) if code else None)
+_ICMP_PROTOCOL = {4: 1, 6: 58}
+_ANY_ICMP_TYPE = 0xFF  # "any": the kernel's icmp_type_code_match takes every type for it
 
 
 def _icmp(m: Match, f: Facts) -> bool:
+    """`-m icmp --icmp-type` and `-m icmp6 --icmpv6-type`: the packet is ICMP of its family, of that type, with
+    a code in the range the type names (a bare type takes every code)."""
     p = f.packet
     o = m.options[0]
-    want_type, want_code = _icmp_spec(o.value)
-    ok = p.protocol == "icmp" and (want_type is None or p.icmp_type == want_type) and (
-        want_code is None or p.icmp_code == want_code)
+    kind, low, high = _icmp_type(o.value, p.family)
+    code = p.icmp_code if p.icmp_code is not None else 0
+    ok = _protocol_number(p.protocol) == _ICMP_PROTOCOL[p.family] and (
+        kind == _ANY_ICMP_TYPE or (p.icmp_type == kind and low <= code <= high))
     return ok != o.negated
+
+
+_icmp_type = lru_cache(maxsize=1 << 10)(protocols.icmp_type)
 
 
 def _iprange(m: Match, f: Facts) -> bool:
@@ -294,7 +297,7 @@ MATCH_EVALUATORS: dict[str, MatchEvaluator] = {
     "mark": _mark, "connmark": _connmark,
     "statistic": _statistic,
     "recent": _recent,
-    "icmp": _icmp,
+    "icmp": _icmp, "icmp6": _icmp,
     "iprange": _iprange,
     "pkttype": _pkttype,
 }
@@ -344,7 +347,6 @@ UNDECIDED_MATCHES: dict[str, str] = {
     "set": "ipset members are not in the dump",
     # Modules the parser learnt with IPv6 (ip6tables' own, and ipcomp).
     "ipcomp": "the IPsec IPComp header (CPI) is not modelled",
-    "icmp6": "ICMPv6 types are not evaluated yet",
     "eui64": "the sender's MAC address is not known",
     "rt": _EXTENSION_HEADERS,
     "frag": _EXTENSION_HEADERS,

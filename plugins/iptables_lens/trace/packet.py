@@ -31,13 +31,6 @@ TABLES_AT_HOOK: dict[str, tuple[str, ...]] = {
     "POSTROUTING": ("mangle", "nat"),
 }
 
-ICMP_TYPES = {
-    "echo-reply": (0, None), "destination-unreachable": (3, None), "port-unreachable": (3, 3),
-    "host-unreachable": (3, 1), "network-unreachable": (3, 0), "fragmentation-needed": (3, 4),
-    "source-quench": (4, None), "redirect": (5, None), "echo-request": (8, None), "time-exceeded": (11, None),
-    "parameter-problem": (12, None), "timestamp-request": (13, None), "timestamp-reply": (14, None), "any": (None, None),
-}
-
 
 DEFAULT_SPORT = 40000
 """The source port of a traced packet when none is given: any ephemeral port traces the same way."""
@@ -70,9 +63,9 @@ class Packet:
         return f"{self.protocol} {self.src} -> {self.dst}"
 
     @property
-    def family(self) -> int:
+    def family(self) -> Literal[4, 6]:
         """4 or 6."""
-        return self.src.version
+        return 4 if self.src.version == 4 else 6
 
     def with_destination(self, address: Address, port: int | None) -> Packet:
         return replace(self, dst=address, dport=self.dport if port is None else port)
