@@ -6,13 +6,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import yaml
+from iptables_lens.kube.dual_stack import ipv6_cluster
 from iptables_lens.kube.synth import cluster_ip, nodeport_spec, pod_ip, synth_cluster
 
 
-def nodeport_dump(services: int, endpoints: int = 5) -> str:
+def nodeport_dump(services: int, endpoints: int = 5, family: int = 4) -> str:
     """The benchmarks' dump: `services` NodePort Services, each rule commented with its Service even past
-    1,000 endpoints (where kube-proxy would stop), so that every size has the same kind of rules."""
-    return synth_cluster(replace(nodeport_spec(services, endpoints), large_cluster_mode=False))
+    1,000 endpoints (where kube-proxy would stop), so that every size has the same kind of rules; `family=6`
+    gives the same cluster's ip6tables dump (kind's IPv6 ranges)."""
+    spec = replace(nodeport_spec(services, endpoints), large_cluster_mode=False)
+    return synth_cluster(ipv6_cluster(spec) if family == 6 else spec)
 
 
 def write_scale_scenario(folder: Path, services: int, endpoints: int = 5) -> Path:
