@@ -130,3 +130,21 @@ def test_trace_refuses_a_packet_of_the_other_family_than_the_dump():
     proc = run("trace", str(SEED_DUMPS[0]), "--src", "fc00::100", "--dst", "fc00::2", "--dport", "30080")
     assert proc.returncode == 2 and b"are IPv6 addresses, but the dump is IPv4" in proc.stderr
     assert b"Traceback" not in proc.stderr
+
+
+HEADERLESS_IPV6 = (b"*filter\n:INPUT ACCEPT [0:0]\n"
+                   b"-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type echo-request -j ACCEPT\nCOMMIT\n")
+
+
+def test_family_reads_a_dump_without_header_or_address_as_the_family_it_names():
+    as_ipv4 = run("check", "-", stdin=HEADERLESS_IPV6)
+    as_ipv6 = run("check", "--family", "6", "-", stdin=HEADERLESS_IPV6)
+    assert as_ipv4.returncode == 1 and b"in an IPv4 dump" in as_ipv4.stderr and b"Traceback" not in as_ipv4.stderr
+    assert as_ipv6.returncode == 0 and b"ok: 1 tables" in as_ipv6.stdout
+    explained = run("explain", "--family", "6", "-", stdin=HEADERLESS_IPV6)
+    assert explained.returncode == 0 and b"ICMPv6 echo request" in explained.stdout
+
+
+def test_family_accepts_only_4_or_6():
+    proc = run("check", "--family", "5", "-", stdin=HEADERLESS_IPV6)
+    assert proc.returncode == 2 and b"--family" in proc.stderr

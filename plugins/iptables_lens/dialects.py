@@ -45,8 +45,10 @@ class Dialect(Generic[DumpT]):
     name: str
     dump_type: type[DumpT]
     detect: Callable[[str], bool]
-    parse: Callable[[str | bytes, str], DumpT]
-    parse_file: Callable[[Path, str | None], DumpT]
+    parse: Callable[..., DumpT]
+    """(text, source, *, family=None): `family` (4 or 6) overrides what the text says, where it can say it."""
+    parse_file: Callable[..., DumpT]
+    """(path, source, *, family=None), as `parse`."""
     format: Callable[[DumpT], str]
     explain: Callable[[DumpT], tuple[ChainExplanation, ...]]
     base_chains: Callable[[DumpT], tuple[BaseChain, ...]]
@@ -83,19 +85,21 @@ def parse_dump(text: str, source: str = "<string>", dialect: str | None = None) 
 _SNIFF_BYTES = 1 << 16  # enough for any header comments before the first table or statement
 
 
-def read_dump(path: str | Path, source: str | None = None, dialect: str | None = None) -> Any:
+def read_dump(path: str | Path, source: str | None = None, dialect: str | None = None,
+              family: int | None = None) -> Any:
     """The dump in file `path` (`-`: standard input), parsed by its dialect (detected from its first bytes,
-    or the one named `dialect`); DumpError if it cannot be read or has a mistake."""
+    or the one named `dialect`) as a dump of `family` if given; DumpError if it cannot be read or has a
+    mistake."""
     name = source_name(path, source)
     if str(path) == STDIN:
         data = read_bytes(path, name)
-        return detect_dialect(_sniffed(data), dialect).parse(data, name)
+        return detect_dialect(_sniffed(data), dialect).parse(data, name, family=family)
     try:
         with open(path, "rb") as handle:
             head = handle.read(_SNIFF_BYTES)
     except OSError:
         head = b""  # the dialect's own reading says why, with the file's name
-    return detect_dialect(_sniffed(head), dialect).parse_file(Path(path), source)
+    return detect_dialect(_sniffed(head), dialect).parse_file(Path(path), source, family=family)
 
 
 def _sniffed(head: bytes) -> str:

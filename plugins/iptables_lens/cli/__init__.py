@@ -39,8 +39,8 @@ def _load(path: str) -> Dump:
     try:
         if size > BIG_INPUT:
             with terminal.progress_on_stderr(f"reading {Path(path).name} ({size >> 20} MiB)"):
-                return read_dump(path)
-        return read_dump(path)
+                return read_dump(path, family=arguments.chosen_family())
+        return read_dump(path, family=arguments.chosen_family())
     except DumpError as error:
         _fail(error)
         sys.exit(EXIT_INVALID)
@@ -56,6 +56,7 @@ def main() -> None:
 
 
 @main.command()
+@arguments.family_option
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
 def check(files: tuple[str, ...], as_json: bool) -> None:
@@ -71,7 +72,7 @@ def check(files: tuple[str, ...], as_json: bool) -> None:
     results: list[Dump | DumpError] = []
     for path in files:
         try:
-            dump = read_dump(path)
+            dump = read_dump(path, family=arguments.chosen_family())
         except DumpError as error:
             results.append(error)
             if not as_json:
@@ -88,6 +89,7 @@ def check(files: tuple[str, ...], as_json: bool) -> None:
 
 
 @main.command()
+@arguments.family_option
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
 def fmt(file: str, as_json: bool) -> None:
@@ -105,6 +107,7 @@ def fmt(file: str, as_json: bool) -> None:
 
 
 @main.command()
+@arguments.family_option
 @click.argument("dump_file", metavar="DUMP", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--service", metavar="NS/NAME", help="Only what concerns this Service, in the order a packet meets it.")
 @click.option("--chain", metavar="CHAIN", help="Only chains of this name.")
@@ -132,6 +135,7 @@ def explain(dump_file, service, chain, as_json):
 
 
 @main.command()
+@arguments.family_option
 @click.argument("before_file", metavar="BEFORE", type=click.Path(dir_okay=False, allow_dash=True))
 @click.argument("after_file", metavar="AFTER", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--text", "show_text", is_flag=True, help="Also print the textual (unified) diff.")
@@ -160,6 +164,7 @@ def diff(before_file, after_file, show_text, as_json):
 
 
 @main.command()
+@arguments.family_option
 @click.argument("dump_files", metavar="DUMP...", nargs=-1, required=True,
                 type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
@@ -190,6 +195,7 @@ def render(dump_files, out, site, as_json):
 
 
 @main.command("trace")
+@arguments.family_option
 @click.argument("dump_file", metavar="DUMP", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--src", required=True, callback=arguments.ip_address, help="Source address of the first packet.")
 @click.option("--dst", required=True, callback=arguments.ip_address, help="Destination address.")

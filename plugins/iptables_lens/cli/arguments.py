@@ -12,6 +12,23 @@ from iptables_lens.trace import NodeContext, Packet
 from iptables_lens.trace.packet import Address
 
 
+def family_option(command):
+    """`--family 4|6` on a command that reads dumps: read them as IPv4 or IPv6 dumps whatever they say (a dump
+    without its header line, or whose first address is not of its family)."""
+
+    def remember(ctx, param, value):
+        ctx.meta["iptables_lens.family"] = value
+
+    return click.option("--family", type=click.Choice(["4", "6"]), callback=remember, expose_value=False,
+                        help="Read the dumps as IPv4 or IPv6 (default: from their header, else their addresses).")(command)
+
+
+def chosen_family() -> int | None:
+    """The `--family` of the command being run, if it was given."""
+    value = click.get_current_context().meta.get("iptables_lens.family")
+    return int(value) if value else None
+
+
 def ip_address(ctx, param, value):
     """An address of either family, or a tuple of them for an option given several times."""
     if value is None:
