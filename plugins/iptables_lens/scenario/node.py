@@ -17,7 +17,7 @@ from iptables_lens.scenario.model import Address, Family
 from iptables_lens.trace.context import HOST_PREFIX, Interface, Interface_, NodeContext, Route
 
 Iface = ipaddress.IPv4Interface
-_DEFAULT = {4: ipaddress.IPv4Network("0.0.0.0/0"), 6: ipaddress.IPv6Network("::/0")}
+_DEFAULT: dict[int, ipaddress.IPv4Network | ipaddress.IPv6Network] = {4: ipaddress.IPv4Network("0.0.0.0/0"), 6: ipaddress.IPv6Network("::/0")}
 
 
 def veth_name(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
