@@ -162,7 +162,7 @@ class Lab:
         for node in self.scenario.meta.nodes:
             if node.address == address:
                 return self.nodes[node.name]
-        if address in self.pods:
+        if isinstance(address, IPv4) and address in self.pods:  # the lab wires IPv4 pods only
             return self.pods[address]
         if address in self.clients:
             return self.clients[address]
