@@ -61,12 +61,6 @@ def _nat_rules(dump: Dump, chain: str):
     return list(nat.chain(chain).rules) if nat.has_chain(chain) else []
 
 
-def endpoint_target(address: object, port: int) -> str:
-    """An endpoint as kube-proxy writes it in a DNAT and hashes it: `addr:port`, `[addr]:port` for IPv6."""
-    text = str(address)
-    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
-
-
 def _service_problems(scenario: Scenario, node: str, dump: Dump, path: Path, family: Family = 4
                       ) -> Iterator[DumpError]:
     at = scenario.metadata_file.problem
@@ -118,7 +112,7 @@ def _service_problems(scenario: Scenario, node: str, dump: Dump, path: Path, fam
             for e_index, endpoint in enumerate(service.endpoints):
                 if endpoint.address.version != family:
                     continue
-                target = endpoint_target(endpoint.address, endpoint.port)
+                target = endpoint.target
                 sep = endpoint_chain(name, proto, target)
                 chain = nat.chain(sep) if nat is not None and nat.has_chain(sep) else None
                 dnat = chain and any(r.target and r.target.name == "DNAT"

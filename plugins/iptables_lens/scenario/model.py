@@ -123,6 +123,11 @@ class Endpoint(_Strict):
     port: int = Field(ge=1, le=65535)
     node: str | None = None
 
+    @property
+    def target(self) -> str:
+        """The endpoint as kube-proxy DNATs to it and hashes it: `addr:port`, `[addr]:port` for IPv6."""
+        return f"[{self.address}]:{self.port}" if self.address.version == 6 else f"{self.address}:{self.port}"
+
 
 class Service(_Strict):
     namespace: str
