@@ -17,6 +17,7 @@ from iptables_lens.scenario.load import read_scenario
 from iptables_lens.scenario.scrub import scrub_scenario
 
 from tests.conftest import REPO_ROOT
+from tests.test_contribute import edit
 
 DUAL = REPO_ROOT / "dumps" / "kind-nodeport-dual-stack"
 V6 = ipaddress.IPv6Address
@@ -26,12 +27,6 @@ def copy(tmp_path: Path) -> Path:
     folder = tmp_path / "dual"
     shutil.copytree(DUAL, folder)
     return folder
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, 1))
 
 
 def test_the_committed_scenario_is_the_one_synth_writes():
