@@ -130,10 +130,7 @@ def test_a_scrubbed_dual_stack_scenario_is_valid_and_traces_the_same(tmp_path):
 
 @pytest.mark.kernel
 @pytest.mark.skipif(can_run_kernel_lab() is not None, reason=str(can_run_kernel_lab()))
-def test_the_kernel_check_loads_ipv6_dumps_with_ip6tables_restore(tmp_path):
+def test_the_kernel_check_loads_ipv6_dumps_with_ip6tables_restore():
+    # iptables-restore refuses an IPv6 dump ("invalid mask `56' specified" for a /56 pod range): an empty
+    # list means each IPv6 dump went to ip6tables-nft-restore and ip6tables-legacy-restore, and both took it.
     assert validate_scenario(DUAL, kernel=True) == []
-    folder = copy(tmp_path)
-    # ip6tables refuses an IPv4 address; the parser would too, so the metadata names the dump IPv4 instead.
-    edit(folder / "worker-1-after-v6.rules", "-A KUBE-SERVICES", "-A KUBE-SERVICES -s 10.0.0.1/32", )
-    problems = validate_scenario(folder, kernel=True)
-    assert problems and "worker-1-after-v6.rules" in problems[0].source
