@@ -219,3 +219,53 @@ def test_generated_pages_are_written_as_the_site_reads_them(tmp_path):
     for page in pages:
         assert (tmp_path / page.path).read_text(encoding="utf-8") == page.markdown
     assert not list(tmp_path.rglob("*.partial"))
+
+
+# -- a dual-stack scenario --------------------------------------------------------------------------------
+
+DUAL = REPO_ROOT / "dumps" / "kind-nodeport-dual-stack"
+
+
+def test_a_dual_stack_node_page_shows_each_familys_rules_with_anchors_of_its_own(site):
+    from iptables_lens.render.markdown import anchor_moment
+
+    html = page(site, "scenarios", "kind-nodeport-dual-stack", "blog-worker")
+    tabs = re.findall(r"<label[^>]*>([^<]+)</label>", html)
+    assert tabs == ["Rules after (IPv4)", "Rules before (IPv4)", "What changed (IPv4)", "Rules after (IPv6)",
+                    "Rules before (IPv6)", "What changed (IPv6)", "Flows"]
+    ids = re.findall(r'id="([^"]+)"', html)
+    assert len(ids) == len(set(ids))
+    for family, suffix in ((4, ""), (6, "-v6")):
+        for moment in ("before", "after"):
+            dump = parse_file(DUAL / f"worker-1-{moment}{suffix}.rules")
+            assert dump.family == family
+            for rule in dump.rules:
+                assert anchor_id(anchor_moment(moment, family), rule.table, rule.chain, rule.position) in ids
+    # The IPv6 rules' DNAT to an endpoint, shown as ip6tables writes it.
+    assert "--to-destination [fd00:10:244:1::2]:8080" in html
+    assert "worker-1-after-v6.rules" in html  # the IPv6 textual diff names its files
+
+
+def test_an_ipv6_flows_page_traces_in_the_ipv6_dump_and_links_to_its_rows(site):
+    html = page(site, "scenarios", "kind-nodeport-dual-stack", "flows", "outside-to-nodeport-v6")
+    node_ids = set(re.findall(r'id="([^"]+)"', page(site, "scenarios", "kind-nodeport-dual-stack", "blog-worker")))
+    anchors = re.findall(r'href="\.\./\.\./blog-worker/#([^"]+)"', html)
+    assert anchors and all(a.startswith("after-v6-") and a in node_ids for a in anchors)
+    assert "DNAT to [fd00:10:244:2::2]:8080" in html
+    command = re.sub(r"<[^>]+>", "", html)  # the console block is highlighted span by span
+    assert ("iptables-lens trace dumps/kind-nodeport-dual-stack/worker-1-after-v6.rules --src fc00:f853:ccd:e793::64"
+            in command)
+
+
+def test_a_dual_stack_overview_lists_both_families_facts(site):
+    html = page(site, "scenarios", "kind-nodeport-dual-stack")
+    assert "IPv6 cluster IP" in html and "fd00:10:96::3c3c" in html
+    assert "172.20.0.2, fc00:f853:ccd:e793::2" in html and "before (IPv6)" in html
+    assert "10.244.1.2:8080, 10.244.2.2:8080, [fd00:10:244:1::2]:8080, [fd00:10:244:2::2]:8080" in html
+
+
+def test_single_family_pages_keep_their_tabs_and_anchors():
+    pages = {p.path: p.body for p in scenario_pages(load_scenario(SEED))}
+    body = pages["scenarios/kind-nodeport/blog-worker.md"]
+    assert '=== "Rules after the Service"' in body and '=== "What changed"' in body
+    assert "(IPv4)" not in body and "-v6-" not in body

@@ -458,7 +458,7 @@ def synth_command(ctx, services, endpoints, mix, seed, family, output):
 
 
 @synth_command.command("scenario")
-@click.argument("kind", type=click.Choice(["clusterip", "nodeport-local"]))
+@click.argument("kind", type=click.Choice(["clusterip", "nodeport-local", "nodeport-dual-stack"]))
 @click.option("-o", "--output", "folder", required=True, type=click.Path(file_okay=False),
               help="The scenario folder to write (created if missing).")
 def synth_scenario_command(kind, folder):

@@ -16,6 +16,12 @@ Kinds:
   blog-worker and blog-worker2; dumps of blog-worker (a local endpoint) and blog-worker3 (none). Flows: an
   outside client calls each of those two workers' node port: blog-worker delivers to its own endpoint
   without masquerading, blog-worker3 drops the packet (filter KUBE-EXTERNAL-SERVICES).
+- "nodeport-dual-stack": a NodePort Service (`ipFamilyPolicy: PreferDualStack`) with two endpoints, one on
+  each worker, on the seed's cluster made dual-stack as kind makes it (`networking.ipFamily: dual`; every
+  IPv6 address the twin of its IPv4 one, `kube.dual_stack`); each worker's `iptables-save` and
+  `ip6tables-save` dumps. Flows, in each family: an outside client calls blog-worker's node port, a pod calls
+  the cluster IP, an endpoint pod calls its own Service. It is in DUAL_STACK_KINDS, not SCENARIO_KINDS: the
+  kernel lab runs IPv4 flows only.
 
 >>> sorted(scenario_files("clusterip"))[:3]
 ['scenario.yaml', 'service.yaml', 'worker-1-after.rules']
@@ -31,10 +37,22 @@ from typing import Any
 
 import yaml
 
-from iptables_lens.kube.cluster_spec import ClusterSpec, Endpoint, KindNode, Port, ServiceSpec, kind_system_services
+from iptables_lens.kube.cluster_spec import (
+    ClusterSpec,
+    Endpoint,
+    Family,
+    KindNode,
+    Port,
+    ServiceSpec,
+    kind_system_services,
+)
+from iptables_lens.kube.dual_stack import ipv6_cluster, ipv6_twin
 from iptables_lens.kube.synth import synth_cluster
 
 SCENARIO_KINDS = ("clusterip", "nodeport-local")
+"""The single-family (IPv4) kinds."""
+DUAL_STACK_KINDS = ("nodeport-dual-stack",)
+"""The kinds with dumps of both families."""
 KUBERNETES_VERSION = "v1.29.1"
 IPTABLES_VERSION = "v1.8.9 (nf_tables)"
 OUTSIDE_CLIENT = "172.20.0.100"
@@ -74,6 +92,11 @@ class _Scenario:
     service: ServiceSpec
     pods: tuple[_Pod, ...]
     flows: tuple[dict[str, Any], ...]
+    families: tuple[Family, ...] = (4,)
+
+    @property
+    def dual_stack(self) -> bool:
+        return 6 in self.families
 
 
 def _clusterip() -> _Scenario:
@@ -123,15 +146,57 @@ def _nodeport_local() -> _Scenario:
         (CONTROL_PLANE, WORKER_1, WORKER_2, WORKER_3), (WORKER_1, WORKER_3), service, pods, flows)
 
 
-_SCENARIOS = {"clusterip": _clusterip, "nodeport-local": _nodeport_local}
+def _nodeport_dual_stack() -> _Scenario:
+    pods = (_Pod("web-dual-stack-0", WORKER_1, "10.244.1.2"), _Pod("web-dual-stack-1", WORKER_2, "10.244.2.2"))
+    service = ServiceSpec("default", "web-dual-stack", "10.96.60.60", type="NodePort",
+                          ports=(Port(80, 8080, node_port=30080),),
+                          endpoints=tuple(Endpoint(p.address, p.node.name) for p in pods),
+                          ip_family_policy="PreferDualStack")
+    outside = "a host on the underlay network, outside the cluster (an address chosen for this flow)"
+    client = "a client pod on blog-worker (an address chosen for this flow, in the node's pod range)"
+    own = "the Service's own endpoint pod web-dual-stack-0 on blog-worker"
+    flows: list[dict[str, Any]] = []
+    for family in (4, 6):
+        def address(v4: str, family: int = family) -> str:
+            return v4 if family == 4 else ipv6_twin(v4)
+        suffix, label = ("", "IPv4") if family == 4 else ("-v6", "IPv6")
+        flows += [
+            dict(id=f"outside-to-nodeport{suffix}",
+                 title=f"A client outside the cluster calls the NodePort on blog-worker's {label} address",
+                 node=WORKER_1.name, client=outside, src=address(OUTSIDE_CLIENT), dst=address(WORKER_1.address),
+                 protocol="tcp", dport=30080),
+            dict(id=f"pod-to-cluster-ip{suffix}", title=f"A pod on blog-worker calls the Service's {label} cluster IP",
+                 node=WORKER_1.name, client=client, src=address("10.244.1.10"), dst=address(service.cluster_ip),
+                 protocol="tcp", dport=80),
+            dict(id=f"endpoint-to-own-service{suffix}",
+                 title=f"An endpoint pod on blog-worker calls its own Service's {label} cluster IP",
+                 node=WORKER_1.name, client=own, src=address(pods[0].address), dst=address(service.cluster_ip),
+                 protocol="tcp", dport=80),
+        ]
+    return _Scenario(
+        "nodeport-dual-stack", "Dual-stack NodePort Service on a three-node kind cluster (generated)",
+        "Two pods behind a NodePort Service on port 30080 (target port 8080) with ipFamilyPolicy: PreferDualStack, "
+        "one on each worker of the seed's kind cluster made dual-stack (kind's networking.ipFamily: dual). Each "
+        "worker's iptables-save and ip6tables-save output before and after the Service was created, as kube-proxy "
+        "v1.29's two proxiers write them, with the seed's kind chains (DOCKER_*, KIND-MASQ-AGENT) and the "
+        "kubernetes and kube-dns Services, which are single-stack IPv4 and so only in the IPv4 rules.",
+        (CONTROL_PLANE, WORKER_1, WORKER_2), (WORKER_1, WORKER_2), service, pods, tuple(flows), (4, 6))
 
 
-def _dump(scenario: _Scenario, node: _Node, moment: str) -> str:
+_SCENARIOS = {"clusterip": _clusterip, "nodeport-local": _nodeport_local, "nodeport-dual-stack": _nodeport_dual_stack}
+
+
+def _dump(scenario: _Scenario, node: _Node, moment: str, family: Family = 4) -> str:
     services = kind_system_services(CONTROL_PLANE.name, CONTROL_PLANE.address)
     if moment == "after":
         services += (scenario.service,)
     kind = KindNode(dns_tcp_port=node.dns_ports[0], dns_udp_port=node.dns_ports[1])
-    return synth_cluster(ClusterSpec(services, node=node.name, node_ip=node.address, kind=kind))
+    spec = ClusterSpec(services, node=node.name, node_ip=node.address, kind=kind)
+    return synth_cluster(spec if family == 4 else ipv6_cluster(spec, dual_stack=True))
+
+
+def _dump_file(node: _Node, moment: str, family: Family) -> str:
+    return f"{node.dump_prefix}-{moment}{'-v6' if family == 6 else ''}.rules"
 
 
 class _Folded(str):
@@ -147,6 +212,7 @@ _Dumper.add_representer(_Folded, lambda dumper, text: dumper.represent_scalar("t
 
 def _metadata(scenario: _Scenario) -> str:
     service = scenario.service
+    dual = scenario.dual_stack
     meta = {
         "title": scenario.title,
         "summary": _Folded(scenario.summary),
@@ -159,23 +225,30 @@ def _metadata(scenario: _Scenario) -> str:
             "name": "blog", "kubernetes_version": KUBERNETES_VERSION, "iptables_version": IPTABLES_VERSION,
             "proxy_mode": "iptables", "underlay_cidr": "172.20.0.0/16",
             "underlay_gateway": "172.20.0.1", "pod_cidr": "10.244.0.0/16",
-        },
+        } | ({"underlay_cidr_v6": ipv6_twin("172.20.0.0/16"), "underlay_gateway_v6": ipv6_twin("172.20.0.1"),
+              "pod_cidr_v6": ipv6_twin("10.244.0.0/16")} if dual else {}),
         "nodes": [{"name": n.name, "role": n.role, "address": n.address, "pod_cidr": n.pod_cidr}
+                  | ({"address_v6": ipv6_twin(n.address), "pod_cidr_v6": ipv6_twin(n.pod_cidr)} if dual else {})
                   for n in scenario.nodes],
         "pods": [{"name": p.name, "namespace": service.namespace, "node": p.node.name, "address": p.address}
+                 | ({"address_v6": ipv6_twin(p.address)} if dual else {})
                  for p in scenario.pods],
         "services": [{
             "namespace": service.namespace, "name": service.name, "type": service.type,
-            "cluster_ip": service.cluster_ip, "external_traffic_policy": service.external_traffic_policy,
+            "cluster_ip": service.cluster_ip}
+            | ({"cluster_ip_v6": ipv6_twin(service.cluster_ip)} if dual else {}) | {
+            "external_traffic_policy": service.external_traffic_policy,
             "session_affinity": service.session_affinity,
             "ports": [{"protocol": p.protocol, "port": p.port, "target_port": p.target_port}
                       | ({"node_port": p.node_port} if p.node_port is not None else {}) for p in service.ports],
-            "endpoints": [{"address": e.address, "port": p.target_port, "node": e.node}
-                          for p in service.ports for e in service.endpoints],
+            "endpoints": [{"address": address, "port": p.target_port, "node": e.node}
+                          for family in scenario.families for p in service.ports for e in service.endpoints
+                          for address in [e.address if family == 4 else ipv6_twin(e.address)]],
         }],
         "manifests": ["service.yaml"],
-        "dumps": [{"file": f"{n.dump_prefix}-{moment}.rules", "node": n.name, "moment": moment}
-                  for n in scenario.dumped for moment in ("before", "after")],
+        "dumps": [{"file": _dump_file(n, moment, family), "node": n.name, "moment": moment}
+                  | ({"family": family} if dual else {})
+                  for n in scenario.dumped for moment in ("before", "after") for family in scenario.families],
         "flows": list(scenario.flows),
     }
     header = (f"# Generated by `iptables-lens synth scenario {scenario.kind}`: facts about the cluster the dumps "
@@ -188,6 +261,8 @@ def _manifest(service: ServiceSpec) -> str:
              f"  type: {service.type}"]
     if service.external_traffic_policy != "Cluster":
         lines.append(f"  externalTrafficPolicy: {service.external_traffic_policy}")
+    if service.ip_family_policy != "SingleStack":
+        lines.append(f"  ipFamilyPolicy: {service.ip_family_policy}")
     lines += ["  selector:", f"    app: {service.name}", "  ports:"]
     for port in service.ports:
         lines += [f"  - protocol: {port.protocol}", f"    port: {port.port}", f"    targetPort: {port.target_port}"]
@@ -197,14 +272,15 @@ def _manifest(service: ServiceSpec) -> str:
 
 
 def scenario_files(kind: str) -> dict[str, str]:
-    """File name -> text of the scenario folder for `kind` (one of SCENARIO_KINDS)."""
+    """File name -> text of the scenario folder for `kind` (one of SCENARIO_KINDS or DUAL_STACK_KINDS)."""
     if kind not in _SCENARIOS:
-        raise ValueError(f"unknown scenario kind {kind!r} (one of {', '.join(SCENARIO_KINDS)})")
+        raise ValueError(f"unknown scenario kind {kind!r} (one of {', '.join(SCENARIO_KINDS + DUAL_STACK_KINDS)})")
     scenario = _SCENARIOS[kind]()
     files = {"scenario.yaml": _metadata(scenario), "service.yaml": _manifest(scenario.service)}
     for node in scenario.dumped:
         for moment in ("before", "after"):
-            files[f"{node.dump_prefix}-{moment}.rules"] = _dump(scenario, node, moment)
+            for family in scenario.families:
+                files[_dump_file(node, moment, family)] = _dump(scenario, node, moment, family)
     return dict(sorted(files.items()))
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from iptables_lens.netns import Namespace
 from iptables_lens.scenario.load import Scenario
-from iptables_lens.scenario.model import Moment
+from iptables_lens.scenario.model import Address, Moment
 from iptables_lens.scenario.node import local_pod_addresses, veth_name
 
 IPv4 = ipaddress.IPv4Address
@@ -58,7 +58,7 @@ class Lab:
     underlay: Namespace | None = None
     nodes: dict[str, Namespace] = field(default_factory=dict)
     pods: dict[IPv4, Namespace] = field(default_factory=dict)
-    clients: dict[IPv4, Namespace] = field(default_factory=dict)
+    clients: dict[Address, Namespace] = field(default_factory=dict)
     _stack: ExitStack = field(default_factory=ExitStack)
     _processes: list[subprocess.Popen] = field(default_factory=list)
 
@@ -157,12 +157,12 @@ class Lab:
                 raise LabError(f"`{' '.join(argv)}` in {ns.name} did not start: {line}{proc.stderr.read() if proc.stderr else ''}")
         return proc
 
-    def namespace_of(self, address: IPv4) -> Namespace:
+    def namespace_of(self, address: Address) -> Namespace:
         """The namespace that owns `address`: a node, a pod or an outside client."""
         for node in self.scenario.meta.nodes:
             if node.address == address:
                 return self.nodes[node.name]
-        if address in self.pods:
+        if isinstance(address, IPv4) and address in self.pods:  # the lab wires IPv4 pods only
             return self.pods[address]
         if address in self.clients:
             return self.clients[address]

@@ -40,6 +40,12 @@ def indent(block: str, spaces: int = 4) -> str:
     return "\n".join(pad + line if line.strip() else "" for line in block.splitlines())
 
 
+def anchor_moment(moment: str, family: int = 4) -> str:
+    """The moment as a node page's anchors and big dumps' pages name it: the IPv4 dump's plainly (as before
+    dual-stack scenarios, so links stay valid), the IPv6 dump's with `-v6`."""
+    return moment if family == 4 else f"{moment}-v6"
+
+
 def anchor_id(moment: str, table: str, chain: str, position: int | None = None) -> str:
     """A stable HTML id for a chain (or one of its rules) in a node page's tables."""
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", chain)
@@ -201,8 +207,9 @@ def _step_link(paths: SitePaths, source: str, flow: Flow):
     def link(step: Step) -> str | None:
         if step.table is None or step.chain is None:
             return None
-        target = paths.rules_of(flow.node, "after", step.table, step.chain, step.rule)
-        return paths.url(source, target, anchor_id("after", step.table, step.chain, step.rule))
+        after = anchor_moment("after", flow.family)
+        target = paths.rules_of(flow.node, after, step.table, step.chain, step.rule)
+        return paths.url(source, target, anchor_id(after, step.table, step.chain, step.rule))
 
     return link
 
@@ -224,10 +231,11 @@ def steps_table(outcome, paths: SitePaths, source: str, flow: Flow) -> str:
             where = "routing"
         else:
             label = f"{step.table} {step.chain}" + (f" #{step.rule}" if step.rule else " policy")
-            page = paths.rules_of(flow.node, "after", step.table, step.chain, step.rule)
+            after = anchor_moment("after", flow.family)
+            page = paths.rules_of(flow.node, after, step.table, step.chain, step.rule)
             # The rows of a big dump's tables are filled in after Markdown, so links go to their chain.
             position = None if flow.node in paths.locators else step.rule
-            target = paths.link(source, page, anchor_id("after", step.table, step.chain, position))
+            target = paths.link(source, page, anchor_id(after, step.table, step.chain, position))
             where = f"[{text(label)}]({target})"
         rows.append(f"| {step.hook} | {where} | {text(step.action)} |")
     return "\n".join(rows) + "\n"
@@ -241,7 +249,8 @@ def flow_page(scenario: Scenario, flow: Flow, paths: SitePaths, recording: str |
     node_link = paths.link(source, paths.node(flow.node))
     out = [f"# {text(flow.title)}\n"]
     out.append(f"The first packet, {code(str(result.packet))}, comes from {text(flow.client)}, and is traced "
-               f"through the rules of [{text(flow.node)}]({node_link}) as saved after the Service was created. "
+               f"through the {'IPv6 ' if flow.family == 6 else ''}rules of [{text(flow.node)}]({node_link}) as saved "
+               "after the Service was created. "
                f"It starts at the {code(result.outcomes[0].path[0].hook)} hook "
                f"({'it arrives from the network' if result.origin == 'external' else 'the node sends it itself'}).\n")
     out.append("## Outcomes\n")
@@ -269,7 +278,8 @@ def flow_page(scenario: Scenario, flow: Flow, paths: SitePaths, recording: str |
     else:
         out.append("There is no kernel recording for this flow yet (`iptables-lens lab --record` makes one).\n")
     out.append("## Run it yourself\n")
-    dump_file = next(d.file for d in scenario.meta.dumps if d.node == flow.node and d.moment == "after")
+    dump_file = next(d.file for d in scenario.meta.dumps
+                     if d.node == flow.node and d.moment == "after" and d.family == flow.family)
     command = (f"iptables-lens trace {folder}/{dump_file} --src {flow.src} --dst {flow.dst} --dport {flow.dport}"
                + (f" --proto {flow.protocol}" if flow.protocol != "tcp" else "")
                + (f" --sport {flow.sport}" if flow.sport else "")
@@ -291,25 +301,33 @@ def overview_page(scenario: Scenario, paths: SitePaths) -> str:
     out.append("| Fact | Value |\n| --- | --- |")
     out.append(f"| Kubernetes | {text(c.kubernetes_version)} |\n| iptables | {text(c.iptables_version)} |")
     out.append(f"| kube-proxy mode | {text(c.proxy_mode)} |\n| Underlay network | {c.underlay_cidr} |")
-    out.append(f"| Pod network | {c.pod_cidr} |\n")
+    out.append(f"| Pod network | {c.pod_cidr} |")
+    if c.underlay_cidr_v6 is not None:
+        out.append(f"| Underlay network (IPv6) | {c.underlay_cidr_v6} |")
+    if c.pod_cidr_v6 is not None:
+        out.append(f"| Pod network (IPv6) | {c.pod_cidr_v6} |")
+    out.append("")
     out.append("| Node | Role | Address | Pod range | Dumps |\n| --- | --- | --- | --- | --- |")
     for node in meta.nodes:
         dumps = [d for d in meta.dumps if d.node == node.name]
         name = f"[{text(node.name)}]({paths.link(source, paths.node(node.name))})" if dumps else text(node.name)
-        listed = ", ".join(f"{text(d.moment)}" for d in dumps) or "none"
-        out.append(f"| {name} | {node.role} | {node.address} | {node.pod_cidr} | {listed} |")
+        listed = ", ".join(text(d.moment) + (" (IPv6)" if d.family == 6 else "") for d in dumps) or "none"
+        out.append(f"| {name} | {node.role} | {_both(node.address, node.address_v6)} | "
+                   f"{_both(node.pod_cidr, node.pod_cidr_v6)} | {listed} |")
     out.append("")
     if meta.pods:
         out.append("| Pod | Namespace | Node | Address |\n| --- | --- | --- | --- |")
         for pod in meta.pods:
-            out.append(f"| {text(pod.name)} | {text(pod.namespace)} | {text(pod.node)} | {pod.address} |")
+            out.append(f"| {text(pod.name)} | {text(pod.namespace)} | {text(pod.node)} | "
+                       f"{_both(pod.address, pod.address_v6)} |")
         out.append("")
     for service in meta.services:
         out.append(f"## Service {code(service.key)}\n")
         ports = ", ".join(f"{p.port}/{p.protocol} → {p.target_port}" + (f", node port {p.node_port}" if p.node_port
                                                                         else "") for p in service.ports)
-        eps = ", ".join(f"{e.address}:{e.port}" for e in service.endpoints) or "none"
-        out.append(f"Type {code(service.type)}, cluster IP {code(str(service.cluster_ip))}, {text(ports)}; "
+        eps = ", ".join(e.target for e in service.endpoints) or "none"
+        ipv6 = f", IPv6 cluster IP {code(str(service.cluster_ip_v6))}" if service.cluster_ip_v6 else ""
+        out.append(f"Type {code(service.type)}, cluster IP {code(str(service.cluster_ip))}{ipv6}, {text(ports)}; "
                    f"endpoints {text(eps)}; external traffic policy {text(service.external_traffic_policy)}.\n")
         for d in meta.dumps:
             if d.moment != "after":
@@ -342,25 +360,33 @@ def node_page(scenario: Scenario, node_name: str, paths: SitePaths, folder: str)
     node = meta.node(node_name)
     out = [f"# {text(node.name)}\n"]
     pods = [p for p in meta.pods if p.node == node.name]
+    addresses = [code(str(a)) for p in pods for a in p.addresses()]
+    ipv6 = (f" and {code(str(node.address_v6))} with IPv6 pod range {code(str(node.pod_cidr_v6))}"
+            if node.address_v6 else "")
     out.append(f"A {text(node.role)} node at {code(str(node.address))} with pod range {code(str(node.pod_cidr))}"
-               + (f", running {', '.join(code(str(p.address)) for p in pods)}" if pods else "") + ".\n")
+               + ipv6 + (f", running {', '.join(addresses)}" if pods else "") + ".\n")
     out.append(_provenance(scenario))
     after = scenario.dump_for(node.name, "after")
     before = scenario.dump_for(node.name, "before")
     declared = {s.key for s in meta.services}
     if node.name in paths.locators:
         return "\n".join(out) + _large_node_body(scenario, node.name, paths, before, after, declared)
-    if after is not None:
-        out.append('=== "Rules after the Service"\n')
-        out.append(indent(_dump_intro(after) + rule_tables(after, "after")) + "\n")
-    if before is not None:
-        out.append('=== "Rules before"\n')
-        out.append(indent(_dump_intro(before) + rule_tables(before, "before")) + "\n")
-    if before is not None and after is not None:
-        out.append('=== "What changed"\n')
-        files = {d.moment: d.file for d in meta.dumps if d.node == node.name}
-        names = (f"{folder}/{files['before']}", f"{folder}/{files['after']}")
-        out.append(indent(diff_section(diff_dumps(before, after), declared, names=names)) + "\n")
+    files = {(d.moment, d.family): d.file for d in meta.dumps if d.node == node.name}
+    families = sorted({family for _, family in files})
+    for family in families:
+        # A node with dumps of one family keeps the tabs' plain titles; a dual-stack one names the family.
+        label = f" (IPv{family})" if families != [4] else ""
+        after, before = scenario.dump_for(node.name, "after", family), scenario.dump_for(node.name, "before", family)
+        if after is not None:
+            out.append(f'=== "Rules after{label or " the Service"}"\n')
+            out.append(indent(_dump_intro(after) + rule_tables(after, anchor_moment("after", family))) + "\n")
+        if before is not None:
+            out.append(f'=== "Rules before{label}"\n')
+            out.append(indent(_dump_intro(before) + rule_tables(before, anchor_moment("before", family))) + "\n")
+        if before is not None and after is not None:
+            out.append(f'=== "What changed{label}"\n')
+            names = (f"{folder}/{files['before', family]}", f"{folder}/{files['after', family]}")
+            out.append(indent(diff_section(diff_dumps(before, after), declared, names=names)) + "\n")
     flows = [f for f in meta.flows if f.node == node.name]
     if flows:
         out.append('=== "Flows"\n')
@@ -399,6 +425,11 @@ def _large_node_body(scenario: Scenario, node: str, paths: SitePaths, before: Du
             out.append(f"**[{text(flow.title)}]({paths.link(source, paths.flow(flow.id))})**\n")
             out.append(outcome_table(predict(scenario, flow)))
     return "\n".join(out)
+
+
+def _both(v4: object, v6: object | None) -> str:
+    """A fact of a dual-stack cluster's both families, `v4, v6`; the IPv4 one alone where there is no other."""
+    return f"{v4}, {v6}" if v6 is not None else str(v4)
 
 
 def _dump_intro(dump: Dump) -> str:

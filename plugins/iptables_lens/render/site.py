@@ -20,7 +20,7 @@ from typing import Literal
 from iptables_lens.gcpause import paused_gc
 from iptables_lens.iptables.model import Dump
 from iptables_lens.render.large import ChainLocator, is_large, large_dump_pages
-from iptables_lens.render.markdown import SitePaths, flow_page, node_page, overview_page
+from iptables_lens.render.markdown import SitePaths, anchor_moment, flow_page, node_page, overview_page
 from iptables_lens.scenario.flows import recording_path
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.validate import load_checked
@@ -86,13 +86,13 @@ def _scenario_pages(scenario: Scenario, root: str, use_directory_urls: bool, rep
     nodes_with_dumps = sorted({d.node for d in meta.dumps}, key=[n.name for n in meta.nodes].index)
     large_pages = []
     for node in nodes_with_dumps:
-        dumps = [(d.moment, scenario.dumps[d.file]) for d in meta.dumps if d.node == node]
+        dumps = [(anchor_moment(d.moment, d.family), scenario.dumps[d.file]) for d in meta.dumps if d.node == node]
         if not any(is_large(dump) for _, dump in dumps):
             continue
         locator = paths.locators[node] = ChainLocator()
         # Of a big before/after pair, the rules after are shown; the rules before are those, less the changes
         # the node page lists.
-        shown = [(m, d) for m, d in dumps if m == "after"] or dumps
+        shown = [(m, d) for m, d in dumps if m in ("after", anchor_moment("after", 6))] or dumps
         for moment, dump in shown:
             for page in large_dump_pages(dump, moment, paths.large_base(node, moment), f"{node}: the rules {moment}",
                                          locator):

@@ -6,7 +6,11 @@
 - the addresses in the dumps agree with the facts: underlay addresses are nodes (or the declared gateway),
   pod addresses lie in some node's pod range;
 - every hashed kube-proxy chain name verifies;
-- with `kernel=True` (root), both iptables-restore variants accept every dump (`--test`).
+- with `kernel=True` (root), both iptables-restore variants accept every dump (`--test`), the ip6tables ones
+  each IPv6 dump.
+
+An IPv6 dump (`family: 6`) is checked against the IPv6 facts: the Service's `cluster_ip_v6` (a /128), its
+IPv6 endpoints, DNATed to `[address]:port`, and the `_v6` ranges.
 
 A problem with the facts points at the key in scenario.yaml; a problem in a dump at its line.
 """
@@ -21,7 +25,11 @@ from iptables_lens.errors import DumpError
 from iptables_lens.iptables.model import Dump
 from iptables_lens.kube.names import HASHED_FAMILIES, decode_chain, endpoint_chain, service_chain
 from iptables_lens.scenario.load import Scenario
-from iptables_lens.scenario.model import ScenarioMeta
+from iptables_lens.scenario.model import Family, ScenarioMeta
+
+_HOST = {4: 32, 6: 128}
+_RESTORE = {4: {"nft": "iptables-nft-restore", "legacy": "iptables-legacy-restore"},
+            6: {"nft": "ip6tables-nft-restore", "legacy": "ip6tables-legacy-restore"}}
 
 
 def check_scenario(scenario: Scenario, kernel: bool = False) -> list[DumpError]:
@@ -34,8 +42,8 @@ def check_scenario(scenario: Scenario, kernel: bool = False) -> list[DumpError]:
             continue
         path = scenario.folder / entry.file
         if entry.moment == "after":
-            problems += _service_problems(scenario, entry.node, dump, path)
-        problems += _address_problems(scenario.meta, dump, path)
+            problems += _service_problems(scenario, entry.node, dump, path, entry.family)
+        problems += _address_problems(scenario.meta, dump, path, entry.family)
         problems += _hash_problems(dump, path)
     if kernel:
         problems += _kernel_problems(scenario)
@@ -53,12 +61,17 @@ def _nat_rules(dump: Dump, chain: str):
     return list(nat.chain(chain).rules) if nat.has_chain(chain) else []
 
 
-def _service_problems(scenario: Scenario, node: str, dump: Dump, path: Path) -> Iterator[DumpError]:
+def _service_problems(scenario: Scenario, node: str, dump: Dump, path: Path, family: Family = 4
+                      ) -> Iterator[DumpError]:
     at = scenario.metadata_file.problem
     nat = dump.table("nat") if dump.has_table("nat") else None
     services_rules = _nat_rules(dump, "KUBE-SERVICES")
     nodeport_rules = _nat_rules(dump, "KUBE-NODEPORTS")
+    ip_key = "cluster_ip" if family == 4 else "cluster_ip_v6"
     for s_index, service in enumerate(scenario.meta.services):
+        cluster_ip = service.cluster_ip_of(family)
+        if cluster_ip is None:
+            continue  # a single-stack Service is in its family's dumps only
         for p_index, port in enumerate(service.ports):
             name = service.key + (f":{port.name}" if port.name else "")
             proto = port.protocol.lower()
@@ -66,16 +79,16 @@ def _service_problems(scenario: Scenario, node: str, dump: Dump, path: Path) -> 
             where = f"{service.key} port {port.port}/{port.protocol}"
             rule = next((r for r in services_rules if r.target and r.target.name == svc), None)
             if rule is None:
-                yield at(("services", s_index, "cluster_ip"),
+                yield at(("services", s_index, ip_key),
                          f"{path.name} has no KUBE-SERVICES rule jumping to {svc}, the chain kube-proxy names for "
                          f"{where}: is the Service name, namespace, port name or protocol right?")
             else:
                 destination = rule.criterion("-d")
                 dport = next((m.option("--dport") for m in rule.matches if m.option("--dport")), None)
-                if destination is None or destination.value != f"{service.cluster_ip}/32":
-                    yield at(("services", s_index, "cluster_ip"),
+                if destination is None or destination.value != f"{cluster_ip}/{_HOST[family]}":
+                    yield at(("services", s_index, ip_key),
                              f"{path.name} line {rule.line} sends {where} to "
-                             f"{destination.value if destination else 'any address'}, not {service.cluster_ip}")
+                             f"{destination.value if destination else 'any address'}, not {cluster_ip}")
                 if dport is None or dport.value != str(port.port):
                     yield at(("services", s_index, "ports", p_index, "port"),
                              f"{path.name} line {rule.line} matches port {dport.value if dport else 'any'}, "
@@ -97,7 +110,9 @@ def _service_problems(scenario: Scenario, node: str, dump: Dump, path: Path) -> 
                          f"{path.name} line {nodeport.line} opens a node port for {where}, but the Service is "
                          f"declared {service.type}")
             for e_index, endpoint in enumerate(service.endpoints):
-                target = f"{endpoint.address}:{endpoint.port}"
+                if endpoint.address.version != family:
+                    continue
+                target = endpoint.target
                 sep = endpoint_chain(name, proto, target)
                 chain = nat.chain(sep) if nat is not None and nat.has_chain(sep) else None
                 dnat = chain and any(r.target and r.target.name == "DNAT"
@@ -107,7 +122,7 @@ def _service_problems(scenario: Scenario, node: str, dump: Dump, path: Path) -> 
                     yield at(("services", s_index, "endpoints", e_index),
                              f"{path.name} has no endpoint chain {sep} that DNATs {where} to {target}")
             if service.external_traffic_policy == "Local" and port.node_port is not None:
-                local = [e for e in service.endpoints if e.node == node]
+                local = [e for e in service.endpoints_of(family) if e.node == node]
                 svl = service_chain("KUBE-SVL", name, proto)
                 if local and (nat is None or not nat.has_chain(svl)):
                     yield at(("services", s_index, "external_traffic_policy"),
@@ -123,26 +138,35 @@ def _addresses_in(dump: Dump):
         if rule.target is not None:
             for o in rule.target.options:
                 if o.name in ("--to-destination", "--to-source"):
-                    yield rule, o.value.split(":")[0].split("-")[0]
+                    yield rule, _nat_address(o.value)
 
 
-def _address_problems(meta: ScenarioMeta, dump: Dump, path: Path) -> Iterator[DumpError]:
-    nodes = {n.address for n in meta.nodes}
-    allowed = nodes | ({meta.cluster.underlay_gateway} if meta.cluster.underlay_gateway else set())
-    pod_ranges = [n.pod_cidr for n in meta.nodes]
+def _nat_address(value: str) -> str:
+    """The first address of a NAT target's range: `10.0.0.1-10.0.0.9:80` and `[fd00::1]-[fd00::9]:80`."""
+    if value.startswith("["):
+        return value[1:].split("]")[0]
+    return value.split(":")[0].split("-")[0]
+
+
+def _address_problems(meta: ScenarioMeta, dump: Dump, path: Path, family: Family = 4) -> Iterator[DumpError]:
+    cluster = meta.cluster
+    underlay, pod_network, gateway = cluster.underlay_of(family), cluster.pod_cidr_of(family), cluster.gateway_of(family)
+    nodes = {a for a in (n.address_of(family) for n in meta.nodes) if a is not None}
+    allowed = nodes | ({gateway} if gateway else set())
+    pod_ranges = [r for r in (n.pod_cidr_of(family) for n in meta.nodes) if r is not None]
     reported = set()
     for rule, value in _addresses_in(dump):
-        network = ipaddress.IPv4Network(value, strict=False)
-        if network.prefixlen != 32:
+        network = ipaddress.ip_network(value, strict=False)
+        if network.prefixlen != _HOST[family]:
             continue
         address = network.network_address
         if address in reported:
             continue
-        if address in meta.cluster.underlay_cidr and address not in allowed:
+        if underlay is not None and address in underlay and address not in allowed:
             reported.add(address)
-            yield _in_dump(path, rule.line, f"{address} is on the underlay {meta.cluster.underlay_cidr} but is no "
+            yield _in_dump(path, rule.line, f"{address} is on the underlay {underlay} but is no "
                            f"declared node address (nodes: {', '.join(str(n) for n in sorted(nodes))})", rule.text)
-        elif address in meta.cluster.pod_cidr and not any(address in r for r in pod_ranges):
+        elif pod_network is not None and address in pod_network and not any(address in r for r in pod_ranges):
             reported.add(address)
             yield _in_dump(path, rule.line, f"{address} is in the pod network but in no node's pod range", rule.text)
 
@@ -159,9 +183,11 @@ def _hash_problems(dump: Dump, path: Path) -> Iterator[DumpError]:
 
 
 def _kernel_problems(scenario: Scenario) -> Iterator[DumpError]:
-    from iptables_lens.netns import Namespace, can_run_kernel_lab
+    from iptables_lens.netns import Namespace, can_run_kernel_lab, missing_tools
 
-    reason = can_run_kernel_lab()
+    families = {entry.family for entry in scenario.meta.dumps}
+    missing = missing_tools(*(c for f in sorted(families) for c in _RESTORE[f].values()))
+    reason = can_run_kernel_lab() or (f"needs {', '.join(missing)}" if missing else None)
     if reason:
         yield DumpError(str(scenario.folder), 0, 0, f"cannot ask the kernel: it {reason}")
         return
@@ -170,10 +196,10 @@ def _kernel_problems(scenario: Scenario) -> Iterator[DumpError]:
             path = scenario.folder / entry.file
             if not path.is_file():
                 continue
-            for variant in ("nft", "legacy"):
-                result = ns.restore(path.read_bytes(), variant, test_only=True)
+            for command in _RESTORE[entry.family].values():
+                result = ns.run([command, "--test"], input=path.read_bytes())
                 if not result.ok:
-                    yield _in_dump(path, 0, f"the kernel refuses it (iptables-{variant}-restore --test): "
+                    yield _in_dump(path, 0, f"the kernel refuses it ({command} --test): "
                                    f"{result.stderr.strip()}")
 
 

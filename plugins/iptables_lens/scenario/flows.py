@@ -23,13 +23,14 @@ RECORDING_DIR = "kernel"
 
 
 def predict(scenario: Scenario, flow: Flow, moment: Moment = "after") -> Trace:
-    """Every outcome of `flow` through the rules its node saved at `moment`; a DumpError at the flow's node
-    in scenario.yaml if the node has no such dump."""
-    dump = scenario.dump_for(flow.node, moment)
+    """Every outcome of `flow` through the rules of its family its node saved at `moment`; a DumpError at the
+    flow's node in scenario.yaml if the node has no such dump."""
+    dump = scenario.dump_for(flow.node, moment, flow.family)
     if dump is None:
         flows = scenario.meta.flows
         where = ("flows", flows.index(flow), "node") if flow in flows else ("flows",)
-        raise scenario.metadata_file.problem(where, f"flow {flow.id}: no {moment} dump for node {flow.node}")
+        kind = f"{moment} dump" if flow.family == 4 else f"{moment} IPv6 dump (family: 6)"
+        raise scenario.metadata_file.problem(where, f"flow {flow.id}: no {kind} for node {flow.node}")
     packet = Packet(flow.src, flow.dst, flow.protocol, flow.sport or DEFAULT_SPORT, flow.dport)
     return trace(dump, packet, node_context(scenario, flow.node))
 

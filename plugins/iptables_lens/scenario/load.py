@@ -27,7 +27,7 @@ from iptables_lens.dialects import read_dump
 from iptables_lens.errors import DumpError, DumpErrors
 from iptables_lens.gcpause import paused_gc
 from iptables_lens.iptables.model import Dump
-from iptables_lens.scenario.model import Moment, ScenarioMeta
+from iptables_lens.scenario.model import Family, Moment, ScenarioMeta
 
 METADATA_FILE = "scenario.yaml"
 
@@ -90,10 +90,10 @@ class Scenario:
     def name(self) -> str:
         return self.folder.name
 
-    def dump_for(self, node: str, moment: Moment) -> Dump | None:
-        """The dump of `node` saved at `moment`, if the scenario has one."""
+    def dump_for(self, node: str, moment: Moment, family: Family = 4) -> Dump | None:
+        """The dump of `node` saved at `moment` of the `family`, if the scenario has one."""
         for d in self.meta.dumps:
-            if d.node == node and d.moment == moment:
+            if d.node == node and d.moment == moment and d.family == family:
                 return self.dumps[d.file]
         return None
 
@@ -122,9 +122,17 @@ def read_scenario(folder: str | Path) -> tuple[Scenario | None, list[DumpError]]
                                                       f"{entry.file!r} is not a file in {folder}"))
                 continue
             try:
-                dumps[entry.file] = read_dump(path)
+                dump = read_dump(path)
             except DumpError as error:
                 problems.append(error)
+                continue
+            # A dump is read in the family its header (or first address) names; the metadata must agree.
+            if getattr(dump, "family", 4) != entry.family:
+                problems.append(metadata_file.problem(
+                    ("dumps", index, "family"), f"{entry.file} is an IPv{dump.family} dump (saved by "
+                    f"{'ip6tables' if dump.family == 6 else 'iptables'}-save), not IPv{entry.family}"))
+                continue
+            dumps[entry.file] = dump
         for index, name in enumerate(meta.manifests):
             if not (folder / name).is_file():
                 problems.append(metadata_file.problem(("manifests", index), f"{name!r} is not a file in {folder}"))

@@ -1,5 +1,9 @@
 """The schema of `scenario.yaml`, the facts about a cluster and its dumps, as pydantic models.
 
+A dual-stack cluster's facts of the second family sit beside the IPv4 ones, under the same name ending in
+`_v6` (`address_v6`, `pod_cidr_v6`, `cluster_ip_v6`); an endpoint or a flow is of one family, the one its
+addresses are written in; a dump says which family it holds (`family: 6` for ip6tables-save's, 4 by default).
+
 Each model checks what it can check alone (a port is a port, a ClusterIP Service has no node port);
 `ScenarioMeta` checks that the facts agree with each other (every pod sits in its node's pod range). What
 needs the dumps is checked in `scenario.checks`.
@@ -18,7 +22,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 IPv4 = ipaddress.IPv4Address
+IPv6 = ipaddress.IPv6Address
 Network = ipaddress.IPv4Network
+Network6 = ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+AnyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Family = Literal[4, 6]
+"""The address family of a dump, an endpoint or a flow: 4 (iptables) or 6 (ip6tables)."""
 Moment = Literal["before", "after"]
 """When a dump was saved: before the scenario's change (a Service created, say) or after it."""
 
@@ -43,6 +53,18 @@ class Cluster(_Strict):
     underlay_gateway: IPv4 | None = None
     """An address on the underlay that is no node (kind: the Docker network's gateway), if dumps name it."""
     pod_cidr: Network
+    underlay_cidr_v6: Network6 | None = None
+    underlay_gateway_v6: IPv6 | None = None
+    pod_cidr_v6: Network6 | None = None
+
+    def underlay_of(self, family: Family) -> AnyNetwork | None:
+        return self.underlay_cidr if family == 4 else self.underlay_cidr_v6
+
+    def pod_cidr_of(self, family: Family) -> AnyNetwork | None:
+        return self.pod_cidr if family == 4 else self.pod_cidr_v6
+
+    def gateway_of(self, family: Family) -> Address | None:
+        return self.underlay_gateway if family == 4 else self.underlay_gateway_v6
 
 
 class Node(_Strict):
@@ -53,9 +75,27 @@ class Node(_Strict):
     pod_gateway: IPv4 | None = None
     """The address the host side of each pod's veth holds; kind's CNI uses the first of the pod range."""
 
+    address_v6: IPv6 | None = None
+    pod_cidr_v6: Network6 | None = None
+    pod_gateway_v6: IPv6 | None = None
+
     @property
     def gateway(self) -> ipaddress.IPv4Address:
         return self.pod_gateway or self.pod_cidr.network_address + 1
+
+    def address_of(self, family: Family) -> Address | None:
+        return self.address if family == 4 else self.address_v6
+
+    def pod_cidr_of(self, family: Family) -> AnyNetwork | None:
+        return self.pod_cidr if family == 4 else self.pod_cidr_v6
+
+    def gateway_of(self, family: Family) -> Address | None:
+        """The pod gateway of the family (the first address of the node's pod range unless declared)."""
+        if family == 4:
+            return self.gateway
+        if self.pod_cidr_v6 is None:
+            return None
+        return self.pod_gateway_v6 or self.pod_cidr_v6.network_address + 1
 
 
 class Pod(_Strict):
@@ -63,6 +103,10 @@ class Pod(_Strict):
     namespace: str = "default"
     node: str
     address: IPv4
+    address_v6: IPv6 | None = None
+
+    def addresses(self) -> tuple[Address, ...]:
+        return (self.address,) + ((self.address_v6,) if self.address_v6 else ())
 
 
 class ServicePort(_Strict):
@@ -74,9 +118,15 @@ class ServicePort(_Strict):
 
 
 class Endpoint(_Strict):
-    address: IPv4
+    address: Address
+    """Of either family: an IPv6 endpoint serves the Service's `cluster_ip_v6`."""
     port: int = Field(ge=1, le=65535)
     node: str | None = None
+
+    @property
+    def target(self) -> str:
+        """The endpoint as kube-proxy DNATs to it and hashes it: `addr:port`, `[addr]:port` for IPv6."""
+        return f"[{self.address}]:{self.port}" if self.address.version == 6 else f"{self.address}:{self.port}"
 
 
 class Service(_Strict):
@@ -84,6 +134,8 @@ class Service(_Strict):
     name: str
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"]
     cluster_ip: IPv4
+    cluster_ip_v6: IPv6 | None = None
+    """A dual-stack Service's IPv6 cluster IP (`ipFamilyPolicy: PreferDualStack` or `RequireDualStack`)."""
     external_traffic_policy: Literal["Cluster", "Local"] = "Cluster"
     session_affinity: Literal["None", "ClientIP"] = "None"
     ports: tuple[ServicePort, ...] = Field(min_length=1)
@@ -96,7 +148,16 @@ class Service(_Strict):
                 raise ValueError("a ClusterIP Service has no node_port")
             if self.type != "ClusterIP" and port.node_port is None:
                 raise ValueError(f"a {self.type} Service needs a node_port on every port")
+        for endpoint in self.endpoints:
+            if endpoint.address.version == 6 and self.cluster_ip_v6 is None:
+                raise ValueError(f"endpoint {endpoint.address} is IPv6, but the Service has no cluster_ip_v6")
         return self
+
+    def cluster_ip_of(self, family: Family) -> Address | None:
+        return self.cluster_ip if family == 4 else self.cluster_ip_v6
+
+    def endpoints_of(self, family: Family) -> tuple[Endpoint, ...]:
+        return tuple(e for e in self.endpoints if e.address.version == family)
 
     @property
     def key(self) -> str:
@@ -107,6 +168,8 @@ class DumpFile(_Strict):
     file: str
     node: str
     moment: Moment
+    family: Family = 4
+    """4 for an iptables-save dump, 6 for an ip6tables-save one."""
 
     @field_validator("file")
     @classmethod
@@ -123,11 +186,22 @@ class Flow(_Strict):
     title: str
     node: str
     client: str
-    src: IPv4
-    dst: IPv4
+    src: Address
+    dst: Address
     protocol: Literal["tcp", "udp", "sctp"] = "tcp"
     dport: int = Field(ge=1, le=65535)
     sport: int | None = Field(default=None, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _one_family(self) -> Flow:
+        if self.src.version != self.dst.version:
+            raise ValueError(f"src {self.src} and dst {self.dst} are of different families")
+        return self
+
+    @property
+    def family(self) -> Family:
+        """The flow's family, that of its addresses: it is traced in the node's dump of that family."""
+        return 6 if self.src.version == 6 else 4
 
 
 class ScenarioMeta(_Strict):
@@ -162,6 +236,7 @@ class ScenarioMeta(_Strict):
             if pod.address not in self.node(pod.node).pod_cidr:
                 raise ValueError(f"pods: {pod.name} at {pod.address} is outside {pod.node}'s pod range "
                                  f"{self.node(pod.node).pod_cidr}")
+        self._ipv6_facts_agree()
         for service in self.services:
             for endpoint in service.endpoints:
                 if endpoint.node is not None and endpoint.node not in names:
@@ -171,6 +246,22 @@ class ScenarioMeta(_Strict):
         if len(set(files)) != len(files):
             raise ValueError("dumps: a file is listed twice")
         return self
+
+    def _ipv6_facts_agree(self) -> None:
+        """The IPv6 facts, checked as the IPv4 ones are: each in the range that holds it, which is declared."""
+        cluster = self.cluster
+        for node in self.nodes:
+            if node.address_v6 is not None and not (cluster.underlay_cidr_v6 and node.address_v6 in cluster.underlay_cidr_v6):
+                raise ValueError(f"nodes: {node.name}'s address_v6 {node.address_v6} is outside the underlay "
+                                 f"underlay_cidr_v6 ({cluster.underlay_cidr_v6 or 'not declared'})")
+            if node.pod_cidr_v6 is not None and not (cluster.pod_cidr_v6 and node.pod_cidr_v6.subnet_of(cluster.pod_cidr_v6)):
+                raise ValueError(f"nodes: {node.name}'s pod_cidr_v6 {node.pod_cidr_v6} is outside the pod network "
+                                 f"pod_cidr_v6 ({cluster.pod_cidr_v6 or 'not declared'})")
+        for pod in self.pods:
+            pod_range = self.node(pod.node).pod_cidr_v6
+            if pod.address_v6 is not None and not (pod_range and pod.address_v6 in pod_range):
+                raise ValueError(f"pods: {pod.name} at {pod.address_v6} is outside {pod.node}'s pod range "
+                                 f"pod_cidr_v6 ({pod_range or 'not declared'})")
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)

@@ -222,9 +222,11 @@ def scrub_metadata(meta: ScenarioMeta, addresses: AddressMap, names: Renamer) ->
         if isinstance(value, list):
             return [walk(v, key) for v in value]
         if isinstance(value, str):
-            if key in ("address", "cluster_ip", "src", "dst", "underlay_gateway", "pod_gateway"):
+            # A dual-stack cluster's IPv6 facts carry the same names, ending in _v6.
+            plain = key.removesuffix("_v6")
+            if plain in ("address", "cluster_ip", "src", "dst", "underlay_gateway", "pod_gateway"):
                 return str(addresses.address(ipaddress.ip_address(value)))
-            if key in ("pod_cidr", "underlay_cidr"):
+            if plain in ("pod_cidr", "underlay_cidr"):
                 return str(addresses.network(ipaddress.ip_network(value)))
             if key in ("title", "summary", "description", "client"):
                 return names.text(addresses.text(value))
@@ -234,6 +236,9 @@ def scrub_metadata(meta: ScenarioMeta, addresses: AddressMap, names: Renamer) ->
     # The pod gateway is derived from the pod range unless stated; mapped, it is no longer derivable.
     for node, original in zip(data["nodes"], meta.nodes, strict=True):
         node["pod_gateway"] = str(addresses.address(original.gateway))
+        gateway_v6 = original.gateway_of(6)
+        if gateway_v6 is not None:
+            node["pod_gateway_v6"] = str(addresses.address(gateway_v6))
     for service in data.get("services", []):
         renamed = names.service(f"{service['namespace']}/{service['name']}")
         service["namespace"], service["name"] = renamed.split("/", 1)
