@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from iptables_lens.dialects import read_dump
-from iptables_lens.lab.run import Branch, LabRun, compare_branch, read_recording
+from iptables_lens.lab.run import Branch, LabRun, compare_branch, read_recording, replayed_flows
 from iptables_lens.lab.stats import check_proportions
 from iptables_lens.lab.topology import Lab
 from iptables_lens.netns import Namespace, can_run_kernel_lab, leftover_namespaces
@@ -148,9 +148,12 @@ def test_every_stored_dump_loads_into_the_kernel(path: Path, variant):
 @pytest.mark.parametrize("folder", SCENARIOS, ids=lambda p: p.name)
 def test_every_flow_has_a_kernel_recording_that_agrees_with_the_tracer(folder):
     scenario = load_scenario(folder)
-    if any(d.family == 6 for d in scenario.meta.dumps) and not (folder / "kernel").is_dir():
-        pytest.skip("the kernel lab does not load IPv6 dumps yet: a dual-stack scenario has no recordings")
+    # The lab wires IPv4 only so far: an IPv6 flow has no recording yet (this fails once one is recorded,
+    # so that the recording is then checked like the others).
     for flow in scenario.meta.flows:
+        if flow.family == 6:
+            assert not recording_path(scenario, flow).is_file(), f"{flow.id} is recorded: check it"
+    for flow in replayed_flows(scenario):
         path = recording_path(scenario, flow)
         assert path.is_file(), f"no kernel recording for flow {flow.id}: run `iptables-lens lab {folder} --record`"
         prediction = predict(scenario, flow)

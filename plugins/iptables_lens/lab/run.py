@@ -255,14 +255,23 @@ def _first_packet_lines(output: str) -> list[str]:
 
 def run_lab(scenario: Scenario, connections: int = 400, variant: str = "nft",
             flows: list[str] | None = None) -> list[FlowResult]:
+    """Each flow's result in the kernel; IPv6 flows are left out (see `replayed_flows`)."""
+    unreplayed = [f.id for f in scenario.meta.flows if f.family != 4 and (not flows or f.id in flows)]
+    if flows and unreplayed:
+        raise LabError(f"the lab does not replay IPv6 flows yet: {', '.join(unreplayed)}")
     results = []
     with Lab(scenario, variant=variant) as lab:
         runner = LabRun(lab, connections)
-        for flow in scenario.meta.flows:
+        for flow in replayed_flows(scenario):
             if flows and flow.id not in flows:
                 continue
             results.append(runner.run_flow(flow))
     return results
+
+
+def replayed_flows(scenario: Scenario) -> list[Flow]:
+    """The flows the lab replays in the kernel: the IPv4 ones, as the lab wires IPv4 only so far."""
+    return [flow for flow in scenario.meta.flows if flow.family == 4]
 
 
 # -- recordings ---------------------------------------------------------------------------------------

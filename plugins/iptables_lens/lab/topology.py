@@ -113,6 +113,8 @@ class Lab:
                 _run(ns, "ip", "link", "set", host_side, "up")
                 _run(ns, "ip", "route", "add", f"{address}/32", "dev", host_side)
         for flow in meta.flows:
+            if flow.family != 4:
+                continue  # the lab wires IPv4 only so far
             outside = flow.src in meta.cluster.underlay_cidr and flow.src not in node_addresses
             if outside and flow.src not in self.clients:
                 ns = self._namespace(f"client{len(self.clients)}")
@@ -131,7 +133,8 @@ class Lab:
 
     def _load_dumps(self) -> None:
         for dump_file in self.scenario.meta.dumps:
-            if dump_file.moment != self.moment:
+            # The lab wires IPv4 only so far: a dual-stack scenario's IPv6 dumps are not loaded.
+            if dump_file.moment != self.moment or dump_file.family != 4:
                 continue
             text = (self.scenario.folder / dump_file.file).read_text()
             loaded = self.nodes[dump_file.node].restore(text, self.variant)
