@@ -361,10 +361,12 @@ def node_page(scenario: Scenario, node_name: str, paths: SitePaths, folder: str)
     out = [f"# {text(node.name)}\n"]
     pods = [p for p in meta.pods if p.node == node.name]
     addresses = [code(str(a)) for p in pods for a in p.addresses()]
-    ipv6 = (f" and {code(str(node.address_v6))} with IPv6 pod range {code(str(node.pod_cidr_v6))}"
-            if node.address_v6 else "")
-    out.append(f"A {text(node.role)} node at {code(str(node.address))} with pod range {code(str(node.pod_cidr))}"
-               + ipv6 + (f", running {', '.join(addresses)}" if pods else "") + ".\n")
+    if node.address_v6:
+        where = (f"at {code(str(node.address))} and {code(str(node.address_v6))}, with pod ranges "
+                 f"{code(str(node.pod_cidr))} and {code(str(node.pod_cidr_v6))}")
+    else:
+        where = f"at {code(str(node.address))} with pod range {code(str(node.pod_cidr))}"
+    out.append(f"A {text(node.role)} node {where}" + (f", running {', '.join(addresses)}" if pods else "") + ".\n")
     out.append(_provenance(scenario))
     after = scenario.dump_for(node.name, "after")
     before = scenario.dump_for(node.name, "before")
