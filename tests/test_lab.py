@@ -43,7 +43,7 @@ def _lab_processes() -> list[str]:
         return False
 
     return sorted(cmd for pid, cmd in commands.items()
-                  if ("iptables_lens.lab.agents" in cmd or "xtables-monitor" in cmd) and ours(pid))
+                  if ("iptables_lens.lab.agents" in cmd or "xtables-monitor" in cmd or "monitor trace" in cmd) and ours(pid))
 
 
 def _root_veths() -> set[str]:
