@@ -19,7 +19,6 @@ it made when its `with` block ends, however it ends.
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import subprocess
 import sys
@@ -30,8 +29,6 @@ from iptables_lens.netns import Namespace
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Address, Family, Moment
 from iptables_lens.scenario.node import node_context
-
-IPv4 = ipaddress.IPv4Address
 
 
 class LabError(RuntimeError):
