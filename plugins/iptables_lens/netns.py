@@ -15,6 +15,7 @@ from dataclasses import dataclass
 PREFIX = "ipl-"
 
 RESTORE_COMMANDS = {"nft": "iptables-nft-restore", "legacy": "iptables-legacy-restore"}
+RESTORE6_COMMANDS = {"nft": "ip6tables-nft-restore", "legacy": "ip6tables-legacy-restore"}
 
 
 def missing_tools(*tools: str) -> list[str]:
@@ -26,7 +27,8 @@ def can_run_kernel_lab() -> str | None:
     """None when this process can create namespaces and load rules, else the reason it cannot."""
     if os.geteuid() != 0:
         return "needs root to create network namespaces"
-    missing = missing_tools("ip", "nft", "conntrack", "xtables-monitor", *RESTORE_COMMANDS.values())
+    missing = missing_tools("ip", "nft", "conntrack", "xtables-monitor", *RESTORE_COMMANDS.values(),
+                            *RESTORE6_COMMANDS.values())
     if missing:
         return f"needs {', '.join(missing)} (apt-get install iptables nftables conntrack iproute2)"
     return None
@@ -66,9 +68,10 @@ class Namespace:
         )
         return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
 
-    def restore(self, text: str | bytes, variant: str = "nft", test_only: bool = False) -> Result:
-        """Load a dump with `iptables-restore` of the given variant ("nft" or "legacy")."""
-        argv = [RESTORE_COMMANDS[variant]]
+    def restore(self, text: str | bytes, variant: str = "nft", test_only: bool = False, family: int = 4) -> Result:
+        """Load a dump with `iptables-restore` of the given variant ("nft" or "legacy"), `ip6tables-restore`
+        for an IPv6 dump (family 6)."""
+        argv = [(RESTORE_COMMANDS if family == 4 else RESTORE6_COMMANDS)[variant]]
         if test_only:
             argv.append("--test")
         return self.run(argv, input=text)

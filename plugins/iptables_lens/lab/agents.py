@@ -1,6 +1,6 @@
 """The two programs the lab runs inside its namespaces: a pod's server and a client.
 
-Run as `python -m iptables_lens.lab.agents server PORT` (answers every connection with the address it was
+Run as `python -m iptables_lens.lab.agents server PORT [FAMILY]` (on IPv4, or IPv6 for FAMILY 6: answers every connection with the address it was
 reached on and the peer it saw, then closes) or `... client SRC DST PORT COUNT [SPORT [TIMEOUT]]` (opens COUNT
 connections from SRC to DST:PORT, one after the other, from source ports SPORT, SPORT+1, ... when given,
 and prints one JSON line with what each answer said).
@@ -15,10 +15,12 @@ import sys
 import threading
 
 
-def serve(port: int) -> None:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def serve(port: int, family: int = 4) -> None:
+    listener = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("0.0.0.0", port))
+    if family == 6:  # IPv6 only: IPv4 peers go to the IPv4 server, not here as ::ffff:a.b.c.d
+        listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    listener.bind(("::" if family == 6 else "0.0.0.0", port))
     listener.listen(512)
     print("ready", flush=True)
 
@@ -37,7 +39,7 @@ def connect(src: str, dst: str, port: int, count: int, sport: int | None = None,
     tuple (a reused ephemeral port would fold two connections into one conntrack entry)."""
     answers = []
     for index in range(count):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET6 if ":" in src else socket.AF_INET, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -61,7 +63,7 @@ def connect(src: str, dst: str, port: int, count: int, sport: int | None = None,
 
 def main(argv: list[str]) -> int:
     if argv[0] == "server":
-        serve(int(argv[1]))
+        serve(int(argv[1]), int(argv[2]) if len(argv) > 2 else 4)
         return 0
     if argv[0] == "client":
         src, dst, port, count = argv[1], argv[2], int(argv[3]), int(argv[4])

@@ -1,4 +1,10 @@
-"""Read what the kernel recorded: `xtables-monitor --trace` events, nft rule handles, conntrack entries.
+"""Read what the kernel recorded: `xtables-monitor --trace` or `nft monitor trace` events, nft rule handles,
+conntrack entries.
+
+IPv6 flows are traced with `nft -a monitor trace`: xtables-monitor v1.8.9 `--trace -6` exits ("Parsing
+nftables rule failed", after "unsupported layer 4 protocol value") at the first traced ip6 rule that matches
+`-p tcp`, such as kube-proxy's KUBE-SERVICES rules. Both tools name a rule by its handle, which is all the lab
+reads of an event besides its verdict.
 
 The kernel names rules by their nf_tables handle; `nft -a list ruleset` lists each chain's rules in order
 with their handles, which gives each handle its position as `iptables -L --line-numbers` counts it.
@@ -13,8 +19,11 @@ from iptables_lens.iptables.model import BUILTIN_CHAINS
 
 _TRACE = re.compile(r"^ TRACE: \d+ (?P<id>[0-9a-f]+) (?P<table>\w+):(?P<chain>[^: ]+):(?P<kind>rule|policy|return)"
                     r"(?::(?P<rest>\S*))?(?:\s+(?P<text>.*))?$")
+_NFT_TRACE = re.compile(r"^trace id (?P<id>[0-9a-f]+) ip6? (?P<table>\S+) (?P<chain>\S+) "
+                        r"(?:rule .*# handle (?P<handle>\d+) \(verdict (?P<verdict>[^)]*)\)|policy (?P<policy>\w+))"
+                        r"(?: meta mark \S+)?\s*$")  # nft adds the packet's mark to an event once it has one
 _PACKET = re.compile(r"^PACKET: \d+ (?P<id>[0-9a-f]+) (?P<fields>.*)$")
-_NFT_TABLE = re.compile(r"^table ip (\S+) \{")
+_NFT_TABLE = re.compile(r"^table (?P<family>ip6?) (?P<name>\S+) \{")
 _NFT_CHAIN = re.compile(r"^\s*chain (\S+) \{")
 _NFT_HANDLE = re.compile(r"# handle (\d+)\s*$")
 _CONNTRACK = re.compile(
@@ -49,14 +58,19 @@ class ConntrackLine:
     reply: tuple[str, str, int, int]
 
 
-def chain_handles(nft_listing: str) -> dict[tuple[str, str], list[int]]:
-    """(table, chain) -> the handles of its rules in order, from `nft -a list ruleset`."""
+def chain_handles(nft_listing: str, family: int = 4) -> dict[tuple[str, str], list[int]]:
+    """(table, chain) -> the handles of its rules in order, from `nft -a list ruleset`, of the `family`'s
+    tables (`table ip nat` for 4, `table ip6 nat` for 6: iptables-nft and ip6tables-nft each have theirs)."""
     handles: dict[tuple[str, str], list[int]] = {}
     table = chain = None
+    wanted = "ip6" if family == 6 else "ip"
     for line in nft_listing.splitlines():
         m = _NFT_TABLE.match(line)
         if m:
-            table, chain = m.group(1), None
+            table, chain = (m.group("name") if m.group("family") == wanted else None), None
+            continue
+        if line.startswith("table "):
+            table = chain = None  # another family's table (inet, arp, bridge, netdev)
             continue
         m = _NFT_CHAIN.match(line)
         if m and table:
@@ -94,15 +108,11 @@ def first_packet_steps(monitor_output: str, positions: dict[tuple[str, str, int]
     first_id = None
     hook = "?"
     steps: list[KernelStep] = []
-    for line in monitor_output.splitlines():
-        m = _TRACE.match(line)
-        if not m:
-            continue
+    for event_id, table, chain, kind, handle, verdict in _events(monitor_output):
         if first_id is None:
-            first_id = m.group("id")
-        if m.group("id") != first_id:
+            first_id = event_id
+        if event_id != first_id:
             continue
-        table, chain, kind, rest = m.group("table"), m.group("chain"), m.group("kind"), m.group("rest") or ""
         if chain in BUILTIN_CHAINS.get(table, ()):
             hook = chain
         if tables is not None and table not in tables:
@@ -110,11 +120,9 @@ def first_packet_steps(monitor_output: str, positions: dict[tuple[str, str, int]
         if kind == "return":
             continue  # the end of a user chain: implied by the next event
         if kind == "policy":
-            steps.append(KernelStep(hook, table, chain, None, f"policy {rest}"))
+            steps.append(KernelStep(hook, table, chain, None, f"policy {verdict}"))
             continue
-        handle_text, _, verdict = rest.partition(":")
-        verdict = _NFT_VERDICT_CODES.get(verdict, verdict)
-        handle = int(handle_text, 16)
+        assert handle is not None
         if (table, chain, handle) in skip:
             continue
         position = positions.get((table, chain, handle))
@@ -122,6 +130,28 @@ def first_packet_steps(monitor_output: str, positions: dict[tuple[str, str, int]
             raise ValueError(f"the kernel traced {table} {chain} handle {handle}, which `nft -a list` does not show")
         steps.append(KernelStep(hook, table, chain, position, verdict))
     return steps
+
+
+def _events(monitor_output: str):
+    """(packet id, table, chain, rule|policy|return, handle, verdict) of each trace event, in xtables-monitor's
+    verdict words (JUMP:X, ACCEPT, ...) whichever tool printed it."""
+    for line in monitor_output.splitlines():
+        m = _TRACE.match(line)
+        if m:
+            kind, rest = m.group("kind"), m.group("rest") or ""
+            if kind == "rule":
+                handle_text, _, verdict = rest.partition(":")
+                yield m["id"], m["table"], m["chain"], kind, int(handle_text, 16), _NFT_VERDICT_CODES.get(verdict, verdict)
+            else:
+                yield m["id"], m["table"], m["chain"], kind, None, rest
+            continue
+        m = _NFT_TRACE.match(line)
+        if m and m["policy"]:
+            yield m["id"], m["table"], m["chain"], "policy", None, m["policy"].upper()
+        elif m:
+            word, _, target = m["verdict"].partition(" ")
+            verdict = f"{word.upper()}:{target}" if target else word.upper()  # "jump X" is xtables' JUMP:X
+            yield m["id"], m["table"], m["chain"], "rule", int(m["handle"]), verdict
 
 
 def conntrack_lines(output: str) -> list[ConntrackLine]:

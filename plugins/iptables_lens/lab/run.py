@@ -1,15 +1,17 @@
 """Run a scenario's flows through the real kernel and compare with the tracer.
 
 For each flow the lab
-1. traces single connections (a TRACE rule in the node's raw table, `xtables-monitor --trace`) until it has
-   seen every branch the tracer predicts, and checks each kernel path against the tracer's, hop by hop;
-2. opens many connections and reads the NAT the kernel applied from `conntrack -L`: every DNAT destination
-   and SNAT source must be one the tracer predicts, and the counts per destination must be consistent with
-   the tracer's probabilities (see `stats`).
+1. traces single connections (a TRACE rule in the raw table of the flow's family on its node, read with
+   `xtables-monitor --trace`, or `nft monitor trace` for an IPv6 flow: see `kernel_trace`) until it has seen
+   every branch the tracer predicts, and checks each kernel path against the tracer's, hop by hop;
+2. opens many connections and reads the NAT the kernel applied from `conntrack -L` (`-f ipv6` for an IPv6
+   flow): every DNAT destination and SNAT source must be one the tracer predicts, and the counts per
+   destination must be consistent with the tracer's probabilities (see `stats`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
@@ -33,7 +35,7 @@ from iptables_lens.scenario.flows import predict, recording_path
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Flow
 from iptables_lens.trace import IPv4, Outcome
-from iptables_lens.trace.packet import Trace
+from iptables_lens.trace.packet import Trace, endpoint_text
 
 TRACED_SPORT_BASE = 42000  # single traced connections use 42000, 42001, ...
 SAMPLED_SPORT_BASE = 50000  # the many sampled connections use 50000, 50001, ...
@@ -97,8 +99,9 @@ def _diff(expected: list[KernelStep], actual: list[KernelStep]) -> str:
 
 def _dnat_of(steps: list[KernelStep], monitor_lines: list[str]) -> str | None:
     for line in monitor_lines:
-        if "-j DNAT --to-destination " in line:
-            return line.split("--to-destination ", 1)[1].split()[0]
+        for target in ("-j DNAT --to-destination ", " dnat to "):  # xtables-monitor's words, nft's
+            if target in line:
+                return line.split(target, 1)[1].split()[0]
     return None
 
 
@@ -126,14 +129,16 @@ class LabRun:
         first = ["--syn"] if flow.protocol == "tcp" else []
         rule = ["-p", flow.protocol, "-s", str(flow.src), "-d", str(flow.dst), "-m", flow.protocol,
                 "--sport", str(sport), "--dport", str(flow.dport), *first, "-j", "TRACE"]
-        added = node.run(["iptables-nft", "-t", "raw", "-I", chain, "1", *rule])
+        iptables = "ip6tables-nft" if flow.family == 6 else "iptables-nft"
+        added = node.run([iptables, "-t", "raw", "-I", chain, "1", *rule])
         if not added.ok:
             raise LabError(f"cannot add the TRACE rule: {added.stderr.strip()}")
         try:
-            handles = chain_handles(node.run(["nft", "-a", "list", "ruleset"]).stdout)
+            handles = chain_handles(node.run(["nft", "-a", "list", "ruleset"]).stdout, flow.family)
             trace_handle = handles[("raw", chain)][0]
             skip = frozenset({("raw", chain, trace_handle)})
-            monitor = subprocess.Popen(["ip", "netns", "exec", node.name, "xtables-monitor", "--trace"],
+            tracer = ["nft", "-a", "monitor", "trace"] if flow.family == 6 else ["xtables-monitor", "--trace"]
+            monitor = subprocess.Popen(["ip", "netns", "exec", node.name, *tracer],
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             try:
                 time.sleep(0.3)  # let the monitor subscribe before the packet goes
@@ -143,8 +148,8 @@ class LabRun:
                 monitor.terminate()
                 output, _ = monitor.communicate(timeout=10)
         finally:
-            node.run(["iptables-nft", "-t", "raw", "-D", chain, *rule])
-        dump = self.lab.scenario.dump_for(flow.node, self.lab.moment)
+            node.run([iptables, "-t", "raw", "-D", chain, *rule])
+        dump = self.lab.scenario.dump_for(flow.node, self.lab.moment, flow.family)
         assert dump is not None
         tables = frozenset(t.name for t in dump.tables)
         positions = handle_positions(handles, skip)
@@ -187,7 +192,8 @@ class LabRun:
         if not result.counts["none"]:
             del result.counts["none"]
         result.connections = len(answers)
-        entries = conntrack_lines(node.run(["conntrack", "-L", "-p", flow.protocol]).stdout)
+        family = ["-f", "ipv6"] if flow.family == 6 else []  # conntrack -L lists IPv4 only unless told
+        entries = conntrack_lines(node.run(["conntrack", "-L", "-p", flow.protocol, *family]).stdout)
         # The kernel's NAT record of each sampled connection, by its source port.
         recorded = {e.original[2]: e for e in entries
                     if e.original[:2] == (str(flow.src), str(flow.dst)) and e.original[3] == flow.dport
@@ -196,12 +202,12 @@ class LabRun:
         answered = [a for a in answers if "error" not in a]
         for answer in answered:
             port = by_endpoint_port(prediction, answer["server"]) or flow.dport
-            endpoint = f"{answer['server']}:{port}"
+            endpoint = endpoint_text(ipaddress.ip_address(answer["server"]), port)
             result.counts[endpoint] += 1  # where the kernel delivered it: the pod that answered
             peer = answer["peer"].rsplit(":", 1)[0]
             entry = recorded.get(answer["sport"])
             if entry is not None:
-                translated = f"{entry.reply[0]}:{entry.reply[2]}"
+                translated = endpoint_text(ipaddress.ip_address(entry.reply[0]), entry.reply[2])
                 if translated != endpoint:
                     result.problems.append(f"conntrack says connection {answer['sport']} went to {translated}, but "
                                            f"{endpoint} answered it")
@@ -244,7 +250,7 @@ def _first_packet_lines(output: str) -> list[str]:
     first = None
     for line in output.splitlines():
         parts = line.split()
-        if len(parts) < 3 or parts[0] not in ("PACKET:", "TRACE:"):
+        if len(parts) < 3 or parts[0] not in ("PACKET:", "TRACE:", "trace"):  # "trace id ID": nft monitor
             continue
         if first is None:
             first = parts[2]
@@ -255,10 +261,7 @@ def _first_packet_lines(output: str) -> list[str]:
 
 def run_lab(scenario: Scenario, connections: int = 400, variant: str = "nft",
             flows: list[str] | None = None) -> list[FlowResult]:
-    """Each flow's result in the kernel; IPv6 flows are left out (see `replayed_flows`)."""
-    unreplayed = [f.id for f in scenario.meta.flows if f.family != 4 and (not flows or f.id in flows)]
-    if flows and unreplayed:
-        raise LabError(f"the lab does not replay IPv6 flows yet: {', '.join(unreplayed)}")
+    """Each flow's result in the kernel, of both families."""
     results = []
     with Lab(scenario, variant=variant) as lab:
         runner = LabRun(lab, connections)
@@ -270,8 +273,8 @@ def run_lab(scenario: Scenario, connections: int = 400, variant: str = "nft",
 
 
 def replayed_flows(scenario: Scenario) -> list[Flow]:
-    """The flows the lab replays in the kernel: the IPv4 ones, as the lab wires IPv4 only so far."""
-    return [flow for flow in scenario.meta.flows if flow.family == 4]
+    """The flows the lab replays in the kernel: every flow, IPv4 and IPv6."""
+    return list(scenario.meta.flows)
 
 
 # -- recordings ---------------------------------------------------------------------------------------
@@ -283,7 +286,8 @@ def recording_text(result: FlowResult, kernel: str) -> str:
     lines = [
         f"# Kernel trace of flow {flow.id!r}: {flow.title}",
         f"# {flow.protocol} {flow.src} -> {flow.dst}:{flow.dport} on {flow.node}; recorded by `iptables-lens lab`",
-        f"# with xtables-monitor --trace (iptables-nft) on Linux {kernel}. One section per branch the kernel took.",
+        f"# with {'nft -a monitor trace (ip6tables-nft' if flow.family == 6 else 'xtables-monitor --trace (iptables-nft'}) "
+        f"on Linux {kernel}. One section per branch the kernel took.",
     ]
     for branch in sorted(result.branches, key=lambda b: b.endpoint or ""):
         lines.append(f"## branch {branch.endpoint}")

@@ -1,11 +1,16 @@
 """A scenario's cluster, rebuilt from network namespaces that are wired only to each other.
 
 - `underlay`: a namespace holding a bridge, the cluster's L2 network (172.20.0.0/16 in the seed).
-- one namespace per node: `eth0` on the underlay with the node's address, IP forwarding on, routes to the
-  other nodes' pod ranges via their addresses, and the node's dump loaded with iptables-restore.
-- one namespace per pod: `eth0` holding the pod's /32, a default route via the node's pod gateway; on the
-  node, a veth whose host side holds that gateway address and a /32 route to the pod (kindnet's ptp wiring).
+- one namespace per node: `eth0` on the underlay with the node's address of each family it has, forwarding
+  on, routes to the other nodes' pod ranges via their addresses, and the node's dumps loaded with
+  iptables-restore (ip6tables-restore for an IPv6 dump).
+- one namespace per pod: `eth0` holding the pod's addresses (/32, /128), a default route per family via the
+  node's pod gateway; on the node, a veth whose host side holds those gateways and a host route to the pod
+  (kindnet's ptp wiring, as `scenario.node.node_context` describes it, less its default route out).
 - one namespace per outside client on the underlay.
+
+IPv6 addresses are added with `nodad`: duplicate address detection would leave them unusable ("tentative")
+for a second or more, and the lab knows they are unique.
 
 Every veth is created with both ends already inside lab namespaces, so nothing touches the root namespace,
 and no namespace has a route out: the scenario's addresses never leave the lab. `Lab` removes everything
@@ -14,7 +19,6 @@ it made when its `with` block ends, however it ends.
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import subprocess
 import sys
@@ -23,10 +27,8 @@ from dataclasses import dataclass, field
 
 from iptables_lens.netns import Namespace
 from iptables_lens.scenario.load import Scenario
-from iptables_lens.scenario.model import Address, Moment
-from iptables_lens.scenario.node import local_pod_addresses, veth_name
-
-IPv4 = ipaddress.IPv4Address
+from iptables_lens.scenario.model import Address, Family, Moment
+from iptables_lens.scenario.node import node_context
 
 
 class LabError(RuntimeError):
@@ -38,6 +40,12 @@ def _run(ns: Namespace, *argv: str) -> str:
     if not result.ok:
         raise LabError(f"in {ns.name}: `{' '.join(argv)}` failed: {result.stderr.strip()}")
     return result.stdout
+
+
+def _add_address(ns: Namespace, interface: str, device: str) -> None:
+    """Add an address; an IPv6 one without duplicate address detection (see the module's docstring)."""
+    nodad = ["nodad"] if ":" in interface else []
+    _run(ns, "ip", "addr", "add", interface, "dev", device, *nodad)
 
 
 def _link(a: Namespace, name_a: str, b: Namespace, name_b: str) -> None:
@@ -57,7 +65,7 @@ class Lab:
     variant: str = "nft"
     underlay: Namespace | None = None
     nodes: dict[str, Namespace] = field(default_factory=dict)
-    pods: dict[IPv4, Namespace] = field(default_factory=dict)
+    pods: dict[Address, Namespace] = field(default_factory=dict)
     clients: dict[Address, Namespace] = field(default_factory=dict)
     _stack: ExitStack = field(default_factory=ExitStack)
     _processes: list[subprocess.Popen] = field(default_factory=list)
@@ -88,65 +96,83 @@ class Lab:
         self.underlay = self._namespace("underlay")
         _run(self.underlay, "ip", "link", "add", "br0", "type", "bridge")
         _run(self.underlay, "ip", "link", "set", "br0", "up")
-        prefix = meta.cluster.underlay_cidr.prefixlen
-        node_addresses = {n.address for n in meta.nodes}
+        node_addresses = {a for n in meta.nodes for a in (n.address, n.address_v6) if a is not None}
         for index, node in enumerate(meta.nodes):
             ns = self._namespace(f"node{index}")
             self.nodes[node.name] = ns
-            self._attach_to_underlay(ns, f"n{index}", f"{node.address}/{prefix}")
+            families: tuple[Family, ...] = (4, 6) if node.address_v6 is not None else (4,)
+            self._attach_to_underlay(ns, f"n{index}", [self._on_underlay(node.address_of(f), f) for f in families])
             _run(ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-            for other in meta.nodes:
-                if other.name != node.name:
-                    _run(ns, "ip", "route", "add", str(other.pod_cidr), "via", str(other.address), "dev", "eth0")
-            gateway = node.gateway
-            for address in local_pod_addresses(self.scenario, node.name):
-                pod = self._namespace(f"pod{len(self.pods)}")
-                self.pods[address] = pod
-                host_side = veth_name(address)
-                _link(pod, "eth0", ns, host_side)
-                _run(pod, "ip", "link", "set", "lo", "up")
-                _run(pod, "ip", "addr", "add", f"{address}/32", "dev", "eth0")
-                _run(pod, "ip", "link", "set", "eth0", "up")
-                _run(pod, "ip", "route", "add", str(gateway), "dev", "eth0")
-                _run(pod, "ip", "route", "add", "default", "via", str(gateway), "dev", "eth0")
-                _run(ns, "ip", "addr", "add", f"{gateway}/32", "dev", host_side)
-                _run(ns, "ip", "link", "set", host_side, "up")
-                _run(ns, "ip", "route", "add", f"{address}/32", "dev", host_side)
+            if 6 in families:
+                _run(ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
+            for family in families:
+                for other in meta.nodes:
+                    pods, via = other.pod_cidr_of(family), other.address_of(family)
+                    if other.name != node.name and pods is not None and via is not None:
+                        _run(ns, "ip", "route", "add", str(pods), "via", str(via), "dev", "eth0")
+            self._wire_pods(node.name, ns)
         for flow in meta.flows:
-            if flow.family != 4:
-                continue  # the lab wires IPv4 only so far
-            outside = flow.src in meta.cluster.underlay_cidr and flow.src not in node_addresses
+            underlay = meta.cluster.underlay_of(flow.family)
+            outside = underlay is not None and flow.src in underlay and flow.src not in node_addresses
             if outside and flow.src not in self.clients:
                 ns = self._namespace(f"client{len(self.clients)}")
                 self.clients[flow.src] = ns
-                self._attach_to_underlay(ns, f"c{len(self.clients)}", f"{flow.src}/{prefix}")
+                self._attach_to_underlay(ns, f"c{len(self.clients)}", [self._on_underlay(flow.src, flow.family)])
         self._load_dumps()
         self._start_servers()
 
-    def _attach_to_underlay(self, ns: Namespace, bridge_port: str, address: str) -> None:
+    def _on_underlay(self, address: Address | None, family: Family) -> str:
+        underlay = self.scenario.meta.cluster.underlay_of(family)
+        assert address is not None and underlay is not None  # the schema checks an address has its range
+        return f"{address}/{underlay.prefixlen}"
+
+    def _wire_pods(self, node_name: str, node_ns: Namespace) -> None:
+        """One namespace per pod veth of the node's context, holding the pod's addresses of both families."""
+        context = node_context(self.scenario, node_name)
+        for interface in context.interfaces:
+            pod_routes = [r for r in context.routes if r.device == interface.name]
+            if interface.name in ("lo", "eth0") or not pod_routes:
+                continue
+            pod = self._namespace(f"pod{len(self.pods)}")
+            _link(pod, "eth0", node_ns, interface.name)
+            _run(pod, "ip", "link", "set", "lo", "up")
+            for route in pod_routes:
+                self.pods[route.network.network_address] = pod
+                _add_address(pod, str(route.network), "eth0")
+            _run(pod, "ip", "link", "set", "eth0", "up")
+            for gateway in interface.addresses:
+                _run(pod, "ip", "route", "add", str(gateway.ip), "dev", "eth0")
+                _run(pod, "ip", "route", "add", "default", "via", str(gateway.ip), "dev", "eth0")
+                _add_address(node_ns, str(gateway), interface.name)
+            _run(node_ns, "ip", "link", "set", interface.name, "up")
+            for route in pod_routes:
+                _run(node_ns, "ip", "route", "add", str(route.network), "dev", interface.name)
+
+    def _attach_to_underlay(self, ns: Namespace, bridge_port: str, addresses: list[str]) -> None:
         assert self.underlay is not None
         _link(ns, "eth0", self.underlay, bridge_port)
         _run(self.underlay, "ip", "link", "set", bridge_port, "master", "br0", "up")
         _run(ns, "ip", "link", "set", "lo", "up")
-        _run(ns, "ip", "addr", "add", address, "dev", "eth0")
+        for address in addresses:
+            _add_address(ns, address, "eth0")
         _run(ns, "ip", "link", "set", "eth0", "up")
 
     def _load_dumps(self) -> None:
         for dump_file in self.scenario.meta.dumps:
-            # The lab wires IPv4 only so far: a dual-stack scenario's IPv6 dumps are not loaded.
-            if dump_file.moment != self.moment or dump_file.family != 4:
+            if dump_file.moment != self.moment:
                 continue
             text = (self.scenario.folder / dump_file.file).read_text()
-            loaded = self.nodes[dump_file.node].restore(text, self.variant)
+            loaded = self.nodes[dump_file.node].restore(text, self.variant, family=dump_file.family)
             if not loaded.ok:
                 raise LabError(f"the kernel refused {dump_file.file}: {loaded.stderr.strip()}")
 
     def _start_servers(self) -> None:
         ports = sorted({p.target_port for s in self.scenario.meta.services for p in s.ports if p.protocol == "TCP"})
         for pod in self.scenario.meta.pods:
-            ns = self.pods[pod.address]
-            for port in ports:
-                self.spawn(ns, [sys.executable, "-m", "iptables_lens.lab.agents", "server", str(port)], wait_for="ready")
+            for address in pod.addresses():  # one server per family: an IPv4 peer stays an IPv4 address
+                for port in ports:
+                    self.spawn(self.pods[address], [sys.executable, "-m", "iptables_lens.lab.agents", "server",
+                                                    str(port), str(address.version)], wait_for="ready")
 
     def spawn(self, ns: Namespace, argv: list[str], wait_for: str | None = None) -> subprocess.Popen:
         """Start a long-running process in `ns`; it is stopped before the namespaces are removed."""
@@ -163,9 +189,9 @@ class Lab:
     def namespace_of(self, address: Address) -> Namespace:
         """The namespace that owns `address`: a node, a pod or an outside client."""
         for node in self.scenario.meta.nodes:
-            if node.address == address:
+            if address in (node.address, node.address_v6):
                 return self.nodes[node.name]
-        if isinstance(address, IPv4) and address in self.pods:  # the lab wires IPv4 pods only
+        if address in self.pods:
             return self.pods[address]
         if address in self.clients:
             return self.clients[address]
