@@ -270,8 +270,10 @@ def flow_page(scenario: Scenario, flow: Flow, paths: SitePaths, recording: str |
         out.append(indent("\n".join(body)) + "\n")
     out.append("## What the kernel recorded\n")
     if recording:
+        # xtables-monitor cannot print kube-proxy's ip6 rules, so the lab traces IPv6 flows with nft's monitor.
+        tool = "`xtables-monitor --trace`" if flow.family == 4 else "`nft monitor trace`"
         out.append("The kernel lab loaded this node's dump into real netfilter in a network namespace, sent the "
-                   "packet, and recorded the kernel's own trace with `xtables-monitor --trace`. The tests check "
+                   f"packet, and recorded the kernel's own trace with {tool}. The tests check "
                    "that every branch of it takes the tracer's path, hop by hop.\n")
         out.append('??? example "The kernel\'s trace"\n')
         out.append(indent(f"```text\n{recording.rstrip()}\n```") + "\n")
