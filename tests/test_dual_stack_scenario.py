@@ -45,8 +45,8 @@ def test_the_dual_stack_scenario_is_valid_with_a_dump_of_each_family_per_node_an
 
 
 @pytest.mark.parametrize("suffix, endpoints", [
-    ("", ("10.244.1.2:8080", "10.244.2.2:8080")),
-    ("-v6", ("[fd00:10:244:1::2]:8080", "[fd00:10:244:2::2]:8080"))])
+    ("", ("10.244.1.2:80", "10.244.2.2:80")),
+    ("-v6", ("[fd00:10:244:1::2]:80", "[fd00:10:244:2::2]:80"))])
 def test_each_familys_flows_trace_in_that_familys_dump(suffix, endpoints):
     scenario = load_scenario(DUAL)
     flows = {f.id: f for f in scenario.meta.flows}
@@ -77,12 +77,12 @@ def test_an_ipv6_fact_outside_its_ipv6_range_is_an_error_at_its_key(tmp_path):
     folder = copy(tmp_path)
     edit(folder / "scenario.yaml", "  address_v6: fd00:10:244:1::2", "  address_v6: fd00:10:244:2::9")
     _, [problem] = read_scenario(folder)
-    assert "pods: web-dual-stack-0 at fd00:10:244:2::9 is outside blog-worker's pod range" in problem.message
+    assert "pods: my-nginx-deployment-7c79c4bf97-2t7q4 at fd00:10:244:2::9 is outside blog-worker's pod range" in problem.message
 
 
 def test_a_flow_mixing_families_is_an_error(tmp_path):
     folder = copy(tmp_path)
-    edit(folder / "scenario.yaml", "dst: fd00:10:96::3c3c", "dst: 10.96.60.60")
+    edit(folder / "scenario.yaml", "dst: fd00:10:96::7688", "dst: 10.96.118.136")
     _, [problem] = read_scenario(folder)
     assert "are of different families" in problem.message and problem.line > 1
 
@@ -97,12 +97,12 @@ def test_a_dump_of_the_other_family_than_declared_is_an_error_at_its_family(tmp_
 
 def test_a_wrong_ipv6_cluster_ip_or_endpoint_is_found_in_the_ipv6_dumps(tmp_path):
     folder = copy(tmp_path)
-    edit(folder / "scenario.yaml", "cluster_ip_v6: fd00:10:96::3c3c", "cluster_ip_v6: fd00:10:96::3c3d")
+    edit(folder / "scenario.yaml", "cluster_ip_v6: fd00:10:96::7688", "cluster_ip_v6: fd00:10:96::7689")
     edit(folder / "scenario.yaml", "- address: fd00:10:244:2::2", "- address: fd00:10:244:2::3")
     messages = [p.message for p in validate_scenario(folder)]
-    assert any("services[0].cluster_ip_v6: worker-1-after-v6.rules line" in m and "not fd00:10:96::3c3d" in m
+    assert any("services[0].cluster_ip_v6: worker-1-after-v6.rules line" in m and "not fd00:10:96::7689" in m
                for m in messages), messages
-    assert any("worker-2-after-v6.rules has no endpoint chain" in m and "to [fd00:10:244:2::3]:8080" in m
+    assert any("worker-2-after-v6.rules has no endpoint chain" in m and "to [fd00:10:244:2::3]:80" in m
                for m in messages), messages
     # The IPv4 dumps are not checked against the IPv6 facts.
     assert not any("-after.rules" in m for m in messages), messages

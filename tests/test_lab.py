@@ -216,7 +216,7 @@ def test_the_lab_wires_ipv6_like_kindnet_and_no_route_leaves_it(dual_stack_lab_r
 @pytest.mark.kernel
 def test_the_kernel_takes_the_tracers_ipv6_path_and_its_nat(dual_stack_lab_results, flow_id):
     results, _, _, _ = dual_stack_lab_results
-    _assert_agrees(results[flow_id], {"[fd00:10:244:1::2]:8080", "[fd00:10:244:2::2]:8080"}, 200)
+    _assert_agrees(results[flow_id], {"[fd00:10:244:1::2]:80", "[fd00:10:244:2::2]:80"}, 200)
 
 
 @pytest.mark.kernel
@@ -224,7 +224,7 @@ def test_ipv6_masquerade_takes_the_source_the_tracer_predicts(dual_stack_lab_res
     results, _, _, _ = dual_stack_lab_results
     # To the local endpoint the way out is its veth, which holds the node's IPv6 pod gateway; to the other
     # node's endpoint it is eth0, with the node's underlay address.
-    assert results["outside-to-nodeport-v6"].snat_seen == {"[fd00:10:244:1::2]:8080": {"fd00:10:244:1::1"},
-                                                          "[fd00:10:244:2::2]:8080": {"fc00:f853:ccd:e793::2"}}
-    assert results["endpoint-to-own-service-v6"].snat_seen == {"[fd00:10:244:1::2]:8080": {"fd00:10:244:1::1"},
-                                                              "[fd00:10:244:2::2]:8080": {"fd00:10:244:1::2"}}
+    assert results["outside-to-nodeport-v6"].snat_seen == {"[fd00:10:244:1::2]:80": {"fd00:10:244:1::1"},
+                                                          "[fd00:10:244:2::2]:80": {"fc00:f853:ccd:e793::2"}}
+    assert results["endpoint-to-own-service-v6"].snat_seen == {"[fd00:10:244:1::2]:80": {"fd00:10:244:1::1"},
+                                                              "[fd00:10:244:2::2]:80": {"fd00:10:244:1::2"}}

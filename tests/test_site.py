@@ -242,7 +242,7 @@ def test_a_dual_stack_node_page_shows_each_familys_rules_with_anchors_of_its_own
             for rule in dump.rules:
                 assert anchor_id(anchor_moment(moment, family), rule.table, rule.chain, rule.position) in ids
     # The IPv6 rules' DNAT to an endpoint, shown as ip6tables writes it.
-    assert "--to-destination [fd00:10:244:1::2]:8080" in html
+    assert "--to-destination [fd00:10:244:1::2]:80" in html
     assert "worker-1-after-v6.rules" in html  # the IPv6 textual diff names its files
 
 
@@ -251,7 +251,7 @@ def test_an_ipv6_flows_page_traces_in_the_ipv6_dump_and_links_to_its_rows(site):
     node_ids = set(re.findall(r'id="([^"]+)"', page(site, "scenarios", "kind-nodeport-dual-stack", "blog-worker")))
     anchors = re.findall(r'href="\.\./\.\./blog-worker/#([^"]+)"', html)
     assert anchors and all(a.startswith("after-v6-") and a in node_ids for a in anchors)
-    assert "DNAT to [fd00:10:244:2::2]:8080" in html
+    assert "DNAT to [fd00:10:244:2::2]:80" in html
     command = re.sub(r"<[^>]+>", "", html)  # the console block is highlighted span by span
     assert ("iptables-lens trace dumps/kind-nodeport-dual-stack/worker-1-after-v6.rules --src fc00:f853:ccd:e793::64"
             in command)
@@ -259,9 +259,9 @@ def test_an_ipv6_flows_page_traces_in_the_ipv6_dump_and_links_to_its_rows(site):
 
 def test_a_dual_stack_overview_lists_both_families_facts(site):
     html = page(site, "scenarios", "kind-nodeport-dual-stack")
-    assert "IPv6 cluster IP" in html and "fd00:10:96::3c3c" in html
+    assert "IPv6 cluster IP" in html and "fd00:10:96::7688" in html
     assert "172.20.0.2, fc00:f853:ccd:e793::2" in html and "before (IPv6)" in html
-    assert "10.244.1.2:8080, 10.244.2.2:8080, [fd00:10:244:1::2]:8080, [fd00:10:244:2::2]:8080" in html
+    assert "10.244.1.2:80, 10.244.2.2:80, [fd00:10:244:1::2]:80, [fd00:10:244:2::2]:80" in html
 
 
 def test_single_family_pages_keep_their_tabs_and_anchors():

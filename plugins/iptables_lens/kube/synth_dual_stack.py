@@ -20,25 +20,16 @@ from typing import Literal
 
 from iptables_lens.kube.cluster_spec import (
     ClusterSpec,
-    Endpoint,
     Family,
     KindNode,
-    Port,
-    ServiceSpec,
     kind_system_services,
 )
 from iptables_lens.kube.dual_stack import ipv6_cluster
 from iptables_lens.kube.synth import synth_cluster
-from iptables_lens.kube.synth_scenario import CONTROL_PLANE, WORKER_1, WORKER_2
+from iptables_lens.kube.synth_scenario import CONTROL_PLANE, DUAL_STACK_NODEPORT, WORKER_1, WORKER_2
 
 Moment = Literal["before", "after"]
 
-# The seed's Service, dual-stack.
-DUAL_STACK_NODEPORT = ServiceSpec(
-    "default", "my-nginx-service", "10.96.118.136", type="NodePort", ports=(Port(80, 80, node_port=30080),),
-    endpoints=(Endpoint("10.244.1.2", WORKER_1.name), Endpoint("10.244.2.2", WORKER_2.name)),
-    ip_family_policy="PreferDualStack",
-)
 DUAL_STACK_WORKERS = (WORKER_1, WORKER_2)
 
 

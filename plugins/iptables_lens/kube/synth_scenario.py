@@ -146,15 +146,22 @@ def _nodeport_local() -> _Scenario:
         (CONTROL_PLANE, WORKER_1, WORKER_2, WORKER_3), (WORKER_1, WORKER_3), service, pods, flows)
 
 
+# The seed's Service, dual-stack.
+DUAL_STACK_NODEPORT = ServiceSpec(
+    "default", "my-nginx-service", "10.96.118.136", type="NodePort", ports=(Port(80, 80, node_port=30080),),
+    endpoints=(Endpoint("10.244.1.2", WORKER_1.name), Endpoint("10.244.2.2", WORKER_2.name)),
+    ip_family_policy="PreferDualStack",
+)
+
+
 def _nodeport_dual_stack() -> _Scenario:
-    pods = (_Pod("web-dual-stack-0", WORKER_1, "10.244.1.2"), _Pod("web-dual-stack-1", WORKER_2, "10.244.2.2"))
-    service = ServiceSpec("default", "web-dual-stack", "10.96.60.60", type="NodePort",
-                          ports=(Port(80, 8080, node_port=30080),),
-                          endpoints=tuple(Endpoint(p.address, p.node.name) for p in pods),
-                          ip_family_policy="PreferDualStack")
+    # The seed's own Service and nginx pods, made dual-stack (kube.synth_dual_stack's Service).
+    pods = (_Pod("my-nginx-deployment-7c79c4bf97-2t7q4", WORKER_1, "10.244.1.2"),
+            _Pod("my-nginx-deployment-7c79c4bf97-8ktpx", WORKER_2, "10.244.2.2"))
+    service = DUAL_STACK_NODEPORT
     outside = "a host on the underlay network, outside the cluster (an address chosen for this flow)"
     client = "a client pod on blog-worker (an address chosen for this flow, in the node's pod range)"
-    own = "the Service's own endpoint pod web-dual-stack-0 on blog-worker"
+    own = f"the Service's own endpoint pod {pods[0].name} on blog-worker"
     flows: list[dict[str, Any]] = []
     for family in (4, 6):
         def address(v4: str, family: int = family) -> str:
@@ -175,7 +182,7 @@ def _nodeport_dual_stack() -> _Scenario:
         ]
     return _Scenario(
         "nodeport-dual-stack", "Dual-stack NodePort Service on a three-node kind cluster (generated)",
-        "Two pods behind a NodePort Service on port 30080 (target port 8080) with ipFamilyPolicy: PreferDualStack, "
+        "The seed's two nginx pods behind its NodePort Service on port 30080, with ipFamilyPolicy: PreferDualStack, "
         "one on each worker of the seed's kind cluster made dual-stack (kind's networking.ipFamily: dual). Each "
         "worker's iptables-save and ip6tables-save output before and after the Service was created, as kube-proxy "
         "v1.29's two proxiers write them, with the seed's kind chains (DOCKER_*, KIND-MASQ-AGENT) and the "
