@@ -62,6 +62,16 @@ def test_each_familys_flows_trace_in_that_familys_dump(suffix, endpoints):
                                                    endpoints[1]: (half, False, "ACCEPT")}
 
 
+@pytest.mark.parametrize("suffix, reply", [("", "icmp-port-unreachable"), ("-v6", "icmp6-port-unreachable")])
+def test_a_service_without_endpoints_rejects_in_each_family_with_its_icmp_reply(suffix, reply):
+    scenario = load_scenario(DUAL)
+    flow = next(f for f in scenario.meta.flows if f.id == "pod-to-no-endpoints" + suffix)
+    trace = predict(scenario, flow)
+    assert [(o.endpoint, o.probability, o.verdict) for o in trace.outcomes] == [(None, 1, "REJECT")]
+    last = trace.outcomes[0].path[-1]
+    assert (last.table, last.chain, last.action) == ("filter", "KUBE-SERVICES", f"REJECT with {reply}")
+
+
 def test_a_dual_stack_node_holds_both_families_addresses_and_routes():
     node = node_context(load_scenario(DUAL), "blog-worker")
     assert node.is_local(V6("fc00:f853:ccd:e793::2")) and node.is_local(ipaddress.IPv4Address("172.20.0.2"))

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 from iptables_lens.dialects import read_dump
-from iptables_lens.lab.run import Branch, LabRun, compare_branch, read_recording, replayed_flows
+from iptables_lens.lab.run import (
+    DROPPED_SAMPLES,
+    Branch,
+    LabRun,
+    compare_branch,
+    failure_of,
+    read_recording,
+    replayed_flows,
+)
 from iptables_lens.lab.stats import check_proportions
 from iptables_lens.lab.topology import Lab
 from iptables_lens.netns import Namespace, can_run_kernel_lab, leftover_namespaces
@@ -196,7 +204,9 @@ def dual_stack_lab_results():
                   "default": [ns.run(["ip", "-6", "route", "show", "default"]).stdout
                               for ns in [*lab.nodes.values(), *lab.clients.values()]]}
         runner = LabRun(lab, connections=200)
-        results = {flow.id: runner.run_flow(flow) for flow in scenario.meta.flows if flow.family == 6}
+        # Every IPv6 flow, and the IPv4 twin of the rejected one: the only IPv4 REJECT among the scenarios.
+        results = {flow.id: runner.run_flow(flow) for flow in scenario.meta.flows
+                   if flow.family == 6 or flow.id == "pod-to-no-endpoints"}
     after = (leftover_namespaces(), _root_veths(), _lab_processes())
     return results, wiring, before, after
 
@@ -228,3 +238,34 @@ def test_ipv6_masquerade_takes_the_source_the_tracer_predicts(dual_stack_lab_res
                                                           "[fd00:10:244:2::2]:80": {"fc00:f853:ccd:e793::2"}}
     assert results["endpoint-to-own-service-v6"].snat_seen == {"[fd00:10:244:1::2]:80": {"fd00:10:244:1::1"},
                                                               "[fd00:10:244:2::2]:80": {"fd00:10:244:1::2"}}
+
+
+@pytest.mark.parametrize("flow_id", ["pod-to-no-endpoints", "pod-to-no-endpoints-v6"])
+@pytest.mark.kernel
+def test_a_service_without_endpoints_refuses_every_connection_at_once(dual_stack_lab_results, flow_id):
+    results, _, _, _ = dual_stack_lab_results
+    result = results[flow_id]
+    assert result.ok, (result.problems, [b.problem for b in result.branches])
+    # The kernel's path ends where the tracer's does: filter KUBE-SERVICES' REJECT, which nf_tables traces as
+    # a drop once the ICMP(v6) port unreachable is sent.
+    [branch] = result.branches
+    assert branch.endpoint is None and branch.matched_outcome == 0
+    last = branch.steps[-1]
+    assert (last.hook, last.table, last.chain, last.verdict) == ("FORWARD", "filter", "KUBE-SERVICES", "DROP")
+    # Refused (ECONNREFUSED from the ICMP(v6) port unreachable), not timed out as after a DROP.
+    assert result.failures == {"refused": DROPPED_SAMPLES} and result.counts == {"none": DROPPED_SAMPLES}
+
+
+def test_the_lab_expects_a_rejected_flow_refused_and_a_dropped_one_timed_out():
+    dual = load_scenario(DUAL_STACK)
+    local = load_scenario(REPO_ROOT / "dumps" / "kind-nodeport-local")
+    flows = {(s.folder.name, f.id): (s, f) for s in (dual, local) for f in s.meta.flows}
+
+    def failure(folder, flow_id):
+        scenario, flow = flows[(folder, flow_id)]
+        return failure_of(predict(scenario, flow))
+
+    assert failure("kind-nodeport-dual-stack", "pod-to-no-endpoints-v6") == "refused"
+    assert failure("kind-nodeport-dual-stack", "pod-to-no-endpoints") == "refused"
+    assert failure("kind-nodeport-local", "outside-to-no-local-endpoint") == "timeout"
+    assert failure("kind-nodeport-dual-stack", "pod-to-cluster-ip-v6") is None

@@ -19,9 +19,12 @@ Kinds:
 - "nodeport-dual-stack": a NodePort Service (`ipFamilyPolicy: PreferDualStack`) with two endpoints, one on
   each worker, on the seed's cluster made dual-stack as kind makes it (`networking.ipFamily: dual`; every
   IPv6 address the twin of its IPv4 one, `kube.dual_stack`); each worker's `iptables-save` and
-  `ip6tables-save` dumps. Flows, in each family: an outside client calls blog-worker's node port, a pod calls
-  the cluster IP, an endpoint pod calls its own Service. It is in DUAL_STACK_KINDS, not SCENARIO_KINDS: the
-  kernel lab runs IPv4 flows only.
+  `ip6tables-save` dumps. A second dual-stack Service, default/no-endpoints (ClusterIP), has no pods, so
+  kube-proxy REJECTs its connections in filter KUBE-SERVICES; `scenario.yaml` lists only the Service with
+  endpoints, whose chains `validate` checks. Flows, in each family: an outside client calls blog-worker's
+  node port, a pod calls the cluster IP, an endpoint pod calls its own Service, a pod calls
+  default/no-endpoints (rejected with icmp-port-unreachable, icmp6-port-unreachable). It is in
+  DUAL_STACK_KINDS, not SCENARIO_KINDS.
 
 >>> sorted(scenario_files("clusterip"))[:3]
 ['scenario.yaml', 'service.yaml', 'worker-1-after.rules']
@@ -93,6 +96,11 @@ class _Scenario:
     pods: tuple[_Pod, ...]
     flows: tuple[dict[str, Any], ...]
     families: tuple[Family, ...] = (4,)
+    others: tuple[ServiceSpec, ...] = ()  # more Services "after" adds, with no pods of their own
+
+    @property
+    def services(self) -> tuple[ServiceSpec, ...]:
+        return (self.service, *self.others)
 
     @property
     def dual_stack(self) -> bool:
@@ -152,6 +160,9 @@ DUAL_STACK_NODEPORT = ServiceSpec(
     endpoints=(Endpoint("10.244.1.2", WORKER_1.name), Endpoint("10.244.2.2", WORKER_2.name)),
     ip_family_policy="PreferDualStack",
 )
+# A dual-stack Service no pod backs: kube-proxy REJECTs its connections (filter KUBE-SERVICES).
+DUAL_STACK_NO_ENDPOINTS = ServiceSpec("default", "no-endpoints", "10.96.200.10", ports=(Port(80, 80),),
+                                      ip_family_policy="PreferDualStack")
 
 
 def _nodeport_dual_stack() -> _Scenario:
@@ -179,6 +190,10 @@ def _nodeport_dual_stack() -> _Scenario:
                  title=f"An endpoint pod on blog-worker calls its own Service's {label} cluster IP",
                  node=WORKER_1.name, client=own, src=address(pods[0].address), dst=address(service.cluster_ip),
                  protocol="tcp", dport=80),
+            dict(id=f"pod-to-no-endpoints{suffix}",
+                 title=f"A pod on blog-worker calls the {label} cluster IP of a Service without endpoints",
+                 node=WORKER_1.name, client=client, src=address("10.244.1.10"),
+                 dst=address(DUAL_STACK_NO_ENDPOINTS.cluster_ip), protocol="tcp", dport=80),
         ]
     return _Scenario(
         "nodeport-dual-stack", "Dual-stack NodePort Service on a three-node kind cluster (generated)",
@@ -186,8 +201,10 @@ def _nodeport_dual_stack() -> _Scenario:
         "one on each worker of the seed's kind cluster made dual-stack (kind's networking.ipFamily: dual). Each "
         "worker's iptables-save and ip6tables-save output before and after the Service was created, as kube-proxy "
         "v1.29's two proxiers write them, with the seed's kind chains (DOCKER_*, KIND-MASQ-AGENT) and the "
-        "kubernetes and kube-dns Services, which are single-stack IPv4 and so only in the IPv4 rules.",
-        (CONTROL_PLANE, WORKER_1, WORKER_2), (WORKER_1, WORKER_2), service, pods, tuple(flows), (4, 6))
+        "kubernetes and kube-dns Services, which are single-stack IPv4 and so only in the IPv4 rules. A second "
+        "dual-stack Service, default/no-endpoints, has no pods: kube-proxy rejects its connections.",
+        (CONTROL_PLANE, WORKER_1, WORKER_2), (WORKER_1, WORKER_2), service, pods, tuple(flows), (4, 6),
+        (DUAL_STACK_NO_ENDPOINTS,))
 
 
 _SCENARIOS = {"clusterip": _clusterip, "nodeport-local": _nodeport_local, "nodeport-dual-stack": _nodeport_dual_stack}
@@ -196,7 +213,7 @@ _SCENARIOS = {"clusterip": _clusterip, "nodeport-local": _nodeport_local, "nodep
 def _dump(scenario: _Scenario, node: _Node, moment: str, family: Family = 4) -> str:
     services = kind_system_services(CONTROL_PLANE.name, CONTROL_PLANE.address)
     if moment == "after":
-        services += (scenario.service,)
+        services += scenario.services
     kind = KindNode(dns_tcp_port=node.dns_ports[0], dns_udp_port=node.dns_ports[1])
     spec = ClusterSpec(services, node=node.name, node_ip=node.address, kind=kind)
     return synth_cluster(spec if family == 4 else ipv6_cluster(spec, dual_stack=True))
@@ -251,7 +268,7 @@ def _metadata(scenario: _Scenario) -> str:
             "endpoints": [{"address": address, "port": p.target_port, "node": e.node}
                           for family in scenario.families for p in service.ports for e in service.endpoints
                           for address in [e.address if family == 4 else ipv6_twin(e.address)]],
-        }],
+        }],  # only Services with endpoints: `validate` checks each one's KUBE-SVC chain
         "manifests": ["service.yaml"],
         "dumps": [{"file": _dump_file(n, moment, family), "node": n.name, "moment": moment}
                   | ({"family": family} if dual else {})
@@ -283,7 +300,8 @@ def scenario_files(kind: str) -> dict[str, str]:
     if kind not in _SCENARIOS:
         raise ValueError(f"unknown scenario kind {kind!r} (one of {', '.join(SCENARIO_KINDS + DUAL_STACK_KINDS)})")
     scenario = _SCENARIOS[kind]()
-    files = {"scenario.yaml": _metadata(scenario), "service.yaml": _manifest(scenario.service)}
+    files = {"scenario.yaml": _metadata(scenario),
+             "service.yaml": "---\n".join(_manifest(s) for s in scenario.services)}
     for node in scenario.dumped:
         for moment in ("before", "after"):
             for family in scenario.families:

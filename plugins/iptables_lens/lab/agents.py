@@ -3,7 +3,9 @@
 Run as `python -m iptables_lens.lab.agents server PORT [FAMILY]` (on IPv4, or IPv6 for FAMILY 6: answers every connection with the address it was
 reached on and the peer it saw, then closes) or `... client SRC DST PORT COUNT [SPORT [TIMEOUT]]` (opens COUNT
 connections from SRC to DST:PORT, one after the other, from source ports SPORT, SPORT+1, ... when given,
-and prints one JSON line with what each answer said).
+and prints one JSON line with what each answer said, or how the connection failed: "refused" when the
+kernel answered the SYN with a TCP reset or an ICMP(v6) port unreachable, as a REJECT rule does, "timeout"
+when nothing came back, as after a DROP).
 Both use only the standard library, so they start fast in a namespace.
 """
 
@@ -54,8 +56,12 @@ def connect(src: str, dst: str, port: int, count: int, sport: int | None = None,
                 data += chunk
             server, peer = data.decode().split()
             answers.append({"sport": local_port, "server": server, "peer": peer})
+        except ConnectionRefusedError as error:  # ECONNREFUSED: ICMP(v6) port unreachable makes connect() fail so
+            answers.append({"error": str(error), "failure": "refused"})
+        except TimeoutError as error:
+            answers.append({"error": str(error), "failure": "timeout"})
         except OSError as error:
-            answers.append({"error": str(error)})
+            answers.append({"error": str(error), "failure": "other"})
         finally:
             sock.close()
     return answers

@@ -61,6 +61,7 @@ class FlowResult:
     prediction: Trace
     branches: list[Branch] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    failures: Counter = field(default_factory=Counter)  # how sampled connections failed: refused, timeout, other
     snat_seen: dict[str, set[str]] = field(default_factory=dict)
     checks: list[ProportionCheck] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -184,10 +185,16 @@ class LabRun:
         # Connections the tracer says are dropped time out: a few, with a short wait, tell as much as many.
         drops = any(o.verdict != "ACCEPT" for o in prediction.outcomes)
         count = self.connections if not drops else min(self.connections, DROPPED_SAMPLES)
-        answers = self._client(flow, count, SAMPLED_SPORT_BASE, timeout=1 if drops else 5)
+        expected_failure = failure_of(prediction)
+        answers = self._client(flow, count, SAMPLED_SPORT_BASE, timeout=_client_timeout(drops, expected_failure))
         failed = [a for a in answers if "error" in a]
+        result.failures.update(a.get("failure", "other") for a in failed)
         if failed and not drops:
             result.problems.append(f"{len(failed)} of {len(answers)} connections failed: {failed[0]['error']}")
+        wrong = [a for a in failed if expected_failure and a.get("failure") != expected_failure]
+        if wrong:
+            result.problems.append(f"{len(wrong)} of {len(answers)} connections failed with {wrong[0]['error']!r}; "
+                                   f"the tracer says they are {'refused' if expected_failure == 'refused' else 'dropped'}")
         result.counts["none"] = len(failed) if drops else 0
         if not result.counts["none"]:
             del result.counts["none"]
@@ -234,6 +241,28 @@ class LabRun:
         predicted = {o.endpoint or "none": o.probability for o in prediction.outcomes}
         result.checks = check_proportions(dict(result.counts), predicted)
         return result
+
+
+def _client_timeout(drops: bool, expected_failure: str | None) -> float:
+    """Seconds a sampled connection may take. A rejected one needs more than a dropped one: in the lab the
+    ICMPv6 error to a pod's first SYN comes back while connect() still holds the socket, and TCP discards it
+    (nstat's TcpExtLockDroppedIcmps counts it), so the refusal comes with the SYN resent after 1 s; an IPv4
+    host also rate-limits its port unreachables (net.ipv4.icmp_ratelimit), which the resent SYN outlasts."""
+    if expected_failure == "refused":
+        return 3
+    return 1 if drops else 5
+
+
+def failure_of(prediction: Trace) -> str | None:
+    """How the client sees a connection the tracer never delivers: "refused" when every outcome REJECTs
+    (the kernel answers with ICMP(v6) port unreachable, so connect() fails with ECONNREFUSED at once),
+    "timeout" when every one DROPs; None when some are delivered or the two mix."""
+    verdicts = {o.verdict for o in prediction.outcomes}
+    if verdicts == {"REJECT"}:
+        return "refused"
+    if verdicts == {"DROP"}:
+        return "timeout"
+    return None
 
 
 def by_endpoint_port(prediction: Trace, address: str) -> int | None:

@@ -3,7 +3,9 @@
 - `underlay`: a namespace holding a bridge, the cluster's L2 network (172.20.0.0/16 in the seed).
 - one namespace per node: `eth0` on the underlay with the node's address of each family it has, forwarding
   on, routes to the other nodes' pod ranges via their addresses, and the node's dumps loaded with
-  iptables-restore (ip6tables-restore for an IPv6 dump).
+  iptables-restore (ip6tables-restore for an IPv6 dump), and host routes via the underlay's gateway (an
+  address no namespace holds) to the node's flow destinations that nothing else routes, as kind's default
+  route would.
 - one namespace per pod: `eth0` holding the pod's addresses (/32, /128), a default route per family via the
   node's pod gateway; on the node, a veth whose host side holds those gateways and a host route to the pod
   (kindnet's ptp wiring, as `scenario.node.node_context` describes it, less its default route out).
@@ -13,7 +15,8 @@ IPv6 addresses are added with `nodad`: duplicate address detection would leave t
 for a second or more, and the lab knows they are unique.
 
 Every veth is created with both ends already inside lab namespaces, so nothing touches the root namespace,
-and no namespace has a route out: the scenario's addresses never leave the lab. `Lab` removes everything
+and no namespace has a route out (a route via the gateway leads to the lab's own bridge): the scenario's
+addresses never leave the lab. `Lab` removes everything
 it made when its `with` block ends, however it ends.
 """
 
@@ -110,6 +113,7 @@ class Lab:
                     pods, via = other.pod_cidr_of(family), other.address_of(family)
                     if other.name != node.name and pods is not None and via is not None:
                         _run(ns, "ip", "route", "add", str(pods), "via", str(via), "dev", "eth0")
+                self._route_flow_destinations(node.name, ns, family)
             self._wire_pods(node.name, ns)
         for flow in meta.flows:
             underlay = meta.cluster.underlay_of(flow.family)
@@ -120,6 +124,21 @@ class Lab:
                 self._attach_to_underlay(ns, f"c{len(self.clients)}", [self._on_underlay(flow.src, flow.family)])
         self._load_dumps()
         self._start_servers()
+
+    def _route_flow_destinations(self, node_name: str, ns: Namespace, family: Family) -> None:
+        """A host route via the underlay's gateway to each of the node's flow destinations that no other route
+        covers: what kind's default route does for them. Without it the kernel refuses a packet to a cluster
+        IP that nothing DNATs (a Service without endpoints) before the filter table's REJECT sees it. No
+        namespace holds the gateway, so nothing leaves the lab by it; and no default route is added."""
+        meta = self.scenario.meta
+        gateway = meta.cluster.gateway_of(family)
+        underlay = meta.cluster.underlay_of(family)
+        if gateway is None:
+            return
+        covered = [r for r in (underlay, *(n.pod_cidr_of(family) for n in meta.nodes)) if r is not None]
+        destinations = {f.dst for f in meta.flows if f.node == node_name and f.family == family}
+        for dst in sorted(d for d in destinations if not any(d in r for r in covered)):
+            _run(ns, "ip", "route", "add", str(dst), "via", str(gateway), "dev", "eth0")
 
     def _on_underlay(self, address: Address | None, family: Family) -> str:
         underlay = self.scenario.meta.cluster.underlay_of(family)
