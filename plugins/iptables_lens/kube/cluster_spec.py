@@ -18,7 +18,9 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
-ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+# kube-proxy writes nothing for an ExternalName Service, nor for a headless one (cluster IP "None").
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]
+HEADLESS = "None"
 TrafficPolicy = Literal["Cluster", "Local"]
 Affinity = Literal["None", "ClientIP"]
 Family = Literal[4, 6]
@@ -58,10 +60,15 @@ class Port:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A ready endpoint: a pod's address (each Service port's `target_port` on it) and the node it runs on."""
+    """An endpoint: a pod's address (each Service port's `target_port` on it), the node it runs on, and its
+    EndpointSlice conditions (a ready endpoint by default; a pod being deleted is `terminating`, and stays
+    `serving` while it still passes its readiness probe)."""
 
     address: str
     node: str = ""
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
 
 
 @dataclass(frozen=True)
