@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from iptables_lens.iptables.model import Dump
+from iptables_lens.iptables.values import BadValue, nat_range
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Flow, Moment
 from iptables_lens.scenario.node import node_context
@@ -32,7 +34,29 @@ def predict(scenario: Scenario, flow: Flow, moment: Moment = "after") -> Trace:
         kind = f"{moment} dump" if flow.family == 4 else f"{moment} IPv6 dump (family: 6)"
         raise scenario.metadata_file.problem(where, f"flow {flow.id}: no {kind} for node {flow.node}")
     packet = Packet(flow.src, flow.dst, flow.protocol, flow.sport or DEFAULT_SPORT, flow.dport)
-    return trace(dump, packet, node_context(scenario, flow.node))
+    return trace(dump, packet, node_context(scenario, flow.node), recent=recent_lists(dump, flow))
+
+
+def recent_lists(dump: Dump, flow: Flow) -> frozenset[str]:
+    """The `-m recent` lists a returning client (`flow.returning_to`) is in: those of the rules that record a
+    client as they DNAT to that endpoint (kube-proxy's `-m recent --set --name KUBE-SEP-...` before its DNAT,
+    the list named after the endpoint's chain). Empty for a first request."""
+    if flow.returning_to is None or not dump.has_table("nat"):
+        return frozenset()
+    lists = set()
+    for rule in dump.table("nat").rules:
+        recent = rule.match("recent")
+        to = rule.target.option("--to-destination") if rule.target and rule.target.name == "DNAT" else None
+        if recent is None or recent.option("--set") is None or to is None:
+            continue
+        try:
+            destination = nat_range(to.value, flow.family)
+        except BadValue:
+            continue  # the parser has read it already; a range kube-proxy never writes is no endpoint
+        name = recent.option("--name")
+        if destination.first == flow.returning_to == destination.last and name is not None:
+            lists.add(name.value)
+    return frozenset(lists)
 
 
 def recording_path(scenario: Scenario, flow: Flow) -> Path:

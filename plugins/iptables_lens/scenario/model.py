@@ -191,11 +191,16 @@ class Flow(_Strict):
     protocol: Literal["tcp", "udp", "sctp"] = "tcp"
     dport: int = Field(ge=1, le=65535)
     sport: int | None = Field(default=None, ge=1, le=65535)
+    returning_to: Address | None = None
+    """Session affinity's returning client: within the affinity timeout the client was sent to this endpoint,
+    so its address is in the `-m recent` list of that endpoint's chain. None: a first request (no list)."""
 
     @model_validator(mode="after")
     def _one_family(self) -> Flow:
         if self.src.version != self.dst.version:
             raise ValueError(f"src {self.src} and dst {self.dst} are of different families")
+        if self.returning_to is not None and self.returning_to.version != self.src.version:
+            raise ValueError(f"returning_to {self.returning_to} is not of the flow's family")
         return self
 
     @property
