@@ -209,6 +209,22 @@ class Flow(_Strict):
         return 6 if self.src.version == 6 else 4
 
 
+class Feature(_Strict):
+    """The Service feature a scenario shows, for the "Service features" page: the scenario's `node` before
+    and after the Service was created, and its flows, tell what the feature does to a node's rules."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    """The feature's anchor on the page."""
+    title: str
+    """The feature as a Service spec says it, e.g. `sessionAffinity: ClientIP`."""
+    order: int
+    """Where the page lists it: features in increasing order."""
+    summary: str
+    """What the feature does on a node, in a sentence or two (Markdown)."""
+    node: str
+    """The node whose before/after diff the page shows."""
+
+
 class ScenarioMeta(_Strict):
     """The whole `scenario.yaml`."""
 
@@ -222,10 +238,13 @@ class ScenarioMeta(_Strict):
     manifests: tuple[str, ...] = ()
     dumps: tuple[DumpFile, ...] = Field(min_length=1)
     flows: tuple[Flow, ...] = ()
+    feature: Feature | None = None
 
     @model_validator(mode="after")
     def _facts_agree(self) -> ScenarioMeta:
         names = {n.name for n in self.nodes}
+        if self.feature is not None and self.feature.node not in names:
+            raise ValueError(f"feature: node {self.feature.node!r} is not one of the nodes ({', '.join(sorted(names))})")
         for kind, items in (("pods", self.pods), ("dumps", self.dumps), ("flows", self.flows)):
             for item in items:
                 if item.node not in names:
