@@ -28,7 +28,7 @@ from iptables_lens.kube.synth import synth_cluster
 from iptables_lens.netns import Namespace, can_run_kernel_lab, missing_tools
 
 from tests.conftest import REPO_ROOT
-from tests.test_synth import SEED_NODE, chain_rules, chains_named, edge_case_spec, table_text
+from tests.test_synth import SEED_NODE, chain_rules, chains_named, edge_case_spec, service_features_spec, table_text
 
 KUBE_PROXY_IPV6 = REPO_ROOT / "tests" / "data" / "kube-proxy" / "TestEnableLocalhostNodePortsIPv6.restore"
 
@@ -54,6 +54,7 @@ CASES = {
     "mixed-large-cluster": lambda: synth_cluster(ipv6_cluster(mixed_spec(500, 3, seed=2))),
     "nodeports": lambda: synth_cluster(ipv6_cluster(nodeport_spec(40, 2))),
     "seed-node": lambda: synth_cluster(ipv6_cluster(SEED_NODE)),
+    "service-features": lambda: synth_cluster(ipv6_cluster(service_features_spec())),
 }
 
 
@@ -263,6 +264,14 @@ def test_the_ipv6_side_of_a_dual_stack_cluster_drops_single_stack_services():
                                              "my-nginx-service" else s for s in SEED_NODE.services))
     assert [s.key for s in ipv6_cluster(dual, dual_stack=True).services] == ["default/my-nginx-service"]
     assert len(ipv6_cluster(dual).services) == 3
+
+
+def test_the_ipv6_twin_keeps_each_endpoints_conditions_and_node_and_a_headless_services_none():
+    going = Endpoint("10.244.1.2", "node-1", ready=False, serving=True, terminating=True)
+    six = ipv6_cluster(ClusterSpec((ServiceSpec("default", "web", "10.96.0.50", endpoints=(going,)),
+                                    ServiceSpec("default", "headless", "None", endpoints=(going,)))))
+    assert [s.endpoints[0] for s in six.services] == [replace(going, address="fd00:10:244:1::2")] * 2
+    assert six.services[1].cluster_ip == "None"
 
 
 # -- the parser (not yet) -------------------------------------------------------------------------------

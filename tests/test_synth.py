@@ -100,9 +100,40 @@ def edge_cases() -> str:
     return synth_cluster(edge_case_spec())
 
 
+def service_features_spec() -> ClusterSpec:
+    """The Service features the edge cases lack: terminating endpoints (used when no ready one is left, on the
+    node and elsewhere; never when not serving), UDP and SCTP ports, two ingress IPs and a load balancer without
+    node ports, external IPs under either policy, an affinity timeout, and the Services kube-proxy ignores."""
+    going, gone = dict(ready=False, serving=True, terminating=True), dict(ready=False, serving=False, terminating=True)
+    services = [
+        web(name="terminating-here", type="NodePort", ports=(Port(80, 8080, node_port=30400),),
+            external_traffic_policy="Local",
+            endpoints=(Endpoint("10.244.0.5", "node-0", **going), Endpoint("10.244.1.5", "node-1"))),
+        web(name="terminating-only", endpoints=(Endpoint("10.244.0.6", "node-0", **going),
+                                                Endpoint("10.244.1.6", "node-1", **going),
+                                                Endpoint("10.244.1.7", "node-1", **gone))),
+        web(name="not-serving", endpoints=(Endpoint("10.244.1.8", "node-1", **gone),)),
+        web(name="internal-local-terminating", internal_traffic_policy="Local",
+            endpoints=(Endpoint("10.244.0.9", "node-0", **going), Endpoint("10.244.1.9", "node-1"))),
+        web(name="dns", ports=(Port(53, 5353, "UDP", "dns"), Port(53, 5353, "TCP", "dns-tcp"),
+                               Port(9, 9, "SCTP", "discard"))),
+        web(name="lb-two-ips", type="LoadBalancer", ports=(Port(443, 8443, name="https"),),
+            load_balancer_ips=("198.18.0.20", "198.18.0.21"), load_balancer_source_ranges=("203.0.113.0/24",
+                                                                                          "172.20.0.0/16")),
+        web(name="external-ips", external_ips=("192.0.2.20", "192.0.2.21"), external_traffic_policy="Local",
+            type="NodePort", ports=(Port(80, 8080, node_port=30401),)),
+        web(name="affinity-timeout", session_affinity="ClientIP", affinity_seconds=60),
+        web(name="headless", cluster_ip="None"),
+        web(name="external-name", cluster_ip="", type="ExternalName", endpoints=()),
+    ]
+    return ClusterSpec(tuple(replace(s, cluster_ip=f"10.96.1.{100 + i}") if s.proxied else s
+                             for i, s in enumerate(services)), node="node-0")
+
+
 # Dumps that exercise every kind of rule the generator writes.
 CASES = {
     "edge-cases": edge_cases,
+    "service-features": lambda: synth_cluster(service_features_spec()),
     "mixed": lambda: synth_mixed(300, 3, seed=7),
     "mixed-large-cluster": lambda: synth_mixed(500, 3, seed=2),
     "seed-node": lambda: synth_cluster(SEED_NODE),
@@ -369,6 +400,82 @@ def test_a_named_port_is_part_of_the_service_port_name():
     text = dump_of(web(ports=(Port(80, 8080, name="http"), Port(53, 5353, "UDP", "dns"))))
     assert '--comment "default/web:http cluster IP" -m tcp --dport 80' in text
     assert '-p udp -m comment --comment "default/web:dns" -m udp -j DNAT --to-destination 10.244.0.2:5353' in text
+
+
+def _going(address: str, node: str) -> Endpoint:
+    return Endpoint(address, node, ready=False, serving=True, terminating=True)
+
+
+def test_with_no_ready_endpoint_left_the_service_uses_its_serving_terminating_ones():
+    text = dump_of(web(endpoints=(_going("10.244.0.2", "node-0"), _going("10.244.1.2", "node-1"))))
+    [svc] = chains_named(text, "KUBE-SVC-")
+    assert [r.split("-> ")[1].split('"')[0] for r in chain_rules(text, svc)[1:]] == ["10.244.0.2:8080",
+                                                                                      "10.244.1.2:8080"]
+
+
+def test_a_ready_endpoint_keeps_the_terminating_ones_out():
+    text = dump_of(web(endpoints=(_going("10.244.0.2", "node-0"), Endpoint("10.244.1.2", "node-1"))))
+    assert "10.244.0.2" not in text and len(chains_named(text, "KUBE-SEP-")) == 1
+
+
+def test_local_policy_falls_back_to_the_nodes_terminating_endpoint_while_others_are_ready():
+    text = dump_of(web(type="NodePort", ports=(Port(80, 8080, node_port=30100),), external_traffic_policy="Local",
+                       endpoints=(_going("10.244.0.2", "node-0"), Endpoint("10.244.1.2", "node-1"))))
+    [svl] = chains_named(text, "KUBE-SVL-")
+    [svc] = chains_named(text, "KUBE-SVC-")
+    assert "-> 10.244.0.2:8080" in chain_rules(text, svl)[0] and len(chain_rules(text, svl)) == 1
+    assert "-> 10.244.1.2:8080" in chain_rules(text, svc)[1] and len(chain_rules(text, svc)) == 2
+    assert len(chains_named(text, "KUBE-SEP-")) == 2  # both are reachable from this node
+
+
+def test_an_endpoint_that_is_not_serving_is_never_used():
+    gone = Endpoint("10.244.0.2", "node-0", ready=False, serving=False, terminating=True)
+    text = dump_of(web(endpoints=(gone,)))
+    assert chains_named(text, "KUBE-SEP-") == [] and "default/web has no endpoints" in table_text(text, "filter")
+
+
+def test_a_ready_endpoint_cannot_be_terminating_or_not_serving():
+    with pytest.raises(ValueError, match="a ready endpoint is serving and not terminating"):
+        Endpoint("10.244.0.2", terminating=True)
+    with pytest.raises(ValueError, match="a ready endpoint is serving"):
+        Endpoint("10.244.0.2", serving=False)
+
+
+def test_headless_and_external_name_services_write_nothing_and_hold_no_address():
+    headless = web(name="headless", cluster_ip="None")
+    external = web(name="external", cluster_ip="", type="ExternalName")
+    assert dump_of(headless, external) == dump_of()
+    assert headless.addresses() == ["10.244.0.2", "10.244.1.2"] and not headless.proxied
+    with pytest.raises(ValueError, match="only a ClusterIP Service can be headless"):
+        web(cluster_ip="None", type="NodePort", ports=(Port(80, 8080, node_port=30100),))
+
+
+def test_only_a_local_policy_load_balancer_opens_its_health_check_node_port():
+    lb = dict(type="LoadBalancer", ports=(Port(80, 8080, node_port=30100),), load_balancer_ips=("198.18.0.1",),
+              health_check_node_port=30101)
+    assert chain_rules(table_text(dump_of(web(**lb)), "filter"), "KUBE-NODEPORTS") == []
+    assert len(chain_rules(table_text(dump_of(web(external_traffic_policy="Local", **lb)), "filter"),
+                           "KUBE-NODEPORTS")) == 1
+
+
+def test_a_load_balancer_without_node_ports_is_reached_at_its_ingress_ips_only():
+    text = dump_of(web(type="LoadBalancer", load_balancer_ips=("198.18.0.1", "198.18.0.2")))
+    [ext] = chains_named(text, "KUBE-EXT-")
+    assert chain_rules(text, "KUBE-NODEPORTS") == []
+    assert [r.split()[3] for r in chain_rules(table_text(text, "nat"), "KUBE-SERVICES") if ext in r] == [
+        "198.18.0.1/32", "198.18.0.2/32"]
+
+
+def test_udp_and_sctp_ports_match_their_protocol():
+    text = dump_of(web(ports=(Port(53, 5353, "UDP", "dns"), Port(9, 9, "SCTP", "discard"))))
+    assert '-p udp -m comment --comment "default/web:dns cluster IP" -m udp --dport 53' in text
+    assert '-p sctp -m comment --comment "default/web:discard" -m sctp -j DNAT --to-destination 10.244.0.2:9' in text
+
+
+def test_an_affinity_timeout_is_from_one_second_to_a_day():
+    assert "--rcheck --seconds 60 --reap" in dump_of(web(session_affinity="ClientIP", affinity_seconds=60))
+    with pytest.raises(ValueError, match="timeoutSeconds must be from 1 to 86400"):
+        web(session_affinity="ClientIP", affinity_seconds=86401)
 
 
 def test_the_mix_has_every_kind_and_endpoints_on_and_off_the_node():

@@ -35,6 +35,7 @@ POD_CIDR_V6 = "fd00:10:244::/56"
 SERVICE_CIDR_V6 = "fd00:10:96::/112"
 KIND_NODE_CIDR_V6 = "fc00:f853:ccd:e793::/64"
 DEFAULT_AFFINITY_SECONDS = 10800  # v1.DefaultClientIPServiceAffinitySeconds
+MAX_AFFINITY_SECONDS = 86400  # v1.MaxClientIPServiceAffinitySeconds
 LARGE_CLUSTER_ENDPOINTS = 1000  # largeClusterEndpointsThreshold in proxier.go
 
 
@@ -62,7 +63,8 @@ class Port:
 class Endpoint:
     """An endpoint: a pod's address (each Service port's `target_port` on it), the node it runs on, and its
     EndpointSlice conditions (a ready endpoint by default; a pod being deleted is `terminating`, and stays
-    `serving` while it still passes its readiness probe)."""
+    `serving` while it still passes its readiness probe). kube-proxy uses ready endpoints, falls back to
+    serving-terminating ones, and never uses one that is not serving (`kube.endpoint_selection`)."""
 
     address: str
     node: str = ""
@@ -70,13 +72,24 @@ class Endpoint:
     serving: bool = True
     terminating: bool = False
 
+    def __post_init__(self) -> None:
+        # The EndpointSlice controller marks a terminating pod not ready, and a ready pod serving.
+        if self.ready and (self.terminating or not self.serving):
+            raise ValueError(f"endpoint {self.address}: a ready endpoint is serving and not terminating")
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
     """A Service as kube-proxy sees it.
 
     A LoadBalancer Service's `load_balancer_ips` are its status ingress IPs; kube-proxy v1.29 writes a
-    KUBE-FW chain for it only when `load_balancer_source_ranges` is set too.
+    KUBE-FW chain for it only when `load_balancer_source_ranges` is set too. Its ports may lack node ports
+    (`allocateLoadBalancerNodePorts: false`). Its `health_check_node_port` counts only with
+    `externalTrafficPolicy: Local`, as kube-proxy ignores it otherwise. `affinity_seconds` is
+    `sessionAffinityConfig.clientIP.timeoutSeconds`.
+
+    kube-proxy writes nothing for an ExternalName Service, nor for a headless one (`cluster_ip` `HEADLESS`):
+    `proxied` is False for them.
     """
 
     namespace: str
@@ -98,25 +111,35 @@ class ServiceSpec:
     def __post_init__(self) -> None:
         for port in self.ports:
             if self.type == "ClusterIP" and port.node_port is not None:
-                raise ValueError(f"{self.key}: a ClusterIP Service has no node ports")
-            if self.type != "ClusterIP" and port.node_port is None:
-                raise ValueError(f"{self.key}: a {self.type} Service needs a node port on each port")
+                raise ValueError(f"{self.key}: a {self.type} Service has no node ports")
+            if self.type == "NodePort" and port.node_port is None:
+                raise ValueError(f"{self.key}: a NodePort Service needs a node port on each port")
+        if self.cluster_ip == HEADLESS and self.type != "ClusterIP":
+            raise ValueError(f"{self.key}: only a ClusterIP Service can be headless")
         if self.load_balancer_ips and self.type != "LoadBalancer":
             raise ValueError(f"{self.key}: only a LoadBalancer Service has load balancer IPs")
         if self.external_traffic_policy == "Local" and self.type == "ClusterIP" and not self.external_ips:
             raise ValueError(f"{self.key}: externalTrafficPolicy applies to NodePort and LoadBalancer Services")
+        if not 0 < self.affinity_seconds <= MAX_AFFINITY_SECONDS:
+            raise ValueError(f"{self.key}: timeoutSeconds must be from 1 to {MAX_AFFINITY_SECONDS}")
         names = [p.name for p in self.ports]
         if len(names) > 1 and (len(set(names)) != len(names) or not all(names)):
             raise ValueError(f"{self.key}: the ports of a multi-port Service need distinct names")
+
+    @property
+    def proxied(self) -> bool:
+        """Whether kube-proxy writes rules for the Service: not for an ExternalName or a headless one."""
+        return self.type != "ExternalName" and self.cluster_ip not in (HEADLESS, "")
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
     def addresses(self) -> list[str]:
-        """Every address and CIDR of the Service: cluster IP, endpoints, load balancer IPs and source ranges,
-        external IPs."""
-        return [self.cluster_ip, *(e.address for e in self.endpoints), *self.load_balancer_ips,
+        """Every address and CIDR of the Service: cluster IP (none for a headless or ExternalName Service),
+        endpoints, load balancer IPs and source ranges, external IPs."""
+        own = [self.cluster_ip] if self.cluster_ip not in (HEADLESS, "") else []
+        return [*own, *(e.address for e in self.endpoints), *self.load_balancer_ips,
                 *self.load_balancer_source_ranges, *self.external_ips]
 
     def port_name(self, port: Port) -> str:
@@ -172,7 +195,7 @@ def is_large_cluster(spec: ClusterSpec) -> bool:
     ports (`proxier.largeClusterMode`), unless the spec forces it one way."""
     if spec.large_cluster_mode is not None:
         return spec.large_cluster_mode
-    total = sum(len(s.endpoints) * len(s.ports) for s in spec.services)
+    total = sum(len(s.endpoints) * len(s.ports) for s in spec.services if s.proxied)
     return total > LARGE_CLUSTER_ENDPOINTS
 
 

@@ -23,6 +23,7 @@ import ipaddress
 from dataclasses import replace
 
 from iptables_lens.kube.cluster_spec import (
+    HEADLESS,
     KIND_NODE_CIDR_V6,
     POD_CIDR,
     POD_CIDR_V6,
@@ -78,9 +79,11 @@ def ipv6_twin(text: str) -> str:
 
 
 def ipv6_service(service: ServiceSpec) -> ServiceSpec:
-    """The Service as kube-proxy's IPv6 proxier sees it: every address its IPv6 twin."""
+    """The Service as kube-proxy's IPv6 proxier sees it: every address its IPv6 twin (a headless Service's
+    "None" and an ExternalName Service's empty cluster IP stay), each endpoint's conditions and node kept."""
+    cluster_ip = service.cluster_ip if service.cluster_ip in (HEADLESS, "") else ipv6_twin(service.cluster_ip)
     return replace(
-        service, cluster_ip=ipv6_twin(service.cluster_ip),
+        service, cluster_ip=cluster_ip,
         endpoints=tuple(replace(e, address=ipv6_twin(e.address)) for e in service.endpoints),
         load_balancer_ips=tuple(map(ipv6_twin, service.load_balancer_ips)),
         load_balancer_source_ranges=tuple(map(ipv6_twin, service.load_balancer_source_ranges)),

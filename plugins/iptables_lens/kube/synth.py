@@ -14,9 +14,11 @@ mask, no node ports on ::1, and the IPv6 fixed chains (no martian rule, no Docke
 Two entry points:
 
 - `synth_cluster(spec)`: one node's dump for a `ClusterSpec` (see `kube.cluster_spec`) listing Services of
-  any kind (ClusterIP, NodePort, LoadBalancer with or without source ranges, external IPs,
-  `externalTrafficPolicy: Local`, `sessionAffinity: ClientIP`, no endpoints) and their endpoints, each on a
-  named node. `synth_cluster(nodeport_spec(services, endpoints))` is the benchmarks' dump.
+  any kind (ClusterIP, NodePort, LoadBalancer with or without source ranges, external IPs, either traffic
+  policy Local, `sessionAffinity: ClientIP`, TCP, UDP and SCTP ports, no endpoints; headless and ExternalName
+  Services, for which kube-proxy writes nothing) and their endpoints, each on a named node and with its
+  conditions (which endpoints kube-proxy uses: `kube.endpoint_selection`).
+  `synth_cluster(nodeport_spec(services, endpoints))` is the benchmarks' dump.
 - `synth_mixed(n, endpoints, seed)`: a seeded mix of all those kinds, for scale tests.
 
 Node ports start at 30000 and, past 32767, use a widened range (as a cluster with
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from iptables_lens.kube import node_chains
+from iptables_lens.kube import endpoint_selection, node_chains
 from iptables_lens.kube.cluster_spec import (
     DEFAULT_AFFINITY_SECONDS,
     LARGE_CLUSTER_ENDPOINTS,
@@ -53,6 +55,12 @@ from iptables_lens.kube.cluster_spec import (
     mixed_spec,
     nodeport_spec,
     pod_ip,
+)
+from iptables_lens.kube.endpoint_selection import (
+    categorize_endpoints,
+    needs_health_check,
+    uses_cluster_endpoints,
+    uses_local_endpoints,
 )
 from iptables_lens.kube.names import endpoint_chain, join_host_port, service_chain
 from iptables_lens.kube.node_chains import FOOTER, HEADER, HEADER_V6, TableText, host_prefix
@@ -110,6 +118,8 @@ def synth_cluster(spec: ClusterSpec) -> str:
     filter_ = node_chains.filter_table(spec.family)
     large = is_large_cluster(spec)
     for service in spec.services:
+        if not service.proxied:
+            continue
         for port in service.ports:
             _write_service_port(nat, filter_, spec, service, port, large)
     # Finally, tail-call to the nodePorts chain.
@@ -129,22 +139,15 @@ def _write_service_port(nat: TableText, filter_: TableText, spec: ClusterSpec, s
     external_chain = service_chain("KUBE-EXT", name, protocol)
 
     family = spec.family
-    # proxy.CategorizeEndpoints, with every endpoint ready and no topology hints. Endpoints come sorted
-    # by their "ip:port" ("[ip]:port") string (endpointslicecache's byEndpoint).
-    endpoints = sorted(svc.endpoints, key=lambda e: join_host_port(e.address, port.target_port))
-    externally_accessible = bool(port.node_port or svc.load_balancer_ips or svc.external_ips)
-    external_policy_local = externally_accessible and svc.external_traffic_policy == "Local"
+    selection = categorize_endpoints(svc, port, spec.node)
+    cluster_endpoints, local_endpoints = selection.cluster, selection.local
+    has_endpoints = selection.has_any
+    externally_accessible = endpoint_selection.externally_accessible(svc, port)
+    external_policy_local = endpoint_selection.external_policy_local(svc, port)
     internal_policy_local = svc.internal_traffic_policy == "Local"
-    # Even with both policies Local, external traffic needs the cluster endpoints for the short circuit.
-    uses_cluster_endpoints = not internal_policy_local or externally_accessible
-    uses_local_endpoints = internal_policy_local or external_policy_local
-    cluster_endpoints = endpoints if uses_cluster_endpoints else []
-    local_endpoints = [e for e in endpoints if e.node == spec.node] if uses_local_endpoints else []
-    reachable = cluster_endpoints if uses_cluster_endpoints else local_endpoints
-    has_endpoints = bool(endpoints)
 
-    uses_cluster_policy_chain = bool(cluster_endpoints) and uses_cluster_endpoints
-    uses_local_policy_chain = bool(local_endpoints) and uses_local_endpoints
+    uses_cluster_policy_chain = bool(cluster_endpoints) and uses_cluster_endpoints(svc, port)
+    uses_local_policy_chain = bool(local_endpoints) and uses_local_endpoints(svc, port)
     internal_chain = cluster_policy_chain
     has_internal_endpoints = has_endpoints
     if internal_policy_local:
@@ -155,6 +158,8 @@ def _write_service_port(nat: TableText, filter_: TableText, spec: ClusterSpec, s
     if external_policy_local:
         external_policy_chain = local_policy_chain
         has_external_endpoints = bool(local_endpoints)
+    # The external chain is there whenever the Service has endpoints: the short circuit for pods and the node
+    # needs it even when external traffic has none.
     uses_external_chain = has_endpoints and externally_accessible
     lb_chain = external_chain
     uses_fw_chain = has_endpoints and bool(svc.load_balancer_ips) and bool(svc.load_balancer_source_ranges)
@@ -210,7 +215,7 @@ def _write_service_port(nat: TableText, filter_: TableText, spec: ClusterSpec, s
             filter_.add("KUBE-EXTERNAL-SERVICES", f"{_port_match(protocol, port.node_port, local)} "
                                                   f"-j {_verdict(external_filter, family)}")
     # Capture the health check node port (no matter whether the node has local endpoints).
-    if svc.health_check_node_port is not None:
+    if svc.health_check_node_port is not None and needs_health_check(svc):
         check = _comment(f"{name} health check node port")
         filter_.add("KUBE-NODEPORTS", f"{_port_match('tcp', svc.health_check_node_port, check)} -j ACCEPT")
 
@@ -254,7 +259,7 @@ def _write_service_port(nat: TableText, filter_: TableText, spec: ClusterSpec, s
         nat.add(fw_chain, _comment(f"other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL"))
 
     # Endpoint `ip:port` -> its KUBE-SEP chain (hashing is most of the generator's time: do it once).
-    addresses = {join_host_port(e.address, port.target_port): e.address for e in reachable}
+    addresses = {join_host_port(e.address, port.target_port): e.address for e in selection.reachable}
     endpoint_chains = {target: endpoint_chain(name, protocol, target) for target in addresses}
     if uses_cluster_policy_chain:
         nat.chain(cluster_policy_chain)
@@ -276,7 +281,7 @@ def _write_service_port(nat: TableText, filter_: TableText, spec: ClusterSpec, s
 
 
 def _write_service_to_endpoints(nat: TableText, name: str, svc: ServiceSpec, port: Port, chain: str,
-                                endpoints: list[Endpoint], endpoint_chains: dict[str, str], large: bool,
+                                endpoints: tuple[Endpoint, ...], endpoint_chains: dict[str, str], large: bool,
                                 family: Family) -> None:
     """writeServiceToEndpointRules: session affinity checks first, then the random pick."""
     targets = [join_host_port(e.address, port.target_port) for e in endpoints]
