@@ -7,7 +7,9 @@ Two kinds of expectation, as kube-proxy's tests have them:
 - An expected iptables-restore text (TestOverallIPTablesRules): the kernel loads it in a namespace and saves it
   back, which gives iptables-save's form, and its rules must equal synth's, rule for rule, but for the deliberate
   differences in `DIFFERENCES`, each with its reason. Each feature compares the rules of its Services (kube-proxy's
-  comments and chain owners tell them, `ServiceIndex`); `whole-dump` compares every KUBE-* rule.
+  comments and chain owners tell them, `ServiceIndex`); `whole-dump` compares every KUBE-* rule. (The IPv6
+  expectation of TestEnableLocalhostNodePortsIPv6, externalTrafficPolicy Local with a local endpoint, is held the
+  same way in `test_kube_synth_ipv6`.)
 - Packet flows (most feature tests since kube-proxy v1.26): each packet of the test, traced through synth's dump
   by the tracer on the fake proxier's node, must end where the test says (the endpoints reached, ACCEPT, DROP,
   REJECT or untouched) and be masqueraded when it says so.
