@@ -3,9 +3,10 @@
 Declared in mkdocs.yml as `plugins: [iptables-lens]`. `on_config` checks the plugin's options. `on_files`
 loads and checks each scenario folder under `scenarios` (the checks of `iptables-lens validate` but the
 kernel's) and adds its pages, made by `render.site`, through mkdocs-gen-files: an overview, a page per node and
-a page per traced flow; it lists them in the navigation. `on_post_page` fills in the big tables of large dumps, and
-`mkdocs serve` rebuilds when a file under the scenarios folder changes. A bad option, scenario or dump fails
-the build with MkDocs' PluginError, naming the file, line and column.
+a page per traced flow, and the Service features of all of them; it lists them in the navigation.
+`on_post_page` fills in the big tables of large dumps, and `mkdocs serve` rebuilds when a file under the
+scenarios folder changes. A bad option, scenario or dump fails the build with MkDocs' PluginError, naming
+the file, line and column.
 """
 
 from __future__ import annotations
@@ -112,15 +113,17 @@ class IptablesLensPlugin(BasePlugin[IptablesLensConfig]):
 
 
 def _nest(pages: list[GeneratedPage]) -> list:
-    """The navigation: one section per scenario, its overview first, then its nodes and flows.
+    """The navigation: the page of every scenario (the Service features) first, then one section per
+    scenario, its overview first, then its nodes and flows.
 
     Titles come from scenario files, and themes print navigation titles as HTML without escaping them,
     so they are escaped here.
     """
     sections: dict[str, list] = {}
     titles: dict[str, str] = {}
+    shared = [{html.escape(page.title): page.path} for page in pages if page.in_nav and not page.scenario]
     for page in pages:
-        if not page.in_nav:
+        if not page.in_nav or not page.scenario:
             continue
         sections.setdefault(page.scenario, [])
         title = html.escape(page.title)
@@ -129,4 +132,4 @@ def _nest(pages: list[GeneratedPage]) -> list:
             sections[page.scenario].insert(0, {"Overview": page.path})
         else:
             sections[page.scenario].append({title: page.path})
-    return [{titles.get(name, name): entries} for name, entries in sections.items()]
+    return shared + [{titles.get(name, name): entries} for name, entries in sections.items()]

@@ -105,7 +105,8 @@ class SitePaths:
         return stem + "/"
 
 
-def _provenance(scenario: Scenario) -> str:
+def provenance_note(scenario: Scenario) -> str:
+    """An admonition saying how the scenario's dumps were obtained: captured, or made by a procedure."""
     p = scenario.meta.provenance
     kind = "Captured from a real cluster" if p.method == "captured" else "Produced by a reproducible procedure"
     return f'!!! info "{kind}"\n\n' + indent(text(p.description)) + "\n"
@@ -297,7 +298,7 @@ def flow_page(scenario: Scenario, flow: Flow, paths: SitePaths, recording: str |
 def overview_page(scenario: Scenario, paths: SitePaths) -> str:
     meta = scenario.meta
     source = paths.index()
-    out = [f"# {text(meta.title)}\n", text(meta.summary) + "\n", _provenance(scenario)]
+    out = [f"# {text(meta.title)}\n", text(meta.summary) + "\n", provenance_note(scenario)]
     c = meta.cluster
     out.append("## The cluster\n")
     out.append("| Fact | Value |\n| --- | --- |")
@@ -369,7 +370,7 @@ def node_page(scenario: Scenario, node_name: str, paths: SitePaths, folder: str)
     else:
         where = f"at {code(str(node.address))} with pod range {code(str(node.pod_cidr))}"
     out.append(f"A {text(node.role)} node {where}" + (f", running {', '.join(addresses)}" if pods else "") + ".\n")
-    out.append(_provenance(scenario))
+    out.append(provenance_note(scenario))
     after = scenario.dump_for(node.name, "after")
     before = scenario.dump_for(node.name, "before")
     declared = {s.key for s in meta.services}

@@ -19,15 +19,16 @@ from typing import Literal
 
 from iptables_lens.gcpause import paused_gc
 from iptables_lens.iptables.model import Dump
+from iptables_lens.render.features import features_page
 from iptables_lens.render.large import ChainLocator, is_large, large_dump_pages
 from iptables_lens.render.markdown import SitePaths, anchor_moment, flow_page, node_page, overview_page
 from iptables_lens.scenario.flows import recording_path
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.validate import load_checked
 
-PageKind = Literal["overview", "node", "flow", "rules", "diff"]
-"""A scenario's overview, a node's rules and changes, a traced flow, a part of a big dump's rules, or the
-changes between two dumps given without a scenario."""
+PageKind = Literal["overview", "node", "flow", "rules", "diff", "features"]
+"""A scenario's overview, a node's rules and changes, a traced flow, a part of a big dump's rules, the
+changes between two dumps given without a scenario, or the Service features of every scenario that shows one."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class GeneratedPage:
     title: str
     body: str
     scenario: str
+    """The scenario the page belongs to; empty for a page of every scenario (the Service features)."""
     kind: PageKind
     in_nav: bool = True
     deferred: dict = field(default_factory=dict, compare=False)
@@ -52,10 +54,20 @@ class GeneratedPage:
 def site_pages(folders: list[Path], root: str = "scenarios", use_directory_urls: bool = True,
                repo_root: Path | None = None) -> list[GeneratedPage]:
     """Every page of the scenarios in `folders`, each loaded and checked first (the checks of
-    `validate_scenario` but the kernel's); DumpErrors listing the problems of the first that fails them."""
+    `validate_scenario` but the kernel's), then the "Service features" page if a scenario shows a feature;
+    DumpErrors listing the problems of the first that fails them."""
     pages: list[GeneratedPage] = []
+    shown: list[tuple[Scenario, SitePaths]] = []
     for folder in folders:
-        pages += scenario_pages(load_checked(folder), root, use_directory_urls, repo_root)
+        scenario = load_checked(folder)
+        paths = SitePaths(scenario.name, root, use_directory_urls)
+        with paused_gc():
+            pages += _scenario_pages(scenario, paths, repo_root)
+        shown.append((scenario, paths))
+    if any(scenario.meta.feature is not None for scenario, _ in shown):
+        with paused_gc():
+            page = features_page(shown, root, repo_root or Path.cwd())
+        pages.append(GeneratedPage(page.path, page.title, page.body, "", "features"))
     return pages
 
 
@@ -75,12 +87,11 @@ def scenario_pages(scenario: Scenario, root: str = "scenarios", use_directory_ur
                    repo_root: Path | None = None) -> list[GeneratedPage]:
     """The overview, a page per node that has dumps, and a page per flow."""
     with paused_gc():
-        return _scenario_pages(scenario, root, use_directory_urls, repo_root)
+        return _scenario_pages(scenario, SitePaths(scenario.name, root, use_directory_urls), repo_root)
 
 
-def _scenario_pages(scenario: Scenario, root: str, use_directory_urls: bool, repo_root: Path | None
-                    ) -> list[GeneratedPage]:
-    paths = SitePaths(scenario.name, root, use_directory_urls)
+def _scenario_pages(scenario: Scenario, paths: SitePaths, repo_root: Path | None) -> list[GeneratedPage]:
+    """The scenario's pages; fills `paths.locators` for its nodes with big dumps."""
     meta = scenario.meta
     folder = os.path.relpath(scenario.folder, repo_root or Path.cwd())
     nodes_with_dumps = sorted({d.node for d in meta.dumps}, key=[n.name for n in meta.nodes].index)

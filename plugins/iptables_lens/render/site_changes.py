@@ -53,7 +53,8 @@ class ScenarioChange:
 def _pages(folder: Path) -> dict[str, GeneratedPage]:
     # Pages name their dumps relative to the repository the scenario folder sits in (dumps/NAME).
     repo_root = folder.parent.parent
-    return {page.path: page for page in site_pages([folder], repo_root=repo_root)}
+    # A page of every scenario (the Service features) is no one scenario's: built from one, it would differ.
+    return {page.path: page for page in site_pages([folder], repo_root=repo_root) if page.scenario}
 
 
 def read_lab_results(folder: Path | None) -> dict[tuple[str, str], bool]:
