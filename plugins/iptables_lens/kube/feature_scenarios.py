@@ -246,7 +246,8 @@ def _no_endpoints() -> ScenarioSpec:
         "no-endpoints", "No endpoints", 100,
         "A Service with no usable endpoint anywhere gets no nat rule: filter KUBE-SERVICES REJECTs its cluster "
         "IP and filter KUBE-EXTERNAL-SERVICES its node port, so clients are refused at once. A Service whose "
-        "endpoints are all on other nodes under a Local policy is DROPped instead, for outside traffic only.",
+        "endpoints are all on other nodes under externalTrafficPolicy: Local is DROPped instead, and only what "
+        "comes from outside: pods still reach it.",
         WORKER_1)
     return ScenarioSpec(
         "no-endpoints", "NodePort Services without endpoints, and without local ones (generated)",
