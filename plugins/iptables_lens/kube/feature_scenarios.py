@@ -61,7 +61,7 @@ def _multiport() -> ScenarioSpec:
              service.cluster_ip, 443, "udp"),
     )
     feature = Feature(
-        "multiport", "Several named ports", 20,
+        "multiport", "Several named ports", 15,
         "Each port is a Service port of its own: kube-proxy hashes the Service's name with the port's name and "
         "protocol into its chain names, so http, https and quic each get a KUBE-SVC chain and, per endpoint, a "
         "KUBE-SEP chain DNATing to that port's target port. 443/TCP and 443/UDP share a number but not a chain.",
@@ -85,7 +85,7 @@ def _loadbalancer() -> ScenarioSpec:
              WORKER_1, OUTSIDE, OUTSIDE_CLIENT, WORKER_1.address, 30100),
     )
     feature = Feature(
-        "loadbalancer", "type: LoadBalancer", 40,
+        "loadbalancer", "type: LoadBalancer", 30,
         "A LoadBalancer Service is a NodePort Service whose ingress IP kube-proxy also matches, in nat "
         "KUBE-SERVICES, jumping to the same KUBE-EXT chain as the node port: the packet is marked for "
         "masquerading and sent to any endpoint in the cluster.", WORKER_1)
@@ -114,7 +114,7 @@ def _source_ranges() -> ScenarioSpec:
              WORKER_1, OUTSIDE, OUTSIDE_CLIENT, WORKER_1.address, 30101),
     )
     feature = Feature(
-        "loadbalancer-source-ranges", "loadBalancerSourceRanges", 50,
+        "loadbalancer-source-ranges", "loadBalancerSourceRanges", 40,
         "The load balancer IP's rule jumps to a KUBE-FW chain first, which lets each source range through to "
         "KUBE-EXT; anything else falls through and filter KUBE-PROXY-FIREWALL drops it. The ranges guard the "
         "load balancer IP only: the node port stays open to every client.", WORKER_1)
@@ -137,7 +137,7 @@ def _external_ips() -> ScenarioSpec:
              WORKER_1, OUTSIDE, OUTSIDE_CLIENT, external_ip, 80),
     )
     feature = Feature(
-        "external-ips", "externalIPs", 60,
+        "external-ips", "externalIPs", 50,
         "kube-proxy matches each external IP and port in nat KUBE-SERVICES and jumps to the Service's KUBE-EXT "
         "chain, as for a node port: the packet is marked for masquerading and sent to any endpoint. Getting the "
         "address to a node is the network's job, not kube-proxy's.", WORKER_1)
@@ -161,7 +161,7 @@ def _session_affinity() -> ScenarioSpec:
              WORKER_1, client, src, service.cluster_ip, 80, returning_to=pods[1].address),
     )
     feature = Feature(
-        "session-affinity", "sessionAffinity: ClientIP", 70,
+        "session-affinity", "sessionAffinity: ClientIP", 60,
         "Each endpoint chain records the client's address in a `recent` list named after it as it DNATs; the "
         "Service chain first checks those lists (`--rcheck --seconds 600`) and sends a client seen within the "
         "timeout back to the same endpoint. A new client is balanced as usual.", WORKER_1)
@@ -189,7 +189,7 @@ def _loadbalancer_local() -> ScenarioSpec:
              "endpoints", WORKER_3, checker, OUTSIDE_CLIENT, WORKER_3.address, 31102),
     )
     feature = Feature(
-        "external-traffic-policy-local", "externalTrafficPolicy: Local", 80,
+        "external-traffic-policy-local", "externalTrafficPolicy: Local", 70,
         "Outside traffic goes only to the node's own endpoints, through a KUBE-SVL chain, and keeps the client's "
         "address: KUBE-EXT masquerades only what the node itself sends. A node without an endpoint drops it in "
         "filter KUBE-EXTERNAL-SERVICES; filter KUBE-NODEPORTS accepts the health check node port, where "
@@ -214,7 +214,7 @@ def _internal_traffic_local() -> ScenarioSpec:
              "IP", WORKER_3, pod_client(WORKER_3), WORKER_3.pod(10), service.cluster_ip, 80),
     )
     feature = Feature(
-        "internal-traffic-policy-local", "internalTrafficPolicy: Local", 90,
+        "internal-traffic-policy-local", "internalTrafficPolicy: Local", 80,
         "The cluster IP's rule jumps to a KUBE-SVL chain that holds only the node's own endpoints; a node without "
         "one has no such rule, and filter KUBE-SERVICES drops the pod's packet instead.", WORKER_1)
     return ScenarioSpec(
@@ -243,7 +243,7 @@ def _no_endpoints() -> ScenarioSpec:
              client, src, elsewhere.cluster_ip, 80),
     )
     feature = Feature(
-        "no-endpoints", "No endpoints", 100,
+        "no-endpoints", "No endpoints", 90,
         "A Service with no usable endpoint anywhere gets no nat rule: filter KUBE-SERVICES REJECTs its cluster "
         "IP and filter KUBE-EXTERNAL-SERVICES its node port, so clients are refused at once. A Service whose "
         "endpoints are all on other nodes under externalTrafficPolicy: Local is DROPped instead, and only what "
@@ -267,7 +267,7 @@ def _terminating_endpoints() -> ScenarioSpec:
              WORKER_2, pod_client(WORKER_2), WORKER_2.pod(10), service.cluster_ip, 80),
     )
     feature = Feature(
-        "terminating-endpoints", "Terminating endpoints", 110,
+        "terminating-endpoints", "Terminating endpoints", 100,
         "When no endpoint is ready, kube-proxy falls back to the terminating endpoints that still pass their "
         "readiness probe (serving), so a Service being rolled over keeps answering: its chains hold only "
         "web-draining-0, and the terminating pod that no longer serves gets no endpoint chain at all.", WORKER_2)
@@ -293,7 +293,7 @@ def _udp_sctp() -> ScenarioSpec:
              WORKER_1, client, src, diameter.cluster_ip, 3868, "sctp"),
     )
     feature = Feature(
-        "udp-sctp", "UDP and SCTP", 120,
+        "udp-sctp", "UDP and SCTP", 110,
         "The same chains as for TCP, with `-p udp` or `-p sctp` and the protocol in every chain's hash. The "
         "first packet of a UDP flow or an SCTP association is balanced; conntrack sends the rest after it.",
         WORKER_1)
@@ -314,7 +314,7 @@ def _headless_externalname() -> ScenarioSpec:
              "web-headless", WORKER_1, pod_client(WORKER_1), WORKER_1.pod(10), pods[1].address, 8080),
     )
     feature = Feature(
-        "headless-externalname", "Headless and ExternalName", 130,
+        "headless-externalname", "Headless and ExternalName", 120,
         "kube-proxy writes nothing for either: a headless Service (clusterIP: None) is only DNS records of its "
         "pods' addresses, an ExternalName Service only a CNAME. The rules after equal the rules before, and a "
         "pod that calls a headless Service's pod reaches it unchanged.", WORKER_1)
