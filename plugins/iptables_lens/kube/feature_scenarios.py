@@ -63,8 +63,8 @@ def _multiport() -> ScenarioSpec:
     feature = Feature(
         "multiport", "Several named ports", 15,
         "Each port is a Service port of its own: kube-proxy hashes the Service's name with the port's name and "
-        "protocol into its chain names, so http, https and quic each get a KUBE-SVC chain and, per endpoint, a "
-        "KUBE-SEP chain DNATing to that port's target port. 443/TCP and 443/UDP share a number but not a chain.",
+        "protocol into its chain names, so http, https and quic each get a `KUBE-SVC-*` chain and, per endpoint, a "
+        "`KUBE-SEP-*` chain DNATing to that port's target port. 443/TCP and 443/UDP share a number but not a chain.",
         WORKER_1)
     return ScenarioSpec(
         "multiport", "ClusterIP Service with several named ports (generated)",
@@ -85,9 +85,9 @@ def _loadbalancer() -> ScenarioSpec:
              WORKER_1, OUTSIDE, OUTSIDE_CLIENT, WORKER_1.address, 30100),
     )
     feature = Feature(
-        "loadbalancer", "type: LoadBalancer", 30,
+        "loadbalancer", "`type: LoadBalancer`", 30,
         "A LoadBalancer Service is a NodePort Service whose ingress IP kube-proxy also matches, in nat "
-        "KUBE-SERVICES, jumping to the same KUBE-EXT chain as the node port: the packet is marked for "
+        "`KUBE-SERVICES`, jumping to the same `KUBE-EXT-*` chain as the node port: the packet is marked for "
         "masquerading and sent to any endpoint in the cluster.", WORKER_1)
     return ScenarioSpec(
         "loadbalancer", "LoadBalancer Service with an ingress IP (generated)",
@@ -114,9 +114,9 @@ def _source_ranges() -> ScenarioSpec:
              WORKER_1, OUTSIDE, OUTSIDE_CLIENT, WORKER_1.address, 30101),
     )
     feature = Feature(
-        "loadbalancer-source-ranges", "loadBalancerSourceRanges", 40,
-        "The load balancer IP's rule jumps to a KUBE-FW chain first, which lets each source range through to "
-        "KUBE-EXT; anything else falls through and filter KUBE-PROXY-FIREWALL drops it. The ranges guard the "
+        "loadbalancer-source-ranges", "`loadBalancerSourceRanges`", 40,
+        "The load balancer IP's rule jumps to a `KUBE-FW-*` chain first, which lets each source range through to "
+        "`KUBE-EXT-*`; anything else falls through and filter `KUBE-PROXY-FIREWALL` drops it. The ranges guard the "
         "load balancer IP only: the node port stays open to every client.", WORKER_1)
     return ScenarioSpec(
         "loadbalancer-source-ranges", "LoadBalancer Service with loadBalancerSourceRanges (generated)",
@@ -137,8 +137,8 @@ def _external_ips() -> ScenarioSpec:
              WORKER_1, OUTSIDE, OUTSIDE_CLIENT, external_ip, 80),
     )
     feature = Feature(
-        "external-ips", "externalIPs", 50,
-        "kube-proxy matches each external IP and port in nat KUBE-SERVICES and jumps to the Service's KUBE-EXT "
+        "external-ips", "`externalIPs`", 50,
+        "kube-proxy matches each external IP and port in nat `KUBE-SERVICES` and jumps to the Service's `KUBE-EXT-*` "
         "chain, as for a node port: the packet is marked for masquerading and sent to any endpoint. Getting the "
         "address to a node is the network's job, not kube-proxy's.", WORKER_1)
     return ScenarioSpec(
@@ -161,7 +161,7 @@ def _session_affinity() -> ScenarioSpec:
              WORKER_1, client, src, service.cluster_ip, 80, returning_to=pods[1].address),
     )
     feature = Feature(
-        "session-affinity", "sessionAffinity: ClientIP", 60,
+        "session-affinity", "`sessionAffinity: ClientIP`", 60,
         "Each endpoint chain records the client's address in a `recent` list named after it as it DNATs; the "
         "Service chain first checks those lists (`--rcheck --seconds 600`) and sends a client seen within the "
         "timeout back to the same endpoint. A new client is balanced as usual.", WORKER_1)
@@ -189,10 +189,10 @@ def _loadbalancer_local() -> ScenarioSpec:
              "endpoints", WORKER_3, checker, OUTSIDE_CLIENT, WORKER_3.address, 31102),
     )
     feature = Feature(
-        "external-traffic-policy-local", "externalTrafficPolicy: Local", 70,
-        "Outside traffic goes only to the node's own endpoints, through a KUBE-SVL chain, and keeps the client's "
-        "address: KUBE-EXT masquerades only what the node itself sends. A node without an endpoint drops it in "
-        "filter KUBE-EXTERNAL-SERVICES; filter KUBE-NODEPORTS accepts the health check node port, where "
+        "external-traffic-policy-local", "`externalTrafficPolicy: Local`", 70,
+        "Outside traffic goes only to the node's own endpoints, through a `KUBE-SVL-*` chain, and keeps the client's "
+        "address: `KUBE-EXT-*` masquerades only what the node itself sends. A node without an endpoint drops it in "
+        "filter `KUBE-EXTERNAL-SERVICES`; filter `KUBE-NODEPORTS` accepts the health check node port, where "
         "kube-proxy tells the load balancer which nodes have endpoints.", WORKER_1)
     return ScenarioSpec(
         "loadbalancer-local", "LoadBalancer Service with externalTrafficPolicy Local (generated)",
@@ -214,9 +214,9 @@ def _internal_traffic_local() -> ScenarioSpec:
              "IP", WORKER_3, pod_client(WORKER_3), WORKER_3.pod(10), service.cluster_ip, 80),
     )
     feature = Feature(
-        "internal-traffic-policy-local", "internalTrafficPolicy: Local", 80,
-        "The cluster IP's rule jumps to a KUBE-SVL chain that holds only the node's own endpoints; a node without "
-        "one has no such rule, and filter KUBE-SERVICES drops the pod's packet instead.", WORKER_1)
+        "internal-traffic-policy-local", "`internalTrafficPolicy: Local`", 80,
+        "The cluster IP's rule jumps to a `KUBE-SVL-*` chain that holds only the node's own endpoints; a node without "
+        "one has no such rule, and filter `KUBE-SERVICES` drops the pod's packet instead.", WORKER_1)
     return ScenarioSpec(
         "internal-traffic-local", "ClusterIP Service with internalTrafficPolicy Local (generated)",
         "Two web pods behind a ClusterIP Service on port 80 with internalTrafficPolicy: Local, on blog-worker and "
@@ -244,8 +244,8 @@ def _no_endpoints() -> ScenarioSpec:
     )
     feature = Feature(
         "no-endpoints", "No endpoints", 90,
-        "A Service with no usable endpoint anywhere gets no nat rule: filter KUBE-SERVICES REJECTs its cluster "
-        "IP and filter KUBE-EXTERNAL-SERVICES its node port, so clients are refused at once. A Service whose "
+        "A Service with no usable endpoint anywhere gets no nat rule: filter `KUBE-SERVICES` REJECTs its cluster "
+        "IP and filter `KUBE-EXTERNAL-SERVICES` its node port, so clients are refused at once. A Service whose "
         "endpoints are all on other nodes under externalTrafficPolicy: Local is DROPped instead, and only what "
         "comes from outside: pods still reach it.",
         WORKER_1)

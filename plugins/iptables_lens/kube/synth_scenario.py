@@ -95,10 +95,10 @@ def _clusterip() -> ScenarioSpec:
              "the Service's own endpoint pod web-clusterip-1 on blog-worker2", "10.244.2.2", service.cluster_ip, 80),
     )
     feature = Feature(
-        "clusterip", "ClusterIP", 10,
-        "A virtual address inside the cluster. kube-proxy matches the cluster IP and port in nat KUBE-SERVICES and "
-        "jumps to the Service's KUBE-SVC chain, which picks one endpoint at random (1/n, then 1/(n-1), ...) and "
-        "jumps to its KUBE-SEP chain to DNAT to it. A packet from outside the pod network is marked for "
+        "clusterip", "`type: ClusterIP`", 10,
+        "A virtual address inside the cluster. kube-proxy matches the cluster IP and port in nat `KUBE-SERVICES` and "
+        "jumps to the Service's `KUBE-SVC-*` chain, which picks one endpoint at random (1/n, then 1/(n-1), ...) and "
+        "jumps to its `KUBE-SEP-*` chain to DNAT to it. A packet from outside the pod network is marked for "
         "masquerading; so is an endpoint sent back to itself.", WORKER_1)
     return ScenarioSpec(
         "clusterip", "ClusterIP Service on a three-node kind cluster (generated)",
