@@ -16,6 +16,7 @@ from iptables_lens.kube.synth_scenario import FEATURE_KINDS, scenario_files
 from iptables_lens.scenario import find_scenarios, load_scenario, validate_scenario
 from iptables_lens.scenario.flows import predict
 from iptables_lens.scenario.load import read_scenario
+from iptables_lens.scenario.model import Service
 from iptables_lens.trace import Trace
 
 from tests.conftest import REPO_ROOT
@@ -327,6 +328,8 @@ SPECS = {
         "serving and not terminating, so it is ready"),
     "endpoint at no target port": ("clusterip", ("    port: 8080\n    node: blog-worker2", "    port: 8081\n    node: blog-worker2"),
                                    "its port is no port's target_port"),
+    "NodePort Service port without a node port": ("nodeport-local", ("    node_port: 30090\n", ""),
+                                                  "a NodePort Service needs a node_port on every port"),
     "source ranges on a NodePort Service": ("nodeport-local", ("external_traffic_policy: Local",
                                                                 "external_traffic_policy: Local\n  load_balancer_source_ranges:"
                                                                 "\n  - 172.20.0.0/16"),
@@ -344,3 +347,11 @@ def test_a_service_spec_the_api_server_refuses_is_a_schema_error_at_the_service(
     [problem] = problems
     assert fragment in problem.message and problem.message.startswith("services[0]")
     assert problem.line > 1 and problem.column > 0
+
+
+def test_a_load_balancer_without_node_ports_is_a_valid_service():
+    # allocateLoadBalancerNodePorts: false: the load balancer IP alone reaches the Service.
+    service = Service.model_validate({"namespace": "default", "name": "lb", "type": "LoadBalancer",
+                                      "cluster_ip": "10.96.0.50", "load_balancer_ips": ["172.20.255.200"],
+                                      "ports": [{"port": 80, "target_port": 8080}]})
+    assert service.externally_accessible and service.ports[0].node_port is None

@@ -202,8 +202,9 @@ class Service(_Strict):
         for port in self.ports:
             if self.type == "ClusterIP" and port.node_port is not None:
                 raise ValueError("a ClusterIP Service has no node_port")
-            if self.type in ("NodePort", "LoadBalancer") and port.node_port is None:
-                raise ValueError(f"a {self.type} Service needs a node_port on every port")
+            # A LoadBalancer Service may go without (allocateLoadBalancerNodePorts: false).
+            if self.type == "NodePort" and port.node_port is None:
+                raise ValueError("a NodePort Service needs a node_port on every port")
         if self.type != "LoadBalancer" and (self.load_balancer_ips or self.load_balancer_source_ranges):
             raise ValueError("only a LoadBalancer Service has load_balancer_ips and load_balancer_source_ranges")
         if self.external_traffic_policy == "Local" and not self.externally_accessible:

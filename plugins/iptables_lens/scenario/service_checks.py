@@ -202,7 +202,8 @@ class _PortCheck:
         if port.node_port is None:
             if nodeport is not None:
                 yield at(self.key + ("type",), f"{rules.file} line {nodeport.line} opens a node port for "
-                                               f"{self.where}, but the Service is declared {self.service.type}")
+                                               f"{self.where}, but the Service is declared {self.service.type} without "
+                                               "a node_port")
         elif self.use.has_any:
             if nodeport is None:
                 yield at(port_key, f"{rules.file} has no KUBE-NODEPORTS rule for {self.where} (jumping to {self.ext})")
