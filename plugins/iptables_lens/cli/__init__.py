@@ -16,6 +16,7 @@ from iptables_lens.cli import arguments, terminal
 from iptables_lens.dialects import dialect_of, read_dump
 from iptables_lens.errors import DumpError
 from iptables_lens.iptables.model import Dump
+from iptables_lens.kube.feature_scenarios import FEATURE_SCENARIOS
 from iptables_lens.render import json as json_output
 from iptables_lens.render.text import diff_lines, explain_lines, explain_views, trace_lines
 from iptables_lens.scenario.load import load_scenario
@@ -458,7 +459,7 @@ def synth_command(ctx, services, endpoints, mix, seed, family, output):
 
 
 @synth_command.command("scenario")
-@click.argument("kind", type=click.Choice(["clusterip", "nodeport-local", "nodeport-dual-stack"]))
+@click.argument("kind", type=click.Choice(["clusterip", "nodeport-local", "nodeport-dual-stack", *FEATURE_SCENARIOS]))
 @click.option("-o", "--output", "folder", required=True, type=click.Path(file_okay=False),
               help="The scenario folder to write (created if missing).")
 def synth_scenario_command(kind, folder):

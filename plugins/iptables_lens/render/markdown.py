@@ -17,7 +17,7 @@ from iptables_lens.iptables.fmt import format_rule
 from iptables_lens.iptables.model import Dump, Table
 from iptables_lens.render.mermaid import flow_diagram, service_graph
 from iptables_lens.render.text import trace_lines
-from iptables_lens.scenario.flows import predict
+from iptables_lens.scenario.flows import predict, recent_lists
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Flow
 from iptables_lens.trace.packet import Step, Trace
@@ -286,7 +286,8 @@ def flow_page(scenario: Scenario, flow: Flow, paths: SitePaths, recording: str |
     command = (f"iptables-lens trace {folder}/{dump_file} --src {flow.src} --dst {flow.dst} --dport {flow.dport}"
                + (f" --proto {flow.protocol}" if flow.protocol != "tcp" else "")
                + (f" --sport {flow.sport}" if flow.sport else "")
-               + f" --scenario {folder} --node {flow.node}")
+               + f" --scenario {folder} --node {flow.node}"
+               + "".join(f" --recent {name}" for name in sorted(recent_lists(scenario.dumps[dump_file], flow))))
     out.append("The same trace from the command line (this page's build runs it and checks its output):\n")
     out.append("```console\n$ " + command + "\n" + "\n".join(trace_lines(result)) + "\n```\n")
     return "\n".join(out)

@@ -1,10 +1,11 @@
 """The checks a reviewer would make of a loaded scenario, beyond its schema: each yields positioned problems.
 
-- each declared Service appears in the node's "after" dumps as kube-proxy writes it: the cluster IP rule in
-  KUBE-SERVICES, the node port rule in KUBE-NODEPORTS (and none for a ClusterIP Service), an endpoint chain
-  that DNATs to each declared endpoint, KUBE-SVL for `externalTrafficPolicy: Local`;
-- the addresses in the dumps agree with the facts: underlay addresses are nodes (or the declared gateway),
-  pod addresses lie in some node's pod range;
+- each declared Service appears in the node's "after" dumps as kube-proxy writes it (`scenario.service_checks`:
+  its cluster IP, node ports, load balancer and external IPs, source ranges, health check node port, the
+  endpoints the node uses and no others, its traffic policies and session affinity), and a headless or
+  ExternalName Service not at all;
+- the addresses in the dumps agree with the facts: underlay addresses are nodes (or the declared gateway, or a
+  Service's load balancer or external IP), pod addresses lie in some node's pod range;
 - every hashed kube-proxy chain name verifies;
 - with `kernel=True` (root), both iptables-restore variants accept every dump (`--test`), the ip6tables ones
   each IPv6 dump.
@@ -23,9 +24,10 @@ from pathlib import Path
 
 from iptables_lens.errors import DumpError
 from iptables_lens.iptables.model import Dump
-from iptables_lens.kube.names import HASHED_FAMILIES, decode_chain, endpoint_chain, service_chain
+from iptables_lens.kube.names import HASHED_FAMILIES, decode_chain
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Family, ScenarioMeta
+from iptables_lens.scenario.service_checks import service_problems
 
 _HOST = {4: 32, 6: 128}
 _RESTORE = {4: {"nft": "iptables-nft-restore", "legacy": "iptables-legacy-restore"},
@@ -42,7 +44,7 @@ def check_scenario(scenario: Scenario, kernel: bool = False) -> list[DumpError]:
             continue
         path = scenario.folder / entry.file
         if entry.moment == "after":
-            problems += _service_problems(scenario, entry.node, dump, path, entry.family)
+            problems += service_problems(scenario, entry.node, dump, path, entry.family)
         problems += _address_problems(scenario.meta, dump, path, entry.family)
         problems += _hash_problems(dump, path)
     if kernel:
@@ -52,81 +54,6 @@ def check_scenario(scenario: Scenario, kernel: bool = False) -> list[DumpError]:
 
 def _in_dump(path: Path, line: int, message: str, text: str | None = None) -> DumpError:
     return DumpError(str(path), line, 1 if line else 0, message, text)
-
-
-def _nat_rules(dump: Dump, chain: str):
-    if not dump.has_table("nat"):
-        return []
-    nat = dump.table("nat")
-    return list(nat.chain(chain).rules) if nat.has_chain(chain) else []
-
-
-def _service_problems(scenario: Scenario, node: str, dump: Dump, path: Path, family: Family = 4
-                      ) -> Iterator[DumpError]:
-    at = scenario.metadata_file.problem
-    nat = dump.table("nat") if dump.has_table("nat") else None
-    services_rules = _nat_rules(dump, "KUBE-SERVICES")
-    nodeport_rules = _nat_rules(dump, "KUBE-NODEPORTS")
-    ip_key = "cluster_ip" if family == 4 else "cluster_ip_v6"
-    for s_index, service in enumerate(scenario.meta.services):
-        cluster_ip = service.cluster_ip_of(family)
-        if cluster_ip is None:
-            continue  # a single-stack Service is in its family's dumps only
-        for p_index, port in enumerate(service.ports):
-            name = service.key + (f":{port.name}" if port.name else "")
-            proto = port.protocol.lower()
-            svc = service_chain("KUBE-SVC", name, proto)
-            where = f"{service.key} port {port.port}/{port.protocol}"
-            rule = next((r for r in services_rules if r.target and r.target.name == svc), None)
-            if rule is None:
-                yield at(("services", s_index, ip_key),
-                         f"{path.name} has no KUBE-SERVICES rule jumping to {svc}, the chain kube-proxy names for "
-                         f"{where}: is the Service name, namespace, port name or protocol right?")
-            else:
-                destination = rule.criterion("-d")
-                dport = next((m.option("--dport") for m in rule.matches if m.option("--dport")), None)
-                if destination is None or destination.value != f"{cluster_ip}/{_HOST[family]}":
-                    yield at(("services", s_index, ip_key),
-                             f"{path.name} line {rule.line} sends {where} to "
-                             f"{destination.value if destination else 'any address'}, not {cluster_ip}")
-                if dport is None or dport.value != str(port.port):
-                    yield at(("services", s_index, "ports", p_index, "port"),
-                             f"{path.name} line {rule.line} matches port {dport.value if dport else 'any'}, "
-                             f"not {port.port}")
-            ext = service_chain("KUBE-EXT", name, proto)
-            nodeport = next((r for r in nodeport_rules if r.target and r.target.name == ext), None)
-            if port.node_port is not None:
-                if nodeport is None:
-                    yield at(("services", s_index, "ports", p_index, "node_port"),
-                             f"{path.name} has no KUBE-NODEPORTS rule for {where} (jumping to {ext})")
-                else:
-                    dport = next((m.option("--dport") for m in nodeport.matches if m.option("--dport")), None)
-                    if dport is None or dport.value != str(port.node_port):
-                        yield at(("services", s_index, "ports", p_index, "node_port"),
-                                 f"{path.name} line {nodeport.line} opens node port "
-                                 f"{dport.value if dport else 'any'} for {where}, not {port.node_port}")
-            elif nodeport is not None:
-                yield at(("services", s_index, "type"),
-                         f"{path.name} line {nodeport.line} opens a node port for {where}, but the Service is "
-                         f"declared {service.type}")
-            for e_index, endpoint in enumerate(service.endpoints):
-                if endpoint.address.version != family:
-                    continue
-                target = endpoint.target
-                sep = endpoint_chain(name, proto, target)
-                chain = nat.chain(sep) if nat is not None and nat.has_chain(sep) else None
-                dnat = chain and any(r.target and r.target.name == "DNAT"
-                                     and r.target.option("--to-destination").value == target  # type: ignore[union-attr]
-                                     for r in chain.rules)
-                if not dnat:
-                    yield at(("services", s_index, "endpoints", e_index),
-                             f"{path.name} has no endpoint chain {sep} that DNATs {where} to {target}")
-            if service.external_traffic_policy == "Local" and port.node_port is not None:
-                local = [e for e in service.endpoints_of(family) if e.node == node]
-                svl = service_chain("KUBE-SVL", name, proto)
-                if local and (nat is None or not nat.has_chain(svl)):
-                    yield at(("services", s_index, "external_traffic_policy"),
-                             f"{path.name} has no {svl} chain, which kube-proxy writes for a Local policy")
 
 
 def _addresses_in(dump: Dump):
@@ -152,7 +79,9 @@ def _address_problems(meta: ScenarioMeta, dump: Dump, path: Path, family: Family
     cluster = meta.cluster
     underlay, pod_network, gateway = cluster.underlay_of(family), cluster.pod_cidr_of(family), cluster.gateway_of(family)
     nodes = {a for a in (n.address_of(family) for n in meta.nodes) if a is not None}
-    allowed = nodes | ({gateway} if gateway else set())
+    # A load balancer or external IP is often an underlay address no node holds (MetalLB, cloud-provider-kind).
+    services = {a for s in meta.services for a in (*s.load_balancer_ips, *s.external_ips) if a.version == family}
+    allowed = nodes | services | ({gateway} if gateway else set())
     pod_ranges = [r for r in (n.pod_cidr_of(family) for n in meta.nodes) if r is not None]
     reported = set()
     for rule, value in _addresses_in(dump):

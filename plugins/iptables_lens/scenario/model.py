@@ -121,7 +121,22 @@ class Endpoint(_Strict):
     address: Address
     """Of either family: an IPv6 endpoint serves the Service's `cluster_ip_v6`."""
     port: int = Field(ge=1, le=65535)
+    """The pod's port: the endpoint serves each of the Service's ports whose `target_port` it is."""
     node: str | None = None
+    ready: bool = True
+    """The EndpointSlice conditions kube-proxy reads: a pod passing its readiness probe is `serving`; one being
+    deleted is `terminating`; `ready` is serving and not terminating (or anything, with
+    `publishNotReadyAddresses`). kube-proxy uses the ready endpoints, and only when none is ready the serving
+    terminating ones."""
+    serving: bool = True
+    terminating: bool = False
+
+    @model_validator(mode="after")
+    def _conditions_agree(self) -> Endpoint:
+        # The EndpointSlice controller sets ready = publishNotReadyAddresses or (serving and not terminating).
+        if self.serving and not self.terminating and not self.ready:
+            raise ValueError(f"endpoint {self.address}: serving and not terminating, so it is ready")
+        return self
 
     @property
     def target(self) -> str:
@@ -129,35 +144,117 @@ class Endpoint(_Strict):
         return f"[{self.address}]:{self.port}" if self.address.version == 6 else f"{self.address}:{self.port}"
 
 
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]
+HEADLESS = "None"
+"""A headless Service's `cluster_ip`, as `spec.clusterIP` writes it."""
+DEFAULT_AFFINITY_TIMEOUT = 10800
+"""`sessionAffinityConfig.clientIP.timeoutSeconds` when a ClientIP Service does not say (three hours)."""
+TrafficPolicy = Literal["Cluster", "Local"]
+
+
 class Service(_Strict):
+    """A Service as its spec and status say, with its endpoints. kube-proxy writes nothing for a headless
+    Service (`cluster_ip: None`) nor for an ExternalName one (`external_name`, no cluster IP)."""
+
     namespace: str
     name: str
-    type: Literal["ClusterIP", "NodePort", "LoadBalancer"]
-    cluster_ip: IPv4
+    type: ServiceType
+    cluster_ip: IPv4 | Literal["None"] | None = None
+    """The cluster IP; `None` (the word) for a headless Service; absent for an ExternalName one."""
     cluster_ip_v6: IPv6 | None = None
     """A dual-stack Service's IPv6 cluster IP (`ipFamilyPolicy: PreferDualStack` or `RequireDualStack`)."""
-    external_traffic_policy: Literal["Cluster", "Local"] = "Cluster"
+    external_name: str | None = None
+    """An ExternalName Service's DNS name (`spec.externalName`)."""
+    external_traffic_policy: TrafficPolicy = "Cluster"
+    internal_traffic_policy: TrafficPolicy = "Cluster"
     session_affinity: Literal["None", "ClientIP"] = "None"
-    ports: tuple[ServicePort, ...] = Field(min_length=1)
+    session_affinity_timeout: int | None = Field(default=None, ge=1, le=86400)
+    """`sessionAffinityConfig.clientIP.timeoutSeconds` of a ClientIP Service; absent: 10800."""
+    load_balancer_ips: tuple[Address, ...] = ()
+    """A LoadBalancer Service's ingress IPs (`status.loadBalancer.ingress[].ip`)."""
+    load_balancer_source_ranges: tuple[AnyNetwork, ...] = ()
+    """The only clients a LoadBalancer Service's ingress IPs accept (`spec.loadBalancerSourceRanges`)."""
+    external_ips: tuple[Address, ...] = ()
+    """Addresses routed to the nodes that the Service answers on (`spec.externalIPs`)."""
+    health_check_node_port: int | None = Field(default=None, ge=1, le=65535)
+    """The node port a load balancer asks which nodes have local endpoints (LoadBalancer, externalTrafficPolicy
+    Local)."""
+    ports: tuple[ServicePort, ...] = ()
     endpoints: tuple[Endpoint, ...] = ()
 
     @model_validator(mode="after")
-    def _node_ports_match_type(self) -> Service:
+    def _spec_is_valid(self) -> Service:
+        # As the API server's validation would, for what kube-proxy reads.
+        if self.type == "ExternalName":
+            if self.external_name is None or self.cluster_ip is not None or self.endpoints:
+                raise ValueError("an ExternalName Service has an external_name, and no cluster_ip nor endpoints")
+        elif self.external_name is not None:
+            raise ValueError(f"a {self.type} Service has no external_name (only an ExternalName one has)")
+        elif self.cluster_ip is None:
+            raise ValueError(f"a {self.type} Service has a cluster_ip (None, the word, for a headless one)")
+        if self.headless and self.type != "ClusterIP":
+            raise ValueError(f"a headless Service (cluster_ip: None) is of type ClusterIP, not {self.type}")
+        if self.proxied and not self.ports:
+            raise ValueError("a Service kube-proxy serves has at least one port")
+        names = [p.name for p in self.ports]
+        if len(names) > 1 and (None in names or len(set(names)) != len(names)):
+            raise ValueError("the ports of a Service with several ports have distinct names")
         for port in self.ports:
             if self.type == "ClusterIP" and port.node_port is not None:
                 raise ValueError("a ClusterIP Service has no node_port")
-            if self.type != "ClusterIP" and port.node_port is None:
-                raise ValueError(f"a {self.type} Service needs a node_port on every port")
+            # A LoadBalancer Service may go without (allocateLoadBalancerNodePorts: false).
+            if self.type == "NodePort" and port.node_port is None:
+                raise ValueError("a NodePort Service needs a node_port on every port")
+        if self.type != "LoadBalancer" and (self.load_balancer_ips or self.load_balancer_source_ranges):
+            raise ValueError("only a LoadBalancer Service has load_balancer_ips and load_balancer_source_ranges")
+        if self.external_traffic_policy == "Local" and not self.externally_accessible:
+            raise ValueError("external_traffic_policy Local needs a NodePort or LoadBalancer Service, or external_ips")
+        local_lb = self.type == "LoadBalancer" and self.external_traffic_policy == "Local"
+        if local_lb != (self.health_check_node_port is not None):
+            raise ValueError("a LoadBalancer Service with external_traffic_policy Local has a health_check_node_port, "
+                             "and no other Service has one")
+        if self.session_affinity_timeout is not None and self.session_affinity != "ClientIP":
+            raise ValueError("session_affinity_timeout needs session_affinity ClientIP")
+        targets = {p.target_port for p in self.ports}
         for endpoint in self.endpoints:
             if endpoint.address.version == 6 and self.cluster_ip_v6 is None:
                 raise ValueError(f"endpoint {endpoint.address} is IPv6, but the Service has no cluster_ip_v6")
+            if endpoint.port not in targets:
+                raise ValueError(f"endpoint {endpoint.target}: its port is no port's target_port "
+                                 f"({', '.join(str(t) for t in sorted(targets))})")
         return self
 
+    @property
+    def headless(self) -> bool:
+        return self.cluster_ip == HEADLESS
+
+    @property
+    def proxied(self) -> bool:
+        """Whether kube-proxy writes rules for the Service: it skips headless and ExternalName Services."""
+        return not self.headless and self.type != "ExternalName"
+
+    @property
+    def externally_accessible(self) -> bool:
+        """Reached from outside the cluster: by a node port, a load balancer IP or an external IP."""
+        return self.type in ("NodePort", "LoadBalancer") or bool(self.external_ips)
+
+    @property
+    def affinity_timeout(self) -> int:
+        """The seconds a ClientIP Service remembers a client's endpoint."""
+        return self.session_affinity_timeout or DEFAULT_AFFINITY_TIMEOUT
+
     def cluster_ip_of(self, family: Family) -> Address | None:
-        return self.cluster_ip if family == 4 else self.cluster_ip_v6
+        """The cluster IP of `family`; None for a Service without one (headless, ExternalName, single-stack)."""
+        if family == 6:
+            return self.cluster_ip_v6
+        return self.cluster_ip if isinstance(self.cluster_ip, IPv4) else None
 
     def endpoints_of(self, family: Family) -> tuple[Endpoint, ...]:
         return tuple(e for e in self.endpoints if e.address.version == family)
+
+    def endpoints_of_port(self, port: ServicePort, family: Family) -> tuple[Endpoint, ...]:
+        """The endpoints of `family` that serve `port`: those at its target port."""
+        return tuple(e for e in self.endpoints_of(family) if e.port == port.target_port)
 
     @property
     def key(self) -> str:

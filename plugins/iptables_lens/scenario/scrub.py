@@ -26,7 +26,7 @@ from iptables_lens.iptables.fmt import format_dump
 from iptables_lens.iptables.model import Chain, Dump, Match, Option, Rule, Table, Target
 from iptables_lens.kube.names import HASHED_FAMILIES, decode_chain, endpoint_chain, service_chain
 from iptables_lens.scenario.load import METADATA_FILE, load_scenario
-from iptables_lens.scenario.model import ScenarioMeta
+from iptables_lens.scenario.model import HEADLESS, ScenarioMeta
 
 IPv4 = ipaddress.IPv4Address
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -224,9 +224,12 @@ def scrub_metadata(meta: ScenarioMeta, addresses: AddressMap, names: Renamer) ->
         if isinstance(value, str):
             # A dual-stack cluster's IPv6 facts carry the same names, ending in _v6.
             plain = key.removesuffix("_v6")
-            if plain in ("address", "cluster_ip", "src", "dst", "underlay_gateway", "pod_gateway"):
+            if value == HEADLESS and key == "cluster_ip":
+                return value
+            if plain in ("address", "cluster_ip", "src", "dst", "underlay_gateway", "pod_gateway", "returning_to",
+                         "load_balancer_ips", "external_ips"):
                 return str(addresses.address(ipaddress.ip_address(value)))
-            if plain in ("pod_cidr", "underlay_cidr"):
+            if plain in ("pod_cidr", "underlay_cidr", "load_balancer_source_ranges"):
                 return str(addresses.network(ipaddress.ip_network(value)))
             if key in ("title", "summary", "description", "client"):
                 return names.text(addresses.text(value))
