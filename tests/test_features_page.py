@@ -366,7 +366,7 @@ def test_a_feature_node_without_dumps_before_and_after_is_a_dump_error(tmp_path)
 
 
 def test_no_feature_no_page(tmp_path):
-    pages = site_pages([DUMPS / "kind-clusterip"], repo_root=REPO_ROOT)
+    pages = site_pages([DUMPS / "kind-nodeport-local"], repo_root=REPO_ROOT)
     assert all(page.kind != "features" for page in pages)
 
 

@@ -18,22 +18,10 @@ hints, which no `ClusterSpec` carries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from iptables_lens.kube import endpoint_use
 from iptables_lens.kube.cluster_spec import Endpoint, Port, ServiceSpec
+from iptables_lens.kube.endpoint_use import EndpointPolicies, EndpointUse
 from iptables_lens.kube.names import join_host_port
-
-
-@dataclass(frozen=True)
-class EndpointSelection:
-    """The endpoints of one Service port as one node's kube-proxy sorts them: `cluster` for Cluster traffic
-    policy and `local` for Local (each empty when the policy is not used), `reachable` (those this node writes a
-    KUBE-SEP chain for), and `has_any` (some endpoint is usable somewhere in the cluster)."""
-
-    cluster: tuple[Endpoint, ...]
-    local: tuple[Endpoint, ...]
-    reachable: tuple[Endpoint, ...]
-    has_any: bool
 
 
 def externally_accessible(svc: ServiceSpec, port: Port) -> bool:
@@ -46,15 +34,12 @@ def external_policy_local(svc: ServiceSpec, port: Port) -> bool:
     return externally_accessible(svc, port) and svc.external_traffic_policy == "Local"
 
 
-def uses_cluster_endpoints(svc: ServiceSpec, port: Port) -> bool:
-    """Whether some traffic to the port uses Cluster traffic policy. With both policies Local, external traffic
-    still does: the short circuit for pods and the node itself sends it to every endpoint."""
-    return svc.internal_traffic_policy != "Local" or externally_accessible(svc, port)
-
-
-def uses_local_endpoints(svc: ServiceSpec, port: Port) -> bool:
-    """Whether some traffic to the port uses Local traffic policy."""
-    return svc.internal_traffic_policy == "Local" or external_policy_local(svc, port)
+def endpoint_policies(svc: ServiceSpec, port: Port) -> EndpointPolicies:
+    """What of `svc`'s `port` decides which endpoint lists kube-proxy uses (with both policies Local, external
+    traffic still uses the cluster-wide list: the short circuit for pods and the node itself)."""
+    return EndpointPolicies(internal_local=svc.internal_traffic_policy == "Local",
+                            external_local=external_policy_local(svc, port),
+                            externally_accessible=externally_accessible(svc, port))
 
 
 def needs_health_check(svc: ServiceSpec) -> bool:
@@ -63,26 +48,9 @@ def needs_health_check(svc: ServiceSpec) -> bool:
     return svc.type == "LoadBalancer" and svc.external_traffic_policy == "Local"
 
 
-def _serving_terminating(endpoint: Endpoint) -> bool:
-    return endpoint.serving and endpoint.terminating
-
-
-def categorize_endpoints(svc: ServiceSpec, port: Port, node: str) -> EndpointSelection:
-    """The endpoints of `svc`'s `port` on node `node`, each list in kube-proxy's order: by the endpoint's
-    `ip:port` (`[ip]:port`) string, as endpointslicecache sorts them."""
+def categorize_endpoints(svc: ServiceSpec, port: Port, node: str) -> EndpointUse[Endpoint]:
+    """The endpoints of `svc`'s `port` on node `node` (`kube.endpoint_use` sorts them by their conditions and
+    the Service's policies), each list in kube-proxy's order: by the endpoint's `ip:port` (`[ip]:port`)
+    string, as endpointslicecache sorts them."""
     endpoints = sorted(svc.endpoints, key=lambda e: join_host_port(e.address, port.target_port))
-    cluster: list[Endpoint] = []
-    has_any = False
-    if uses_cluster_endpoints(svc, port):
-        cluster = [e for e in endpoints if e.ready] or [e for e in endpoints if _serving_terminating(e)]
-        has_any = bool(cluster)
-    if not uses_local_endpoints(svc, port):
-        return EndpointSelection(tuple(cluster), (), tuple(cluster), has_any)
-    has_any = has_any or any(e.ready or _serving_terminating(e) for e in endpoints)
-    mine = [e for e in endpoints if e.node == node]
-    local = [e for e in mine if e.ready] or [e for e in mine if _serving_terminating(e)]
-    if not uses_cluster_endpoints(svc, port):
-        return EndpointSelection((), tuple(local), tuple(local), has_any)
-    # Local ready endpoints are among the cluster's; serving-terminating ones may not be.
-    reachable = cluster + [e for e in local if e not in cluster]
-    return EndpointSelection(tuple(cluster), tuple(local), tuple(reachable), has_any)
+    return endpoint_use.categorize_endpoints(endpoints, node, endpoint_policies(svc, port))

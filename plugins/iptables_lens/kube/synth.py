@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from iptables_lens.kube import endpoint_selection, node_chains
+from iptables_lens.kube import node_chains
 from iptables_lens.kube.cluster_spec import (
     DEFAULT_AFFINITY_SECONDS,
     LARGE_CLUSTER_ENDPOINTS,
@@ -58,9 +58,8 @@ from iptables_lens.kube.cluster_spec import (
 )
 from iptables_lens.kube.endpoint_selection import (
     categorize_endpoints,
+    endpoint_policies,
     needs_health_check,
-    uses_cluster_endpoints,
-    uses_local_endpoints,
 )
 from iptables_lens.kube.names import endpoint_chain, join_host_port, service_chain
 from iptables_lens.kube.node_chains import FOOTER, HEADER, HEADER_V6, TableText, host_prefix
@@ -142,12 +141,13 @@ def _write_service_port(nat: TableText, filter_: TableText, spec: ClusterSpec, s
     selection = categorize_endpoints(svc, port, spec.node)
     cluster_endpoints, local_endpoints = selection.cluster, selection.local
     has_endpoints = selection.has_any
-    externally_accessible = endpoint_selection.externally_accessible(svc, port)
-    external_policy_local = endpoint_selection.external_policy_local(svc, port)
-    internal_policy_local = svc.internal_traffic_policy == "Local"
+    policies = endpoint_policies(svc, port)
+    externally_accessible = policies.externally_accessible
+    external_policy_local = policies.external_local
+    internal_policy_local = policies.internal_local
 
-    uses_cluster_policy_chain = bool(cluster_endpoints) and uses_cluster_endpoints(svc, port)
-    uses_local_policy_chain = bool(local_endpoints) and uses_local_endpoints(svc, port)
+    uses_cluster_policy_chain = bool(cluster_endpoints) and policies.uses_cluster_endpoints
+    uses_local_policy_chain = bool(local_endpoints) and policies.uses_local_endpoints
     internal_chain = cluster_policy_chain
     has_internal_endpoints = has_endpoints
     if internal_policy_local:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,6 @@ from iptables_lens.kube.cluster_spec import (
     kind_system_services,
 )
 from iptables_lens.kube.dual_stack import ipv6_cluster, ipv6_twin
-from iptables_lens.kube.endpoint_use import EndpointPolicies, categorize_endpoints
 from iptables_lens.kube.feature_scenarios import FEATURE_SCENARIOS
 from iptables_lens.kube.kind_cluster import (
     CONTROL_PLANE,
@@ -184,27 +182,10 @@ _SCENARIOS = {"clusterip": _clusterip, "nodeport-local": _nodeport_local, "nodep
               **FEATURE_SCENARIOS}
 
 
-def _as_synth_sees_them(services: tuple[ServiceSpec, ...]) -> tuple[ServiceSpec, ...]:
-    """The Services as `synth_cluster` is given them: kube-proxy writes nothing for a headless or ExternalName
-    Service, and uses only the endpoints `kube.endpoint_use` says (a draining Service's serving terminating
-    ones). Until synth reads those itself (its conformance work), they are applied here."""
-    given = []
-    for service in services:
-        if service.cluster_ip in (HEADLESS, "") or service.type == "ExternalName":
-            continue
-        if any(not e.ready for e in service.endpoints):
-            assert service.internal_traffic_policy == service.external_traffic_policy == "Cluster"
-            used = categorize_endpoints(service.endpoints, "", EndpointPolicies(False, False, False)).cluster
-            service = replace(service, endpoints=tuple(replace(e, ready=True, serving=True, terminating=False)
-                                                       for e in used))
-        given.append(service)
-    return tuple(given)
-
-
 def _dump(scenario: ScenarioSpec, node: ClusterNode, moment: str, family: Family = 4) -> str:
     services = kind_system_services(CONTROL_PLANE.name, CONTROL_PLANE.address)
     if moment == "after":
-        services += _as_synth_sees_them(scenario.services + scenario.unlisted)
+        services += scenario.services + scenario.unlisted
     kind = KindNode(dns_tcp_port=node.dns_ports[0], dns_udp_port=node.dns_ports[1])
     spec = ClusterSpec(services, node=node.name, node_ip=node.address, kind=kind)
     return synth_cluster(spec if family == 4 else ipv6_cluster(spec, dual_stack=True))
