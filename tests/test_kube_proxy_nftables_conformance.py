@@ -26,7 +26,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from iptables_lens.kube.cluster_spec import ClusterSpec, Endpoint, Port, ServiceSpec, nodeport_spec
 from iptables_lens.kube.dual_stack import ipv6_cluster
 from iptables_lens.kube.synth_nftables import LAYOUTS, Layout, name_base, synth_nftables
@@ -197,3 +196,13 @@ def test_listing_fixtures_are_what_nft_prints(layout: Layout, name: str) -> None
 def test_nodeport_bench_cluster_has_one_element_per_node_port() -> None:
     dump = synth_nftables(nodeport_spec(20, 3))
     assert len(re.findall(r"^add element ip kube-proxy service-nodeports ", dump, re.M)) == 20
+
+
+def test_cli_synth_mode_nftables_prints_the_layouts_transaction() -> None:
+    from click.testing import CliRunner
+    from iptables_lens.cli import main
+
+    result = CliRunner().invoke(main, ["synth", "-n", "3", "--endpoints", "2", "--mode", "nftables",
+                                       "--layout", "main-edca563"])
+    assert result.exit_code == 0, result.output
+    assert result.output == synth_nftables(nodeport_spec(3, 2), layout="main-edca563")
