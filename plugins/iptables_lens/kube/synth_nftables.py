@@ -45,8 +45,8 @@ The layouts (`Layout`):
 >>> from iptables_lens.kube.cluster_spec import ClusterSpec, Endpoint, Port, ServiceSpec
 >>> web = ServiceSpec("default", "web", "10.96.0.50", ports=(Port(80, 8080),), endpoints=(Endpoint("10.244.1.2"),))
 >>> dump = synth_nftables(ClusterSpec((web,)), layout="main-edca563")
->>> print(next(line for line in dump.splitlines() if "dnat" in line))
-add rule ip kube-proxy service-ROFO3TPE-default/web/tcp/ meta l4proto tcp dnat ip addr . port to numgen random mod 1 map { 0 : 10.244.1.2 . 8080 }
+>>> print(next(line for line in dump.splitlines() if "numgen" in line))
+add rule ip kube-proxy service-PFISGYVC-default/web/tcp/ meta l4proto tcp dnat ip addr . port to numgen random mod 1 map { 0 : 10.244.1.2 . 8080 }
 """
 
 from __future__ import annotations
