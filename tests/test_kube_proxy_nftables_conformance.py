@@ -206,3 +206,13 @@ def test_cli_synth_mode_nftables_prints_the_layouts_transaction() -> None:
                                        "--layout", "main-edca563"])
     assert result.exit_code == 0, result.output
     assert result.output == synth_nftables(nodeport_spec(3, 2), layout="main-edca563")
+
+
+def test_terminating_endpoints_serve_only_when_no_endpoint_is_ready() -> None:
+    web = ServiceSpec("default", "web", "10.96.0.50", ports=(Port(80, 8080),),
+                      endpoints=(Endpoint("10.244.1.2", ready=False, serving=True, terminating=True),
+                                 Endpoint("10.244.1.3", ready=False, serving=False, terminating=True)))
+    dump = synth_nftables(ClusterSpec((web,)), layout="main-edca563")
+    assert "map { 0 : 10.244.1.2 . 8080 }" in dump
+    gone = replace(web, endpoints=web.endpoints[1:])
+    assert 'comment "default/web" : goto reject-chain' in synth_nftables(ClusterSpec((gone,)))

@@ -57,13 +57,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from iptables_lens.kube.cluster_spec import (
-    SERVICE_CIDR_V6,
-    ClusterSpec,
-    Endpoint,
-    Port,
-    ServiceSpec,
-)
+from iptables_lens.kube.cluster_spec import SERVICE_CIDR_V6, ClusterSpec, Endpoint, Port, ServiceSpec
+from iptables_lens.kube.endpoints import categorize
 from iptables_lens.kube.names import join_host_port
 
 Layout = Literal["v1.34", "main-edca563"]
@@ -144,7 +139,7 @@ class Transaction:
 
 @dataclass(frozen=True)
 class _Words:
-    """The family-dependent words of the rules: `ip`/`ip6`, the address type, localhost."""
+    """The family-dependent words of the rules: `ip` or `ip6`, and the address type."""
 
     ip: str
     addr: str
@@ -253,13 +248,6 @@ def synth_nftables(spec: ClusterSpec, layout: Layout = "v1.34", service_cidrs: t
     return tx.dump()
 
 
-def _usable(endpoints: list[Endpoint]) -> list[Endpoint]:
-    """proxy.CategorizeEndpoints' choice: the ready endpoints, or, when none is ready, the serving
-    terminating ones."""
-    ready = [e for e in endpoints if e.ready]
-    return ready or [e for e in endpoints if e.serving and e.terminating]
-
-
 def _service_port(tx: Transaction, spec: ClusterSpec, layout: Layout, svc: ServiceSpec, port: Port,
                   mark: str) -> None:
     """syncProxyRules for one Service port."""
@@ -270,22 +258,13 @@ def _service_port(tx: Transaction, spec: ClusterSpec, layout: Layout, svc: Servi
     base = service_port_base(svc, port)
     cluster_chain, local_chain = f"service-{base}", f"local-{base}"
     external_chain, fw_chain = f"external-{base}", f"firewall-{base}"
-    # Endpoints sorted by "ip:port" as the endpoint slice cache sorts them.
-    endpoints = sorted(svc.endpoints, key=lambda e: join_host_port(e.address, port.target_port))
-    externally_accessible = bool(port.node_port or svc.load_balancer_ips or svc.external_ips)
-    external_local = externally_accessible and svc.external_traffic_policy == "Local"
-    internal_local = svc.internal_traffic_policy == "Local"
-    uses_cluster = not internal_local or externally_accessible
-    uses_local = internal_local or external_local
-    cluster_eps = _usable(endpoints) if uses_cluster else []
-    local_eps = _usable([e for e in endpoints if e.node == spec.node]) if uses_local else []
-    reachable = cluster_eps if uses_cluster else local_eps
-    has_endpoints = bool(_usable(endpoints))
-    has_internal = has_endpoints and (not internal_local or bool(local_eps))
-    has_external = has_endpoints and (not external_local or bool(local_eps))
-    internal_chain = local_chain if internal_local else cluster_chain
+    eps = categorize(spec, svc, port)
+    cluster_eps, local_eps, reachable = list(eps.cluster), list(eps.local), list(eps.reachable)
+    has_endpoints, has_internal, has_external = eps.has_endpoints, eps.has_internal, eps.has_external
+    external_local = eps.external_local
+    internal_chain = local_chain if eps.internal_local else cluster_chain
     external_policy_chain = local_chain if external_local else cluster_chain
-    uses_external_chain = has_endpoints and externally_accessible
+    uses_external_chain = has_endpoints and eps.externally_accessible
     internal_verdict = "goto reject-chain" if not has_endpoints else "drop"
     external_verdict = internal_verdict
 
@@ -349,9 +328,9 @@ def _service_port(tx: Transaction, spec: ClusterSpec, layout: Layout, svc: Servi
         for ep in reachable:
             tx.sets[f"affinity-{endpoint_base(svc, port, ep.address)}"] = (
                 f" type {w.addr} ; flags dynamic,timeout ; timeout {svc.affinity_seconds}s ;")
-    for chain, eps in ((cluster_chain, cluster_eps), (local_chain, local_eps)):
-        if eps:
-            _to_endpoints(tx, w, layout, svc, port, chain, eps, protocol)
+    for chain, chosen in ((cluster_chain, cluster_eps), (local_chain, local_eps)):
+        if chosen:
+            _to_endpoints(tx, w, layout, svc, port, chain, chosen, protocol)
     if layout == "v1.34" or affinity:
         for ep in reachable:
             _endpoint_chain(tx, w, layout, svc, port, ep, protocol, masquerade)
