@@ -17,6 +17,7 @@ from iptables_lens.dialects import dialect_of, read_dump
 from iptables_lens.errors import DumpError
 from iptables_lens.iptables.model import Dump
 from iptables_lens.kube.feature_scenarios import FEATURE_SCENARIOS
+from iptables_lens.kube.synth_nftables import LAYOUTS
 from iptables_lens.render import json as json_output
 from iptables_lens.render.text import diff_lines, explain_lines, explain_views, trace_lines
 from iptables_lens.scenario.load import load_scenario
@@ -426,11 +427,16 @@ def lab_command(scenario_dir, connections, flows, variant, record, as_json):
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the --mix draw.")
 @click.option("--family", type=click.Choice(["4", "6"]), default="4", show_default=True,
               help="6: the same cluster on IPv6, as ip6tables-save prints kube-proxy's IPv6 rules.")
+@click.option("--mode", type=click.Choice(["iptables", "nftables"]), default="iptables", show_default=True,
+              help="nftables: the transaction kube-proxy's nftables proxier sends (knftables' dump form).")
+@click.option("--layout", type=click.Choice(list(LAYOUTS)), default=LAYOUTS[0], show_default=True,
+              help="With --mode nftables: whose nftables rules (see kube.synth_nftables).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the dump to this file (atomically) instead of standard output.")
 @click.pass_context
-def synth_command(ctx, services, endpoints, mix, seed, family, output):
-    """Print a synthetic kube-proxy v1.29 dump of N Services (one node's iptables-save text).
+def synth_command(ctx, services, endpoints, mix, seed, family, mode, layout, output):
+    """Print a synthetic kube-proxy v1.29 dump of N Services (one node's iptables-save text), or with
+    --mode nftables the `add ...` transaction of kube-proxy's nftables proxier (load it with `nft -f`).
 
     Without --mix every Service is a NodePort Service; with --mix the Services are a seeded mix of
     ClusterIP, NodePort, LoadBalancer, externalTrafficPolicy Local, ClientIP affinity and no-endpoint ones.
@@ -440,6 +446,7 @@ def synth_command(ctx, services, endpoints, mix, seed, family, output):
     Example:
       iptables-lens synth -n 10000 --endpoints 3 --mix -o big.rules
       iptables-lens synth -n 10000 --endpoints 3 --family 6 -o big6.rules
+      iptables-lens synth -n 100 --mix --mode nftables --layout main-edca563 -o mix.nft
       iptables-lens synth scenario nodeport-local -o dumps/nodeport-local
     """
     if ctx.invoked_subcommand is not None:
@@ -451,7 +458,13 @@ def synth_command(ctx, services, endpoints, mix, seed, family, output):
     from iptables_lens.kube.synth_scenario import write_atomically
 
     spec = mixed_spec(services, endpoints, seed) if mix else nodeport_spec(services, endpoints)
-    text = synth_cluster(ipv6_cluster(spec) if family == "6" else spec)
+    spec = ipv6_cluster(spec) if family == "6" else spec
+    if mode == "nftables":
+        from iptables_lens.kube.synth_nftables import synth_nftables
+
+        text = synth_nftables(spec, layout=layout)
+    else:
+        text = synth_cluster(spec)
     if output:
         write_atomically(output, text)
     else:
