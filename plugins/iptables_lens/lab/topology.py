@@ -3,16 +3,17 @@
 - `underlay`: a namespace holding a bridge, the cluster's L2 network (172.20.0.0/16 in the seed).
 - one namespace per node: `eth0` on the underlay with the node's address of each family it has, forwarding
   on, routes to the other nodes' pod ranges via their addresses, and the node's dumps loaded with
-  iptables-restore (ip6tables-restore for an IPv6 dump), and host routes via the underlay's gateway (an
-  address no namespace holds) to the node's flow destinations that nothing else routes, as kind's default
-  route would.
+  iptables-restore (ip6tables-restore for an IPv6 dump), and host routes via the underlay's gateway to the
+  node's flow destinations that nothing else routes, as kind's default route would.
 - one namespace per pod: `eth0` holding the pod's addresses (/32, /128), a default route per family via the
   node's pod gateway; on the node, a veth whose host side holds those gateways and a host route to the pod
   (kindnet's ptp wiring, as `scenario.node.node_context` describes it, less its default route out).
-- one namespace per outside client on the underlay; a client outside the underlay (and outside the pod
-  network: the internet, for a load balancer's source ranges) sits beyond the underlay's gateway, in one
-  namespace that holds the gateway address and those clients' addresses, and every node has a host route to
-  each of them via the gateway, as its default route would take it.
+- one namespace per outside client on the underlay. A client outside the underlay and the pod network (on
+  the internet, say, inside a load balancer's source ranges) sits beyond the underlay's gateway: one
+  namespace, made only when a flow needs it, holds the gateway's address and those clients' addresses, and
+  every node has a host route to each of them via the gateway, where its default route would take it. Before
+  a flow runs, an outside client gets a host route to the flow's destination via the flow's node when no
+  namespace holds it (a load balancer IP, an external IP), as the load balancer or a router would send it.
 - servers (`agents`): each pod listens on every Service's target ports, of every protocol, and whatever
   namespace holds an address a flow's connection is delivered to, by the tracer's prediction, listens there
   too (a node's own health check node port, accepted in filter KUBE-NODEPORTS).
@@ -22,8 +23,8 @@ for a second or more, and the lab knows they are unique.
 
 Every veth is created with both ends already inside lab namespaces, so nothing touches the root namespace,
 and no namespace has a route out (a route via the gateway leads to the lab's own bridge, or to the
-namespace beyond it, which does not forward): the scenario's addresses never leave the lab. `Lab` removes everything
-it made when its `with` block ends, however it ends.
+namespace beyond it, which does not forward): the scenario's addresses never leave the lab. `Lab` removes
+everything it made when its `with` block ends, however it ends.
 """
 
 from __future__ import annotations
@@ -198,14 +199,17 @@ class Lab:
             _batch(node_ns, [f"route del {a}" for a in addresses])
 
     def route_client_to(self, src: Address, dst: Address, node: str) -> None:
-        """An outside client reaches `dst` through `node`: a host route via the node's address, as a cloud load
-        balancer or MetalLB delivers a load balancer IP, and a router an external IP, to a node. Destinations
-        on the underlay (a node port) need none."""
+        """An outside client reaches `dst`, an address no namespace holds, through `node`: a host route via the
+        node's address, as a cloud load balancer or MetalLB (whose speaker answers ARP for an address on the
+        nodes' own network) delivers a load balancer IP, and a router an external IP, to a node. A node's
+        address (a node port) needs none."""
         if src not in self.clients:
             return  # a pod's or a node's packets take their own routes
-        underlay = self.scenario.meta.cluster.underlay_of(_family(dst))
-        if underlay is not None and dst in underlay:
+        try:
+            self.namespace_of(dst)
             return
+        except LabError:
+            pass
         via = self.scenario.meta.node(node).address_of(_family(dst))
         _run(self.clients[src], "ip", "route", "replace", str(dst), "via", str(via), "dev", "eth0")
 
