@@ -31,12 +31,13 @@ SERVICES = (
                 endpoints=BOTH_PODS),
     ServiceSpec("lab", "signal-none", "10.96.0.133", ports=(Port(9000, 9000, "SCTP"),)),
     ServiceSpec("lab", "lb", "10.96.0.80", type="LoadBalancer", ports=(Port(80, 8080, node_port=30080),),
-                endpoints=BOTH_PODS, load_balancer_ips=("198.18.0.200",), external_ips=("198.51.100.10",)),
+                endpoints=BOTH_PODS, load_balancer_ips=("198.18.0.200", "172.20.255.200"),
+                external_ips=("198.51.100.10",)),
     ServiceSpec("lab", "firewalled", "10.96.0.81", type="LoadBalancer", ports=(Port(80, 8080, node_port=30081),),
                 endpoints=BOTH_PODS, load_balancer_ips=("198.18.0.201",),
                 load_balancer_source_ranges=("203.0.113.0/24",)),
-    ServiceSpec("lab", "sticky", "10.96.0.90", ports=(Port(80, 8080),), endpoints=BOTH_PODS,
-                session_affinity="ClientIP"),
+    ServiceSpec("lab", "sticky", "10.96.0.90", type="NodePort", ports=(Port(80, 8080, node_port=30090),),
+                endpoints=BOTH_PODS, session_affinity="ClientIP"),
     ServiceSpec("lab", "local", "10.96.0.82", type="LoadBalancer", ports=(Port(80, 8080, node_port=30082),),
                 endpoints=BOTH_PODS[:1], load_balancer_ips=("198.18.0.202",), external_traffic_policy="Local",
                 health_check_node_port=32082),
@@ -49,11 +50,14 @@ FLOWS = [
     *(flow("outside-to-sctp-node-port", "node-a", OUTSIDE, "172.20.0.2", 30132, "sctp", family) for family in (4, 6)),
     *(flow("pod-to-sctp-without-endpoints", "node-a", POD, "10.96.0.133", 9000, "sctp", family) for family in (4, 6)),
     flow("outside-to-load-balancer-ip", "node-a", OUTSIDE, "198.18.0.200", 80),
+    # MetalLB's layer 2 mode: an address of the nodes' own network, which one node answers ARP for.
+    flow("outside-to-load-balancer-ip-on-the-underlay", "node-b", OUTSIDE, "172.20.255.200", 80),
     flow("outside-to-external-ip", "node-b", OUTSIDE, "198.51.100.10", 80),
     *(flow("inside-the-source-ranges", "node-a", "203.0.113.7", "198.18.0.201", 80, family=family)
       for family in (4, 6)),
     flow("outside-the-source-ranges", "node-a", OUTSIDE, "198.18.0.201", 80),
     *(flow("first-request", "node-a", POD, "10.96.0.90", 80, family=family) for family in (4, 6)),
+    flow("outside-first-request", "node-a", OUTSIDE, "172.20.0.2", 30090),
     *(flow("returning-client", "node-a", "10.244.1.11", "10.96.0.90", 80, family=family, returning_to="10.244.2.2")
       for family in (4, 6)),
     *(flow("health-check-node-port", "node-b", OUTSIDE, "172.20.0.3", 32082, family=family) for family in (4, 6)),
@@ -177,7 +181,8 @@ def test_conntrack_follows_an_init_only_with_a_right_checksum(lab):
 # -- destinations no host holds, clients beyond the gateway ---------------------------------------------------
 
 
-@pytest.mark.parametrize("flow_id", ["outside-to-load-balancer-ip", "outside-to-external-ip"])
+@pytest.mark.parametrize("flow_id", ["outside-to-load-balancer-ip", "outside-to-load-balancer-ip-on-the-underlay",
+                                     "outside-to-external-ip"])
 @pytest.mark.kernel
 def test_an_outside_client_reaches_a_load_balancer_or_external_ip_through_the_flows_node(lab, flow_id):
     result = _run(lab, flow_id)
@@ -205,10 +210,12 @@ def test_a_client_outside_the_source_ranges_is_dropped_by_the_firewall(lab):
 # -- session affinity ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("family", [4, 6])
+@pytest.mark.parametrize("flow_id, family", [("first-request", 4), ("first-request-v6", 6),
+                                             ("outside-first-request", 4)])
 @pytest.mark.kernel
-def test_one_client_keeps_its_endpoint_and_many_clients_are_balanced(lab, family):
-    result = _run(lab, "first-request" + ("" if family == 4 else "-v6"))
+def test_one_client_keeps_its_endpoint_and_many_clients_are_balanced(lab, flow_id, family):
+    # The other clients are addresses beside the flow's: in its pod's namespace, or on the underlay.
+    result = _run(lab, flow_id)
     assert {b.endpoint for b in result.branches} == {f"{address}:8080" for address in ENDPOINTS[family]}
     affinity = result.affinity
     assert affinity is not None and affinity.ok
