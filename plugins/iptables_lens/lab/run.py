@@ -151,7 +151,8 @@ class LabRun:
             raise LabError(f"flow {flow.id}: the client failed: {result.stderr.strip()}")
         return json.loads(result.stdout)
 
-    def _trace_one(self, flow: Flow, sport: int, origin: str) -> Branch:
+    def _trace_one(self, flow: Flow, sport: int, origin: str, wait: float = 2) -> Branch:
+        """One connection traced on the flow's node; `wait`: how long its client waits for an answer."""
         node = self.lab.nodes[flow.node]
         chain = "OUTPUT" if origin == "local" else "PREROUTING"
         # Only the connection's first packet: later packets skip nat and would muddle it.
@@ -171,7 +172,7 @@ class LabRun:
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             try:
                 time.sleep(0.3)  # let the monitor subscribe before the packet goes
-                self._client(flow, 1, sport, timeout=2)
+                self._client(flow, 1, sport, timeout=wait)
                 time.sleep(0.3)
             finally:
                 monitor.terminate()
@@ -216,9 +217,11 @@ class LabRun:
         prediction = result.prediction
         predicted_endpoints = {o.endpoint for o in prediction.outcomes}
         seen: set[str | None] = set()
+        # A connection that will time out is traced all the same as soon as it is sent: no use waiting long.
+        wait = 1 if failure_of(prediction) == "timeout" else 2
         for attempt in range(self.max_traced):
             fresh_node()  # each traced first request draws anew
-            branch = self._trace_one(flow, TRACED_SPORT_BASE + attempt, prediction.origin)
+            branch = self._trace_one(flow, TRACED_SPORT_BASE + attempt, prediction.origin, wait)
             if not branch.steps:
                 result.problems.append("the kernel recorded no trace for the flow's first packet")
                 break
