@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -213,7 +214,9 @@ class LabRun:
         result.checks = check_proportions(dict(result.counts), result.predicted)
         return result
 
-    def _trace_branches(self, flow: Flow, result: FlowResult, fresh_node) -> None:
+    def _trace_branches(self, flow: Flow, result: FlowResult, fresh_node: Callable[[], None]) -> None:
+        """Trace single connections until the kernel took every branch the tracer predicts (or gave up),
+        keeping each new branch compared with the tracer's path."""
         prediction = result.prediction
         predicted_endpoints = {o.endpoint for o in prediction.outcomes}
         seen: set[str | None] = set()
@@ -267,7 +270,7 @@ class LabRun:
             result.problems.append(f"{len(answered)} connections were answered but conntrack lists only "
                                    f"{result.conntrack_entries} of them")
 
-    def _sample_affinity(self, flow: Flow, result: FlowResult, fresh_node) -> None:
+    def _sample_affinity(self, flow: Flow, result: FlowResult, fresh_node: Callable[[], None]) -> None:
         """An affinity Service's first requests: the flow's client many times (one endpoint for all), then
         other clients twice each (the first connection a draw, counted; the second to the same endpoint)."""
         check = result.affinity = AffinityCheck()
@@ -278,7 +281,6 @@ class LabRun:
         if len(check.same_client) > 1:
             result.problems.append(f"session affinity: one client's {len(answered)} connections reached "
                                    f"{len(check.same_client)} endpoints ({_counted(check.same_client)}), not one")
-        connections = len(answers)
         clients = other_clients(self.lab.scenario, flow, self.lab.moment, max(20, self.connections // 4))
         if clients:
             fresh_node()
@@ -288,10 +290,10 @@ class LabRun:
                 more = self._client(flow, 2, SAMPLED_SPORT_BASE, sources=sources)
             finally:
                 self.lab.remove_client_addresses(flow.src, sources)
-            connections += len(more)
-            answered += [a for a in more if "error" not in a]
-            by_client: dict[tuple[str, int], str] = self._check_answers(
-                flow, result, [a for a in more if "error" not in a], clients)
+            answers += more
+            more_answered = [a for a in more if "error" not in a]
+            answered += more_answered
+            by_client = self._check_answers(flow, result, more_answered, clients)
             for source in sources:
                 first = by_client.get((str(source), SAMPLED_SPORT_BASE))
                 second = by_client.get((str(source), SAMPLED_SPORT_BASE + 1))
@@ -306,9 +308,10 @@ class LabRun:
         else:
             result.counts.update(check.same_client)  # the node is the only client: its draw is all there is
         failed = [a for a in answers if "error" in a]
+        result.failures.update(a.get("failure", "other") for a in failed)
         if failed:
-            result.problems.append(f"{len(failed)} of {connections} connections failed: {failed[0]['error']}")
-        result.connections = connections
+            result.problems.append(f"{len(failed)} of {len(answers)} connections failed: {failed[0]['error']}")
+        result.connections = len(answers)
         if answered and result.conntrack_entries < 0.95 * len(answered):
             result.problems.append(f"{len(answered)} connections were answered but conntrack lists only "
                                    f"{result.conntrack_entries} of them")
