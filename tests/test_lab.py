@@ -182,6 +182,16 @@ def test_a_recording_that_disagrees_with_the_tracer_is_reported():
 
 
 
+def test_a_recording_without_one_of_the_tracers_branches_is_reported():
+    scenario = load_scenario(SEED)
+    flow = scenario.meta.flows[0]
+    text = recording_path(scenario, flow).read_text()
+    first, second = text.split("\n## branch ")[1:]
+    assert recording_problems(scenario, flow, text) == []
+    problems = recording_problems(scenario, flow, text.replace("\n## branch " + second, ""))
+    assert len(problems) == 1 and "the kernel's branches go to" in problems[0]
+
+
 DUAL_STACK = REPO_ROOT / "dumps" / "kind-nodeport-dual-stack"
 
 
