@@ -1,12 +1,18 @@
 """Run a scenario's flows through the real kernel and compare with the tracer.
 
-For each flow the lab
+For each flow (TCP, UDP or SCTP: see `agents`) the lab
 1. traces single connections (a TRACE rule in the raw table of the flow's family on its node, read with
    `xtables-monitor --trace`, or `nft monitor trace` for an IPv6 flow: see `kernel_trace`) until it has seen
    every branch the tracer predicts, and checks each kernel path against the tracer's, hop by hop;
 2. opens many connections and reads the NAT the kernel applied from `conntrack -L` (`-f ipv6` for an IPv6
    flow): every DNAT destination and SNAT source must be one the tracer predicts, and the counts per
    destination must be consistent with the tracer's probabilities (see `stats`).
+
+Before each traced connection and each round of connections the node forgets the earlier ones (conntrack
+flushed) and its session affinity lists are set as the flow says (see `affinity`): empty for a first
+request, the client in its endpoint's list for a returning one. An affinity Service's first request is
+sampled from one client (every connection to one endpoint) and from many (their first connections spread as
+the tracer's probabilities say).
 """
 
 from __future__ import annotations
@@ -17,10 +23,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 
+from iptables_lens.lab.affinity import (
+    AffinityCheck,
+    destination_of,
+    destinations,
+    is_first_request_to_affinity,
+    other_clients,
+    recorded_lists,
+    reset_recent,
+)
 from iptables_lens.lab.kernel_trace import (
     KernelStep,
     chain_handles,
@@ -29,17 +44,21 @@ from iptables_lens.lab.kernel_trace import (
     handle_positions,
     tracer_steps,
 )
+from iptables_lens.lab.recording import read_recording, recording_text, write_recording
 from iptables_lens.lab.stats import ProportionCheck, check_proportions
 from iptables_lens.lab.topology import Lab, LabError
-from iptables_lens.scenario.flows import predict, recording_path
+from iptables_lens.scenario.flows import predict, recent_lists
 from iptables_lens.scenario.load import Scenario
-from iptables_lens.scenario.model import Flow
+from iptables_lens.scenario.model import Address, Flow
 from iptables_lens.trace import IPv4, Outcome
 from iptables_lens.trace.packet import Trace, endpoint_text
 
 TRACED_SPORT_BASE = 42000  # single traced connections use 42000, 42001, ...
 SAMPLED_SPORT_BASE = 50000  # the many sampled connections use 50000, 50001, ...
 DROPPED_SAMPLES = 10  # connections opened for a flow the tracer says is (sometimes) dropped
+# What the TRACE rule adds to match a connection's first packet only: TCP's SYN, SCTP's INIT (a UDP
+# client's first datagram is the first the rule sees).
+FIRST_PACKET = {"tcp": ["--syn"], "sctp": ["--chunk-types", "only", "INIT"]}
 
 
 @dataclass
@@ -67,10 +86,18 @@ class FlowResult:
     problems: list[str] = field(default_factory=list)
     connections: int = 0
     conntrack_entries: int = 0
+    affinity: AffinityCheck | None = None
+    """For an affinity Service's first request: one client's endpoints and how many clients drew one."""
 
     @property
     def ok(self) -> bool:
         return not self.problems and all(c.ok for c in self.checks) and all(b.problem is None for b in self.branches)
+
+    @property
+    def predicted(self) -> dict[str, Fraction]:
+        """Where the tracer delivers the flow's connections (an endpoint, a process on the node, "none"), with
+        the probabilities the counts are checked against."""
+        return destinations(self.prediction)
 
 
 def compare_branch(branch: Branch, prediction: Trace) -> None:
@@ -114,20 +141,23 @@ class LabRun:
         self.connections = connections
         self.max_traced = max_traced
 
-    def _client(self, flow: Flow, count: int, sport: int | None = None, timeout: float = 5) -> list[dict]:
+    def _client(self, flow: Flow, count: int, sport: int | None = None, timeout: float = 5,
+                sources: list[Address] | None = None, together: bool = False) -> list[dict]:
         ns = self.lab.namespace_of(flow.src)
-        argv = [sys.executable, "-m", "iptables_lens.lab.agents", "client", str(flow.src), str(flow.dst),
-                str(flow.dport), str(count), str(sport) if sport is not None else "-", str(timeout)]
-        result = ns.run(argv, timeout=300)
+        argv = [sys.executable, "-m", "iptables_lens.lab.agents", "client", flow.protocol,
+                ",".join(str(s) for s in sources or [flow.src]), str(flow.dst), str(flow.dport), str(count),
+                str(sport) if sport is not None else "-", str(timeout), *(["together"] if together else [])]
+        result = ns.run(argv, timeout=600)
         if not result.ok:
             raise LabError(f"flow {flow.id}: the client failed: {result.stderr.strip()}")
         return json.loads(result.stdout)
 
-    def _trace_one(self, flow: Flow, sport: int, origin: str) -> Branch:
+    def _trace_one(self, flow: Flow, sport: int, origin: str, wait: float = 2) -> Branch:
+        """One connection traced on the flow's node; `wait`: how long its client waits for an answer."""
         node = self.lab.nodes[flow.node]
         chain = "OUTPUT" if origin == "local" else "PREROUTING"
-        # Only the connection's first packet (for TCP, the SYN): later packets skip nat and would muddle it.
-        first = ["--syn"] if flow.protocol == "tcp" else []
+        # Only the connection's first packet: later packets skip nat and would muddle it.
+        first = FIRST_PACKET.get(flow.protocol, [])
         rule = ["-p", flow.protocol, "-s", str(flow.src), "-d", str(flow.dst), "-m", flow.protocol,
                 "--sport", str(sport), "--dport", str(flow.dport), *first, "-j", "TRACE"]
         iptables = "ip6tables-nft" if flow.family == 6 else "iptables-nft"
@@ -143,7 +173,7 @@ class LabRun:
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             try:
                 time.sleep(0.3)  # let the monitor subscribe before the packet goes
-                self._client(flow, 1, sport, timeout=2)
+                self._client(flow, 1, sport, timeout=wait)
                 time.sleep(0.3)
             finally:
                 monitor.terminate()
@@ -159,14 +189,42 @@ class LabRun:
         return Branch(_dnat_of(steps, lines), steps, lines, handles, skip)
 
     def run_flow(self, flow: Flow) -> FlowResult:
+        """Trace the flow's first packet until every predicted branch is seen, then open connections: many
+        from the flow's client, or for an affinity Service's first request, from one client and from many."""
         prediction = predict(self.lab.scenario, flow, self.lab.moment)
         result = FlowResult(flow, prediction)
         node = self.lab.nodes[flow.node]
-        node.run(["conntrack", "-F"])
+        dump = self.lab.scenario.dump_for(flow.node, self.lab.moment, flow.family)
+        assert dump is not None  # predict checked it
+        lists = recorded_lists(dump)
+        returning = recent_lists(dump, flow)
+
+        def fresh_node() -> None:
+            """No connection of an earlier one, and the client in no recent list but those of its endpoint."""
+            node.run(["conntrack", "-F"])
+            reset_recent(node, lists, returning, flow.src)
+
+        self.lab.route_client_to(flow.src, flow.dst, flow.node)
+        self._trace_branches(flow, result, fresh_node)
+        fresh_node()
+        if is_first_request_to_affinity(dump, flow, prediction):
+            self._sample_affinity(flow, result, fresh_node)
+        else:
+            self._sample(flow, result)
+        result.checks = check_proportions(dict(result.counts), result.predicted)
+        return result
+
+    def _trace_branches(self, flow: Flow, result: FlowResult, fresh_node: Callable[[], None]) -> None:
+        """Trace single connections until the kernel took every branch the tracer predicts (or gave up),
+        keeping each new branch compared with the tracer's path."""
+        prediction = result.prediction
         predicted_endpoints = {o.endpoint for o in prediction.outcomes}
         seen: set[str | None] = set()
+        # A connection that will time out is traced all the same as soon as it is sent: no use waiting long.
+        wait = 1 if failure_of(prediction) == "timeout" else 2
         for attempt in range(self.max_traced):
-            branch = self._trace_one(flow, TRACED_SPORT_BASE + attempt, prediction.origin)
+            fresh_node()  # each traced first request draws anew
+            branch = self._trace_one(flow, TRACED_SPORT_BASE + attempt, prediction.origin, wait)
             if not branch.steps:
                 result.problems.append("the kernel recorded no trace for the flow's first packet")
                 break
@@ -181,12 +239,18 @@ class LabRun:
         if missing and not result.problems:
             result.problems.append(f"in {self.max_traced} traced connections the kernel never took the predicted "
                                    f"branch(es) to {', '.join(sorted(str(m) for m in missing))}")
-        node.run(["conntrack", "-F"])
+
+    def _sample(self, flow: Flow, result: FlowResult) -> None:
+        """Many connections from the flow's client: where each went, in the proportions the tracer predicts."""
+        prediction = result.prediction
         # Connections the tracer says are dropped time out: a few, with a short wait, tell as much as many.
         drops = any(o.verdict != "ACCEPT" for o in prediction.outcomes)
         count = self.connections if not drops else min(self.connections, DROPPED_SAMPLES)
         expected_failure = failure_of(prediction)
-        answers = self._client(flow, count, SAMPLED_SPORT_BASE, timeout=_client_timeout(drops, expected_failure))
+        # Connections that all time out wait together; refused ones one after the other, since a host sends
+        # only so many ICMP errors a second to one client (the refusal of the later ones comes with a resend).
+        answers = self._client(flow, count, SAMPLED_SPORT_BASE, timeout=_client_timeout(drops, expected_failure),
+                               together=expected_failure == "timeout")
         failed = [a for a in answers if "error" in a]
         result.failures.update(a.get("failure", "other") for a in failed)
         if failed and not drops:
@@ -195,52 +259,106 @@ class LabRun:
         if wrong:
             result.problems.append(f"{len(wrong)} of {len(answers)} connections failed with {wrong[0]['error']!r}; "
                                    f"the tracer says they are {'refused' if expected_failure == 'refused' else 'dropped'}")
-        result.counts["none"] = len(failed) if drops else 0
-        if not result.counts["none"]:
-            del result.counts["none"]
+        if drops and failed:
+            result.counts["none"] = len(failed)
         result.connections = len(answers)
+        answered = [a for a in answers if "error" not in a]
+        delivered = self._check_answers(flow, result, answered, {flow.src: prediction})
+        result.counts.update(delivered.values())
+        if answered and result.conntrack_entries < 0.95 * len(answered) and not drops:
+            # conntrack -L is a dump of a live table, not a snapshot: allow for an entry it skipped.
+            result.problems.append(f"{len(answered)} connections were answered but conntrack lists only "
+                                   f"{result.conntrack_entries} of them")
+
+    def _sample_affinity(self, flow: Flow, result: FlowResult, fresh_node: Callable[[], None]) -> None:
+        """An affinity Service's first requests: the flow's client many times (one endpoint for all), then
+        other clients twice each (the first connection a draw, counted; the second to the same endpoint)."""
+        check = result.affinity = AffinityCheck()
+        repeats = max(10, self.connections // 4)
+        answers = self._client(flow, repeats, SAMPLED_SPORT_BASE)
+        answered = [a for a in answers if "error" not in a]
+        check.same_client.update(self._check_answers(flow, result, answered, {flow.src: result.prediction}).values())
+        if len(check.same_client) > 1:
+            result.problems.append(f"session affinity: one client's {len(answered)} connections reached "
+                                   f"{len(check.same_client)} endpoints ({_counted(check.same_client)}), not one")
+        clients = other_clients(self.lab.scenario, flow, self.lab.moment, max(20, self.connections // 4))
+        if clients:
+            fresh_node()
+            sources = sorted(clients, key=int)
+            self.lab.add_client_addresses(flow.src, sources)
+            try:
+                more = self._client(flow, 2, SAMPLED_SPORT_BASE, sources=sources)
+            finally:
+                self.lab.remove_client_addresses(flow.src, sources)
+            answers += more
+            more_answered = [a for a in more if "error" not in a]
+            answered += more_answered
+            by_client = self._check_answers(flow, result, more_answered, clients)
+            for source in sources:
+                first = by_client.get((str(source), SAMPLED_SPORT_BASE))
+                second = by_client.get((str(source), SAMPLED_SPORT_BASE + 1))
+                if first is not None:
+                    result.counts[first] += 1
+                    check.clients += 1
+                if first is not None and second is not None and second != first:
+                    check.switched += 1
+            if check.switched:
+                result.problems.append(f"session affinity: {check.switched} of {check.clients} clients' second "
+                                       "connection reached another endpoint than their first")
+        else:
+            result.counts.update(check.same_client)  # the node is the only client: its draw is all there is
+        failed = [a for a in answers if "error" in a]
+        result.failures.update(a.get("failure", "other") for a in failed)
+        if failed:
+            result.problems.append(f"{len(failed)} of {len(answers)} connections failed: {failed[0]['error']}")
+        result.connections = len(answers)
+        if answered and result.conntrack_entries < 0.95 * len(answered):
+            result.problems.append(f"{len(answered)} connections were answered but conntrack lists only "
+                                   f"{result.conntrack_entries} of them")
+
+    def _check_answers(self, flow: Flow, result: FlowResult, answered: list[dict],
+                       predictions: dict[Address, Trace]) -> dict[tuple[str, int], str]:
+        """Where each answered connection was delivered (by client address and port), checked against
+        conntrack's record of its NAT and against the source the server saw; adds to `result`'s problems."""
+        node = self.lab.nodes[flow.node]
         family = ["-f", "ipv6"] if flow.family == 6 else []  # conntrack -L lists IPv4 only unless told
         entries = conntrack_lines(node.run(["conntrack", "-L", "-p", flow.protocol, *family]).stdout)
-        # The kernel's NAT record of each sampled connection, by its source port.
-        recorded = {e.original[2]: e for e in entries
-                    if e.original[:2] == (str(flow.src), str(flow.dst)) and e.original[3] == flow.dport
-                    and SAMPLED_SPORT_BASE <= e.original[2] < SAMPLED_SPORT_BASE + self.connections}
-        by_endpoint = {o.endpoint: o for o in prediction.outcomes}
-        answered = [a for a in answers if "error" not in a]
+        sources = {str(s) for s in predictions}
+        recorded = {(e.original[0], e.original[2]): e for e in entries
+                    if e.original[0] in sources and e.original[1] == str(flow.dst) and e.original[3] == flow.dport}
+        delivered: dict[tuple[str, int], str] = {}
+        snat_problems = 0
         for answer in answered:
+            source = answer["src"]
+            prediction = predictions[ipaddress.ip_address(source)]
             port = by_endpoint_port(prediction, answer["server"]) or flow.dport
             endpoint = endpoint_text(ipaddress.ip_address(answer["server"]), port)
-            result.counts[endpoint] += 1  # where the kernel delivered it: the pod that answered
-            peer = answer["peer"].rsplit(":", 1)[0]
-            entry = recorded.get(answer["sport"])
+            delivered[(source, answer["sport"])] = endpoint  # where the kernel delivered it: who answered
+            entry = recorded.get((source, answer["sport"]))
             if entry is not None:
+                result.conntrack_entries += 1
                 translated = endpoint_text(ipaddress.ip_address(entry.reply[0]), entry.reply[2])
                 if translated != endpoint:
-                    result.problems.append(f"conntrack says connection {answer['sport']} went to {translated}, but "
-                                           f"{endpoint} answered it")
+                    result.problems.append(f"conntrack says connection {source}:{answer['sport']} went to "
+                                           f"{translated}, but {endpoint} answered it")
                 result.snat_seen.setdefault(translated, set()).add(entry.reply[1])
-            outcome = by_endpoint.get(endpoint)
-            if outcome is not None:
-                expected = str(outcome.snat[0]) if outcome.snat else str(flow.src)
-                if peer != expected:
-                    result.problems.append(f"the pod at {endpoint} saw the client as {peer}; the tracer says {expected}")
-                    break
-        for endpoint, sources in result.snat_seen.items():
-            outcome = by_endpoint.get(endpoint)
+            outcome = next((o for o in prediction.outcomes if destination_of(o) == endpoint), None)
             if outcome is None:
                 continue  # reported by the proportion check: observed but not predicted
-            expected = str(outcome.snat[0]) if outcome.snat else str(flow.src)
-            if sources != {expected}:
-                result.problems.append(f"to {endpoint} the kernel rewrote the source to {', '.join(sorted(sources))}; "
+            expected = str(outcome.snat[0]) if outcome.snat else source
+            peer = answer["peer"].rsplit(":", 1)[0]
+            if peer != expected and not snat_problems:
+                snat_problems += 1
+                result.problems.append(f"the server at {endpoint} saw the client as {peer}; the tracer says {expected}")
+            if entry is not None and entry.reply[1] != expected and not snat_problems:
+                snat_problems += 1
+                result.problems.append(f"to {endpoint} the kernel rewrote the source {source} to {entry.reply[1]}; "
                                        f"the tracer says {expected}")
-        result.conntrack_entries = len(recorded)
-        # conntrack -L is a dump of a live table, not a snapshot: allow for an entry it skipped.
-        if answered and len(recorded) < 0.95 * len(answered) and not drops:
-            result.problems.append(f"{len(answered)} connections were answered but conntrack lists only "
-                                   f"{len(recorded)} of them")
-        predicted = {o.endpoint or "none": o.probability for o in prediction.outcomes}
-        result.checks = check_proportions(dict(result.counts), predicted)
-        return result
+        return delivered
+
+
+def _counted(counts: Counter) -> str:
+    return ", ".join(f"{key}: {n}" for key, n in sorted(counts.items()))
 
 
 def _client_timeout(drops: bool, expected_failure: str | None) -> float:
@@ -301,70 +419,35 @@ def run_lab(scenario: Scenario, connections: int = 400, variant: str = "nft",
     return results
 
 
+def recording_problems(scenario: Scenario, flow: Flow, text: str) -> list[str]:
+    """What in `text`, a kernel recording of `flow`, disagrees with the tracer on the scenario's "after"
+    dumps: a branch the tracer does not predict or one the kernel never took, a hop that differs. Needs no
+    root: tests replay every stored recording this way."""
+    prediction = predict(scenario, flow)
+    dump = scenario.dump_for(flow.node, "after", flow.family)
+    assert dump is not None  # predict checked it
+    recorded = read_recording(text, frozenset(t.name for t in dump.tables))
+    problems = []
+    kernel, tracer = {b.endpoint for b in recorded}, {o.endpoint for o in prediction.outcomes}
+    if kernel != tracer:
+        problems.append(f"the kernel's branches go to {sorted(map(str, kernel))}, the tracer's to "
+                        f"{sorted(map(str, tracer))}")
+    for branch in recorded:
+        probe = Branch(branch.endpoint, branch.steps, branch.monitor_lines, {}, frozenset())
+        compare_branch(probe, prediction)
+        if probe.problem is not None:
+            problems.append(f"branch {branch.endpoint}: {probe.problem}")
+    return problems
+
+
 def replayed_flows(scenario: Scenario) -> list[Flow]:
     """The flows the lab replays in the kernel: every flow, IPv4 and IPv6."""
     return list(scenario.meta.flows)
-
-
-# -- recordings ---------------------------------------------------------------------------------------
-
-
-def recording_text(result: FlowResult, kernel: str) -> str:
-    """What the kernel recorded for a flow, in a form `read_recording` turns back into kernel paths."""
-    flow = result.flow
-    lines = [
-        f"# Kernel trace of flow {flow.id!r}: {flow.title}",
-        f"# {flow.protocol} {flow.src} -> {flow.dst}:{flow.dport} on {flow.node}; recorded by `iptables-lens lab`",
-        f"# with {'nft -a monitor trace (ip6tables-nft' if flow.family == 6 else 'xtables-monitor --trace (iptables-nft'}) "
-        f"on Linux {kernel}. One section per branch the kernel took.",
-    ]
-    for branch in sorted(result.branches, key=lambda b: b.endpoint or ""):
-        lines.append(f"## branch {branch.endpoint}")
-        lines.append("### handles " + json.dumps(
-            {f"{t} {c}": h for (t, c), h in sorted(branch.handles.items())}, separators=(",", ":")))
-        lines.append("### skip " + json.dumps(sorted(f"{t} {c} {h}" for t, c, h in branch.skip)))
-        lines.extend(branch.monitor_lines)
-    return "\n".join(lines) + "\n"
-
-
-@dataclass(frozen=True)
-class RecordedBranch:
-    endpoint: str | None
-    steps: list[KernelStep]
-    monitor_lines: list[str]
-
-
-def read_recording(text: str, tables: frozenset[str]) -> list[RecordedBranch]:
-    branches = []
-    sections = text.split("\n## branch ")[1:]
-    for section in sections:
-        head, _, body = section.partition("\n")
-        endpoint = None if head == "None" else head
-        body_lines = body.splitlines()
-        handles_line = next(x for x in body_lines if x.startswith("### handles "))
-        skip_line = next(x for x in body_lines if x.startswith("### skip "))
-        handles = {tuple(k.split(" ", 1)): v for k, v in json.loads(handles_line[12:]).items()}
-        skip = frozenset((t, c, int(h)) for t, c, h in (x.split(" ") for x in json.loads(skip_line[9:])))
-        monitor = [x for x in body_lines if not x.startswith("###")]
-        positions = handle_positions(handles, skip)  # type: ignore[arg-type]
-        steps = first_packet_steps("\n".join(monitor), positions, skip, tables)
-        branches.append(RecordedBranch(endpoint, steps, monitor))
-    return branches
-
-
-def write_recording(scenario: Scenario, result: FlowResult) -> Path:
-    kernel = subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
-    path = recording_path(scenario, result.flow)
-    path.parent.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(recording_text(result, kernel))
-    tmp.replace(path)
-    return path
 
 
 def outcome_for(prediction: Trace, endpoint: str | None) -> Outcome | None:
     return next((o for o in prediction.outcomes if o.endpoint == endpoint), None)
 
 
-__all__ = ["Branch", "FlowResult", "Fraction", "IPv4", "LabRun", "read_recording", "run_lab",
-           "write_recording"]
+__all__ = ["Branch", "FlowResult", "Fraction", "IPv4", "LabRun", "read_recording", "recording_problems",
+           "recording_text", "run_lab", "write_recording"]
