@@ -413,6 +413,10 @@ def lab_command(scenario_dir, connections, flows, variant, record, as_json):
             click.echo(f"  kernel branch to {branch.endpoint}: {state}")
         for check in result.checks:
             click.echo(f"  {check}")
+        if result.affinity is not None:
+            one_client = ", ".join(f"{n} to {where}" for where, n in sorted(result.affinity.same_client.items()))
+            click.echo(f"  session affinity: one client's connections went {one_client}; {result.affinity.switched} "
+                       f"of {result.affinity.clients} other clients changed endpoint on their second connection")
         for problem in result.problems:
             click.echo(f"  problem: {problem}")
     if not all(r.ok for r in results):

@@ -169,6 +169,17 @@ class LabBranch(_Out):
     path: list[str]
 
 
+class LabAffinity(_Out):
+    """An affinity Service's first requests in the kernel: where the flow's own client's connections went
+    (one endpoint when affinity holds), how many other clients drew an endpoint, and how many of those were
+    sent elsewhere on their second connection (0 when affinity holds)."""
+
+    same_client: dict[str, int]
+    clients: int
+    switched: int
+    ok: bool
+
+
 # `lab --json` prints one of these per flow, each on a line of its own (JSON Lines).
 class LabOutput(_Out):
     flow: str
@@ -180,6 +191,7 @@ class LabOutput(_Out):
     checks: list[str]
     branches: list[LabBranch]
     problems: list[str]
+    affinity: LabAffinity | None = None
 
 
 OUTPUTS: dict[str, type[BaseModel]] = {
@@ -303,9 +315,12 @@ def lab_output(result: FlowResult) -> LabOutput:
         connections=result.connections,
         conntrack_entries=result.conntrack_entries,
         counts=dict(sorted(result.counts.items())),
-        predicted={o.endpoint or "none": str(o.probability) for o in result.prediction.outcomes},
+        predicted={where: str(p) for where, p in sorted(result.predicted.items())},
         checks=[str(c) for c in result.checks],
         branches=[LabBranch(endpoint=b.endpoint, matches_outcome=b.matched_outcome, problem=b.problem,
                             path=[str(s) for s in b.steps]) for b in result.branches],
         problems=list(result.problems),
+        affinity=None if result.affinity is None else LabAffinity(
+            same_client={str(k): v for k, v in sorted(result.affinity.same_client.items())},
+            clients=result.affinity.clients, switched=result.affinity.switched, ok=result.affinity.ok),
     )
