@@ -1,0 +1,475 @@
+"""`nft list ruleset` text (and `nft -a list ruleset`) -> the ruleset model. The only code that reads it.
+
+The listing is read as nft prints it: one declaration or rule per line, blocks opened by `{` at the end of a
+line and closed by a line `}`, a set's `elements = { ... }` the one thing that spans lines. Blank lines,
+indentation and `#` comments are free; `# handle N` at the end of a line is the handle `nft -a` shows.
+Everything else is checked: each word where it stands, each value against the datatype of what it is
+compared with, each name a rule uses against the table's chains, sets, maps, objects and flowtables
+(`check`). Every problem is a `DumpError` with the line and column of the offending text.
+
+What nft accepts beyond its own listing (its `add rule ...` commands, `define`, `include`, several
+statements on a line with `;`) is refused with a positioned error, as is a table, chain or set declared
+twice (nft merges them): this reads listings, which never hold them.
+
+>>> ruleset = parse('table ip t {\\n\\tchain c {\\n\\t\\tip daddr 10.0.0.1 tcp dport 80 accept\\n\\t}\\n}\\n')
+>>> rule = ruleset.table("ip", "t").chain("c").rules[0]
+>>> [type(s).__name__ for s in rule.statements], rule.statements[0].right
+(['Match', 'Match', 'Verdict'], Const(type='ipv4_addr', value='10.0.0.1'))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from iptables_lens.errors import DumpError
+from iptables_lens.gcpause import paused_gc
+from iptables_lens.nft import check, declarations, exprs, statements
+from iptables_lens.nft import types as ty
+from iptables_lens.nft.fastpath import RuleCache
+from iptables_lens.nft.model import (
+    FAMILIES,
+    Chain,
+    Element,
+    Family,
+    Flowtable,
+    Hook,
+    NamedObject,
+    Priority,
+    Rule,
+    Ruleset,
+    Set,
+    Table,
+)
+from iptables_lens.nft.tokens import Cursor, Token, shown, tokenize
+from iptables_lens.source import decode, read_bytes, source_name, split_lines
+
+_BLOCKS = ("chain", "set", "map", "meter", "flowtable", "counter", "quota", "limit", "secmark", "synproxy", "ct")
+_PROMOTE_AFTER = 100_000  # new objects, in the collector's count, after which a ruleset is a big one
+
+
+@dataclass
+class _Block:
+    """A declaration being read: its kind ("chain", "set", "ct helper", ...), name, line, handle, and what its
+    lines said so far."""
+
+    kind: str
+    name: str
+    line: int
+    handle: int | None
+    seen: dict[str, object] = field(default_factory=dict)
+    rules: list[Rule] = field(default_factory=list)
+
+
+@dataclass
+class _Table:
+    family: Family
+    name: str
+    line: int
+    handle: int | None
+    owner: str | None
+    flags: tuple[str, ...] = ()
+    comment: str | None = None
+    objects: list[NamedObject] = field(default_factory=list)
+    sets: list[Set] = field(default_factory=list)
+    flowtables: list[Flowtable] = field(default_factory=list)
+    chains: list[Chain] = field(default_factory=list)
+    names: dict[str, int] = field(default_factory=dict)  # "kind name" -> the line declaring it
+
+
+class ListingParser:
+    """Reads the lines of a listing in order; `finish` gives the Ruleset."""
+
+    def __init__(self, source: str, lines: list[str]):
+        self.source = source
+        self.lines = lines
+        self.tables: list[Table] = []
+        self.seen_tables: dict[tuple[str, str], int] = {}
+        self.table: _Table | None = None
+        self.block: _Block | None = None
+        self.rules = RuleCache()
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def error(self, lineno: int, column: int, message: str) -> DumpError:
+        """The one way this parser reports a problem: where it is, what is wrong, and the line."""
+        return DumpError(self.source, lineno, column, message, self.lines[lineno - 1])
+
+    def cursor(self, tokens: list[Token], lineno: int) -> Cursor:
+        line = self.lines[lineno - 1]
+        return Cursor(tokens, self.source, self.lines, lineno, len(line.rstrip()) + 1)
+
+    def _header(self, cur: Cursor, what: str) -> tuple[str, int | None, str | None]:
+        """`NAME {` [# handle N [progname P]]: the name, handle and owner."""
+        token = cur.take(f"the {what}'s name")
+        if token.kind not in ("w", "q") or token.text in ("{", "}"):
+            raise cur.error(token, f"expected the {what}'s name, got {shown(token)}")
+        cur.expect("{", f"'{{' after the {what}'s name")
+        handle, owner = None, None
+        comment = cur.peek()
+        if comment is not None and comment.kind == "#":
+            cur.pos += 1
+            words = comment.text[1:].split()
+            if words[:1] == ["handle"] and len(words) >= 2 and words[1].isdigit():
+                handle = int(words[1])
+                words = words[2:]
+            if words[:1] == ["progname"] and len(words) == 2:
+                owner = words[1]
+        elif comment is not None:
+            raise cur.error(comment, f"unexpected {shown(comment)} after '{{': a declaration's body starts on the "
+                            "next line")
+        return token.text, handle, owner
+
+    def _declare(self, cur: Cursor, token: Token, kind: str, name: str) -> None:
+        table = self.table
+        assert table is not None
+        key = f"{'set' if kind in ('set', 'map', 'meter') else kind} {name}"
+        if key in table.names:
+            raise cur.error(token, f"{kind} {name!r} is declared twice in table {table.family} {table.name} "
+                            f"(first on line {table.names[key]})")
+        table.names[key] = token.line
+
+    # -- lines -----------------------------------------------------------------------------------------------
+
+    def read_line(self, lineno: int, line: str) -> None:
+        stripped = line.strip()
+        if not stripped or stripped[0] == "#":
+            if self.block is not None and self.block.kind in ("set", "map", "meter") and "elements" in \
+                    self.block.seen and self.block.seen.get("elements_open"):
+                return
+            return
+        tokens = tokenize(line, lineno, self.source)
+        cur = self.cursor(tokens, lineno)
+        if self.block is not None:
+            self._block_line(cur, lineno)
+        elif self.table is not None:
+            self._table_line(cur, lineno)
+        else:
+            self._top_line(cur)
+
+    def _top_line(self, cur: Cursor) -> None:
+        token = cur.take("table")
+        if token.text != "table" or token.kind != "w":
+            raise cur.error(token, f"expected 'table FAMILY NAME {{' (as nft list ruleset prints), got {shown(token)}")
+        family_token = cur.take_word("the table's family")
+        if family_token.text not in FAMILIES:
+            raise cur.error(family_token, f"expected the table's family ({', '.join(FAMILIES)}), got "
+                            f"{shown(family_token)}")
+        name_token = cur.peek()
+        name, handle, owner = self._header(cur, "table")
+        key = (family_token.text, name)
+        if key in self.seen_tables:
+            raise cur.error(name_token, f"table {family_token.text} {name} is declared twice (first on line "
+                            f"{self.seen_tables[key]})")
+        self.seen_tables[key] = token.line
+        self.table = _Table(family_token.text, name, token.line, handle, owner)  # type: ignore[arg-type]
+
+    def _table_line(self, cur: Cursor, lineno: int) -> None:
+        table = self.table
+        assert table is not None
+        token = cur.take("a declaration")
+        word = token.text if token.kind in ("w", "p") else ""
+        if word == "}":
+            self._end_of_line(cur)
+            self._finish_table()
+            return
+        if word == "flags":
+            flags = []
+            while True:
+                flag = cur.take_word("a table flag (dormant, owner)")
+                if flag.text not in ("dormant", "owner"):
+                    raise cur.error(flag, f"expected a table flag (dormant, owner), got {shown(flag)}")
+                flags.append(flag.text)
+                if not cur.accept(","):
+                    break
+            table.flags = tuple(flags)
+            self._end_of_line(cur)
+            return
+        if word == "comment":
+            table.comment = self._string(cur, "the table's comment")
+            self._end_of_line(cur)
+            return
+        if word not in _BLOCKS:
+            raise cur.error(token, f"expected a chain, set, map, flowtable or object in table {table.family} "
+                            f"{table.name}, or '}}', got {shown(token)}")
+        kind = word
+        if word == "ct":
+            sub = cur.take_word("helper, timeout or expectation")
+            if sub.text not in declarations.CT_OBJECT_KINDS:
+                raise cur.error(sub, f"expected ct helper, ct timeout or ct expectation, got {shown(sub)}")
+            kind = f"ct {sub.text}"
+        name_token = cur.peek()
+        name, handle, _ = self._header(cur, kind)
+        assert name_token is not None
+        self._declare(cur, name_token, kind, name)
+        self.block = _Block(kind, name, lineno, handle)
+
+    def _string(self, cur: Cursor, what: str) -> str:
+        token = cur.take(f"{what}, in double quotes")
+        if token.kind != "q":
+            raise cur.error(token, f"expected {what} in double quotes, got {shown(token)}")
+        return token.text
+
+    def _end_of_line(self, cur: Cursor) -> None:
+        token = cur.peek()
+        if token is not None and token.kind != "#":
+            raise cur.error(token, f"unexpected {shown(token)}: expected the end of the line")
+
+    # -- blocks ----------------------------------------------------------------------------------------------
+
+    def _block_line(self, cur: Cursor, lineno: int) -> None:
+        block = self.block
+        assert block is not None
+        if block.seen.get("elements_open"):
+            self._element_line(cur, block)
+            return
+        if cur.word() == "}" and len(cur.tokens) == 1 or (cur.word() == "}" and cur.peek(1) is not None
+                                                           and cur.peek(1).kind == "#"):  # type: ignore[union-attr]
+            self._finish_block()
+            return
+        if block.kind == "chain":
+            self._chain_line(cur, block, lineno)
+        elif block.kind in ("set", "map", "meter"):
+            self._set_line(cur, block)
+        elif block.kind == "flowtable":
+            declarations.flowtable_line(cur, block.seen)
+            self._end_of_line(cur)
+        else:
+            if cur.word() == "comment":
+                cur.pos += 1
+                if "comment" in block.seen or len(block.seen) > 0:
+                    raise cur.error(cur.tokens[0], "an object's comment comes first in its body")
+                block.seen["comment"] = self._string(cur, "the comment")
+            else:
+                declarations.object_settings(block.kind, cur, block.seen)
+            cur.accept(";")
+            self._end_of_line(cur)
+
+    def _chain_line(self, cur: Cursor, block: _Block, lineno: int) -> None:
+        table = self.table
+        assert table is not None
+        word = cur.word()
+        if word == "comment" and not block.rules and "hook" not in block.seen and "comment" not in block.seen \
+                and cur.peek(1) is not None and cur.peek(1).kind == "q" and len(cur.tokens) == 2:  # type: ignore[union-attr]
+            cur.pos += 1
+            block.seen["comment"] = self._string(cur, "the chain's comment")
+            return
+        if word == "type" and not block.rules and "hook" not in block.seen:
+            cur.pos += 1
+            block.seen["hook"] = declarations.base_chain(cur, table.family)
+            self._end_of_line(cur)
+            return
+        block.rules.append(self.rules.rule(self, cur, table.family, table.name, block.name, len(block.rules) + 1,
+                                           lineno))
+
+    def _set_line(self, cur: Cursor, block: _Block) -> None:
+        table = self.table
+        assert table is not None
+        seen = block.seen
+        token = cur.take("a set property")
+        word = token.text if token.kind == "w" else ""
+        if word in seen or (word == "typeof" and "type" in seen) or (word == "type" and "typeof" in seen):
+            raise cur.error(token, f"{word} is given twice")
+        if word in ("type", "typeof"):
+            self._set_key(cur, block, word, table.family)
+        elif word == "flags":
+            seen["flags"] = declarations.set_flags(cur)
+        elif word == "policy":
+            policy = cur.take_word("performance or memory")
+            if policy.text not in ("performance", "memory"):
+                raise cur.error(policy, f"expected the policy performance or memory, got {shown(policy)}")
+            seen["policy"] = policy.text
+        elif word == "size":
+            seen["size"] = exprs.integer_word(cur, "the size", 32)
+        elif word in ("timeout", "gc-interval"):
+            seen[word] = declarations.duration(cur)
+        elif word == "auto-merge":
+            seen["auto-merge"] = True
+        elif word == "comment":
+            seen["comment"] = self._string(cur, "the set's comment")
+        elif word in ("counter", "quota", "limit"):
+            cur.pos -= 1
+            seen["statements"] = declarations.set_statements(cur)
+        elif word == "elements":
+            if "key" not in seen:
+                raise cur.error(token, "a set's elements come after its type")
+            cur.expect("=")
+            cur.expect("{")
+            seen["elements_open"] = True
+            seen["element_tokens"] = list(cur.tokens[cur.pos:])
+            seen["elements_line"] = token.line
+            if self._elements_closed(seen):
+                self._read_elements(block)
+            return
+        else:
+            raise cur.error(token, f"expected a set property (type, typeof, flags, policy, size, timeout, "
+                            f"gc-interval, auto-merge, comment, elements) or '}}', got {shown(token)}")
+        self._end_of_line(cur)
+
+    def _set_key(self, cur: Cursor, block: _Block, word: str, family: str) -> None:
+        seen = block.seen
+        if word == "type":
+            seen["key"] = declarations.type_names(cur, "a datatype")
+            seen["key_types"] = tuple(ty.typed(name) for name in seen["key"])  # type: ignore[union-attr]
+        else:
+            expr, types = exprs.left_side(cur, family, binops=False)
+            seen["key"] = (expr,)
+            seen["key_types"] = types
+            seen["typeof"] = True
+        if block.kind == "map":
+            cur.expect(":", "':' and the type of the map's values")
+            seen["interval_data"] = cur.accept("interval")
+            data_word = cur.word()
+            if data_word in ty.OBJECT_MAP_TYPES or data_word == "ct":
+                name = cur.take("an object type").text
+                if name == "ct":
+                    name = f"ct {cur.take_word('helper, timeout or expectation').text}"
+                seen["data"] = (name,)
+                seen["data_types"] = ()
+            elif word == "type":
+                seen["data"] = declarations.type_names(cur, "a datatype")
+                seen["data_types"] = tuple(ty.typed(name) for name in seen["data"])  # type: ignore[union-attr]
+            else:
+                start = cur.peek()
+                if cur.word() == "verdict":
+                    cur.pos += 1
+                    seen["data"], seen["data_types"] = ("verdict",), (ty.VERDICT,)
+                else:
+                    expr, types = exprs.left_side(cur, family, binops=False)
+                    if start is None:
+                        raise cur.error(start, "expected the type of the map's values")
+                    seen["data"], seen["data_types"] = (expr,), types
+        elif cur.word() == ":":
+            raise cur.error(cur.peek(), f"a {block.kind} has no values: only a map maps its keys to values")
+
+    @staticmethod
+    def _elements_closed(seen: dict[str, object]) -> bool:
+        tokens = seen["element_tokens"]
+        assert isinstance(tokens, list)
+        return any(t.kind == "p" and t.text == "}" for t in tokens)
+
+    def _element_line(self, cur: Cursor, block: _Block) -> None:
+        tokens = block.seen["element_tokens"]
+        assert isinstance(tokens, list)
+        tokens.extend(cur.tokens)
+        if self._elements_closed(block.seen):
+            self._read_elements(block)
+
+    def _read_elements(self, block: _Block) -> None:
+        table = self.table
+        assert table is not None
+        seen = block.seen
+        tokens = seen.pop("element_tokens")
+        assert isinstance(tokens, list)
+        seen["elements_open"] = False
+        last = tokens[-1]
+        cur = Cursor(tokens, self.source, self.lines, last.line, last.end)
+        data = seen["data_types"] if block.kind == "map" and seen.get("data_types") else None
+        if block.kind == "map" and not seen.get("data_types"):
+            data = (ty.typed("string"),)  # an object map's values are the objects' names
+        found = exprs.elements(cur, seen["key_types"], data, table.family, "}")  # type: ignore[arg-type]
+        trailing = cur.peek()
+        if trailing is not None and trailing.kind != "#":
+            raise cur.error(trailing, f"unexpected {shown(trailing)} after the elements")
+        seen["elements"] = found
+
+    # -- finishing -------------------------------------------------------------------------------------------
+
+    def _finish_block(self) -> None:
+        block, table = self.block, self.table
+        assert block is not None and table is not None
+        seen = block.seen
+        family, name = table.family, table.name
+        if block.kind == "chain":
+            hook = seen.get("hook")
+            assert hook is None or isinstance(hook, Hook)
+            table.chains.append(Chain(family, name, block.name, hook, tuple(block.rules),
+                                      seen.get("comment"), block.handle, block.line))  # type: ignore[arg-type]
+        elif block.kind in ("set", "map", "meter"):
+            table.sets.append(self._build_set(block))
+        elif block.kind == "flowtable":
+            if "hook" not in seen:
+                raise self.error(block.line, 1, f"flowtable {block.name!r} has no hook")
+            priority = seen["priority"]
+            assert isinstance(priority, Priority)
+            table.flowtables.append(Flowtable(
+                family, name, block.name, str(seen["hook"]), priority, seen.get("devices", ()),  # type: ignore[arg-type]
+                bool(seen.get("offload")), bool(seen.get("counter")), block.handle, block.line))
+        else:
+            comment = seen.pop("comment", None)
+            table.objects.append(NamedObject(family, name, block.kind, block.name,  # type: ignore[arg-type]
+                                             tuple(seen.items()), comment, block.handle, block.line))  # type: ignore[arg-type]
+        self.block = None
+
+    def _build_set(self, block: _Block) -> Set:
+        table = self.table
+        assert table is not None
+        seen = block.seen
+        if "key" not in seen:
+            raise self.error(block.line, 1, f"{block.kind} {block.name!r} has no type")
+        if block.kind == "map" and "data" not in seen:
+            raise self.error(block.line, 1, f"map {block.name!r} has no value type")
+        typeof = bool(seen.get("typeof"))
+        key, data = seen["key"], seen.get("data", ())
+        data_is_expr = bool(data) and not isinstance(data[0], str)  # type: ignore[index]
+        elements: tuple[Element, ...] = seen.get("elements", ())  # type: ignore[assignment]
+        flags = set(seen.get("flags", ()))  # type: ignore[arg-type]
+        if seen.get("timeout"):
+            flags.add("timeout")  # implied by a timeout, which nft then lists without the flag
+        ordered = tuple(flag for flag in declarations.SET_FLAGS if flag in flags)
+        return Set(
+            table.family, table.name, block.name, block.kind,  # type: ignore[arg-type]
+            () if typeof else key, key if typeof else (),  # type: ignore[arg-type]
+            () if data_is_expr else data, data if data_is_expr else (),  # type: ignore[arg-type]
+            bool(seen.get("interval_data")), ordered, seen.get("policy"),  # type: ignore[arg-type]
+            seen.get("size"), seen.get("statements", ()), bool(seen.get("auto-merge")),  # type: ignore[arg-type]
+            seen.get("timeout"), seen.get("gc-interval"), seen.get("comment"), elements,  # type: ignore[arg-type]
+            block.handle, block.line)
+
+    def _finish_table(self) -> None:
+        pending = self.table
+        assert pending is not None
+        table = Table(pending.family, pending.name, pending.flags, pending.comment, tuple(pending.objects),
+                      tuple(pending.sets), tuple(pending.flowtables), tuple(pending.chains), pending.handle,
+                      pending.owner, pending.line)
+        problem = check.table_problem(table)
+        if problem is not None:
+            line, column, message = problem
+            raise self.error(line, column, message)
+        self.tables.append(table)
+        self.table = None
+
+    def finish(self) -> Ruleset:
+        if self.block is not None:
+            raise self.error(self.block.line, 1, f"{self.block.kind} {self.block.name!r} is never closed: "
+                             "expected '}'")
+        if self.table is not None:
+            raise self.error(self.table.line, 1, f"table {self.table.family} {self.table.name} is never closed: "
+                             "expected '}'")
+        return Ruleset(self.source, tuple(self.tables))
+
+
+def parse(text: str | bytes, source: str = "<string>", *, fast: bool = True, family: int | None = None) -> Ruleset:
+    """Parse `nft list ruleset` text into a Ruleset; DumpError on the first problem. `family` is accepted for
+    the dialect registry and ignored: each table names its own. `fast=False` reads every rule with the
+    grammar alone (the reference the rule cache is tested against)."""
+    if isinstance(text, bytes):
+        text = decode(text, source)
+    lines, _ = split_lines(text, source)
+    del text
+    parser = ListingParser(source, lines)
+    parser.rules.enabled = fast
+    with paused_gc(promote_after=_PROMOTE_AFTER):
+        for lineno, line in enumerate(lines, 1):
+            parser.read_line(lineno, line)
+        return parser.finish()
+
+
+def parse_file(path: str | Path, source: str | None = None, *, fast: bool = True,
+               family: int | None = None) -> Ruleset:
+    """Read and parse a listing file; `-` reads standard input. OSError is turned into a DumpError."""
+    name = source_name(path, source)
+    return parse(read_bytes(path, source or str(path)), name, fast=fast, family=family)
+
+
+__all__ = ["parse", "parse_file", "ListingParser", "statements", "Chain"]
