@@ -143,7 +143,7 @@ def _raw_payload(cur: Cursor) -> tuple[Expr, ty.Typed]:
     length = int(pieces[2])
     if not 0 < length <= 128:
         raise cur.error(token, f"raw payload length {length} is out of range 1-128")
-    return RawPayload(pieces[0], int(pieces[1]), length), ty.typed("integer", length)
+    return RawPayload(pieces[0], int(pieces[1]), length), ty.typed("xinteger", length)
 
 
 def _tcp_option(cur: Cursor) -> tuple[Expr, ty.Typed]:
@@ -235,6 +235,23 @@ def left_side(cur: Cursor, family: str, binops: bool = True) -> tuple[Expr, Type
     return Concat(tuple(items)), tuple(types)
 
 
+def set_key(cur: Cursor, family: str, types: Types | None) -> Expr:
+    """What a set update puts in the set: selectors, concatenated, where a part may be a constant of the
+    set's key type (`ip saddr . 22`)."""
+    if types is None:
+        return left_side(cur, family)[0]
+    items: list[Expr] = []
+    for index, typed in enumerate(types):
+        if index:
+            cur.expect(".", f"'.' and a {typed.datatype.name} (the set's key has {len(types)} parts)")
+        found = selector(cur, family)
+        if found is None:
+            items.append(value_atom(cur, typed, allow_list=False))
+        else:
+            items.append(_binops(cur, found[0], found[1], family, 5))
+    return items[0] if len(items) == 1 else Concat(tuple(items))
+
+
 def _binops(cur: Cursor, left: Expr, typed: ty.Typed, family: str, limit: int) -> Expr:
     while True:
         op = BINOPS.get(cur.word() or "")
@@ -251,6 +268,10 @@ def value_expr(cur: Cursor, typed: ty.Typed, family: str, tail: ty.Typed | None 
     """What a statement sets or translates to: a selector (maybe with bitwise operations and `map`), or a
     value of `typed`. A map's values may be `typed` concatenated with `tail` (a translation's address and
     port)."""
+    if cur.accept("("):
+        inner = value_expr(cur, typed, family, tail)
+        cur.expect(")")
+        return _binops(cur, inner, typed, family, 5)
     found = selector(cur, family)
     if found is None:
         return value_atom(cur, typed, allow_list=True)
@@ -260,9 +281,12 @@ def value_expr(cur: Cursor, typed: ty.Typed, family: str, tail: ty.Typed | None 
     if cur.word() == ".":
         items, type_list = [expr], [selector_type]
         while cur.accept("."):
-            more, more_type = left_side(cur, family)
-            items.append(more)
-            type_list.extend(more_type)
+            start = cur.peek()
+            more = selector(cur, family)
+            if more is None:
+                raise cur.error(start, f"expected what to concatenate (such as tcp dport), got {shown(start)}")
+            items.append(_binops(cur, more[0], more[1], family, 5))
+            type_list.append(more[1])
         expr, types = Concat(tuple(items)), tuple(type_list)
     if cur.accept("map"):
         data = (typed,) if tail is None else (typed, tail)
@@ -326,13 +350,20 @@ def value_atom(cur: Cursor, typed: ty.Typed, allow_list: bool) -> Expr:
                 raise cur.error(high_token, f"expected a {datatype.name} in double quotes, got {shown(high_token)}")
             return Range(low, _read(cur, high_token, high_token.text, typed))
         return low
-    if datatype.kind == "bitmask" and allow_list and cur.touching() and cur.word() == ",":
+    if datatype.kind == "bitmask" and allow_list and cur.joined_comma():
         items = [_read(cur, token, word, typed)]
-        while cur.touching() and cur.word() == ",":
+        while cur.joined_comma():
             cur.pos += 1
             item = cur.take_word(f"a {datatype.name}")
             items.append(_read(cur, item, item.text, typed))
         return ValueList(tuple(items))
+    if datatype.kind == "bitmask" and cur.word() == "|":
+        # Flags or'ed into one value, as nft lists a tcp_flag set's elements: `fin | ack`.
+        result: Expr = _read(cur, token, word, typed)
+        while cur.accept("|"):
+            item = cur.take_word(f"a {datatype.name}")
+            result = Binop("|", result, _read(cur, item, item.text, typed))
+        return result
     try:
         return read_value(word, typed, False)
     except ValueProblem as problem:
@@ -449,7 +480,7 @@ def selector_type(expr: Expr) -> ty.Typed | None:
     if isinstance(expr, Socket):
         return ty.SOCKET_KEYS[expr.key]
     if isinstance(expr, RawPayload):
-        return ty.typed("integer", expr.length)
+        return ty.typed("xinteger", expr.length)
     if isinstance(expr, TcpOption):
         return ty.TCP_OPTIONS[expr.name][expr.field] if expr.field else ty.BOOLEAN
     if isinstance(expr, Exthdr):

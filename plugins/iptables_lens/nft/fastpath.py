@@ -10,6 +10,7 @@ class RuleCache:
     def __init__(self):
         self.enabled = True
 
-    def rule(self, parser, cur, family, table, chain, position, lineno) -> Rule:
-        stmts, comment, handle = statements.rule_body(cur, family)
-        return Rule(family, table, chain, position, stmts, comment, handle, lineno, parser.lines[lineno - 1].strip())
+    def rule(self, parser, cur, table, chain, position, lineno) -> Rule:
+        stmts, comment, handle = statements.rule_body(cur, table.family, table.set_keys)
+        return Rule(table.family, table.name, chain, position, stmts, comment, handle, lineno,
+                    parser.lines[lineno - 1].strip())

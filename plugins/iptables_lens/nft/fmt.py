@@ -65,8 +65,8 @@ from iptables_lens.nft.model import (
     Xt,
 )
 from iptables_lens.nft.stateful import rate_and_unit
-from iptables_lens.nft.types import UNQUALIFIED_META
-from iptables_lens.nft.values import format_duration, format_value
+from iptables_lens.nft.types import DATATYPES, UNQUALIFIED_META
+from iptables_lens.nft.values import format_duration, format_number, format_value
 
 _NEWLINE = ",\n\t\t\t     "
 _DEFAULT_REJECT = {"ip": "icmp", "ip6": "icmpv6"}
@@ -108,7 +108,7 @@ def format_expr(expr: Expr) -> str:
         return f"{format_expr(expr.base)}/{expr.length}"
     if kind is Range:
         assert isinstance(expr, Range)
-        return f"{format_expr(expr.low)}-{format_expr(expr.high)}"
+        return f"{_numeric(expr.low)}-{_numeric(expr.high)}"
     if kind is ValueList:
         assert isinstance(expr, ValueList)
         return ",".join(format_expr(item) for item in expr.items)
@@ -119,6 +119,16 @@ def format_expr(expr: Expr) -> str:
         assert isinstance(expr, MapLookup)
         return f"{format_expr(expr.key)} map {format_expr(expr.data)}"
     return _selector(expr)
+
+
+def _numeric(expr: Expr) -> str:
+    """A range's end as nft prints it: numbers, not names (its range_expr_print sets NUMERIC_ALL)."""
+    if isinstance(expr, Const) and isinstance(expr.value, str):
+        datatype = DATATYPES[expr.type]
+        number = datatype.number(expr.value) if datatype.kind in ("symbolic", "bitmask", "day") else None
+        if number is not None:
+            return format_number(number, datatype)
+    return format_expr(expr)
 
 
 def _selector(expr: Expr) -> str:
@@ -403,8 +413,6 @@ def _per_line(item: Set) -> int:
         names = item.key_types
     if len(names) != 1:
         return 1
-    from iptables_lens.nft.types import DATATYPES
-
     datatype = DATATYPES.get(names[0])
     return datatype.per_line if datatype is not None else 1
 

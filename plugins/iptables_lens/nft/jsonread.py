@@ -11,7 +11,8 @@ as that JSON can say it, so that `json_view(parse(listing)) == parse_json(json)`
   expression a chain was declared with, which a listing read from the kernel does not have);
 - a set's `dynamic` flag, `auto-merge`, the `interval` of a map's values, its `typeof` (the JSON gives the
   datatypes: `typeof ip daddr` is `type ipv4_addr`);
-- element timeouts to the second, and element expiries (which run down between two listings);
+- element timeouts to the second, element expiries (which run down between two listings), an element's
+  statements after its first, and whether a key's integer was read from a raw payload (printed in hex);
 - a table's flags (1.0.6 prints freed memory for a table with one flag: its table_flags_json reads the flag's
   string after releasing the array that holds it).
 """
@@ -34,11 +35,15 @@ from iptables_lens.nft.check import table_problem
 from iptables_lens.nft.model import (
     FAMILIES,
     Chain,
+    Concat,
+    Const,
     Element,
+    Expr,
     Flowtable,
     Hook,
     NamedObject,
     Priority,
+    Range,
     Rule,
     Ruleset,
     Set,
@@ -115,7 +120,10 @@ class _Reader:
             elif kind == "chain":
                 self._table(body, item)["chains"].append(self._chain(body, item))
             elif kind in ("set", "map", "meter"):
-                self._table(body, item)["sets"].append(self._set(kind, body, item))
+                table = self._table(body, item)
+                found = self._set(kind, body, item)
+                table["sets"].append(found)
+                table["set_keys"][found.name] = tuple(ty.typed(name) for name in found.key_types)
             elif kind == "rule":
                 self._rule(body, item)
             elif kind in _OBJECT_KINDS:
@@ -134,7 +142,8 @@ class _Reader:
         if key in self.tables:
             raise js.JsonProblem(where, f"table {family} {name} is listed twice")
         self.order.append(key)
-        self.tables[key] = {"body": body, "chains": [], "sets": [], "objects": [], "flowtables": [], "rules": {}}
+        self.tables[key] = {"body": body, "chains": [], "sets": [], "objects": [], "flowtables": [], "rules": {},
+                            "set_keys": {}}
 
     def _chain(self, body: dict, where: object) -> dict:
         family = body["family"]
@@ -180,7 +189,7 @@ class _Reader:
     def _rule(self, body: dict, where: object) -> None:
         table = self._table(body, where)
         family = body["family"]
-        statements = tuple(js.statement(s, family) for s in body.get("expr", ()))
+        statements = tuple(js.statement(s, family, table["set_keys"]) for s in body.get("expr", ()))
         rules = table["rules"].setdefault(body["chain"], [])
         rules.append(Rule(family, body["table"], body["chain"], len(rules) + 1, statements, body.get("comment"),
                           body.get("handle")))
@@ -284,20 +293,35 @@ def parse_json_file(path: str | Path, source: str | None = None, *, family: int 
 # -- what the JSON can say ----------------------------------------------------------------------------------
 
 
+def _plain_integers(expr: Expr) -> Expr:
+    if isinstance(expr, Const) and expr.type == "xinteger":
+        return Const("integer", expr.value)
+    if isinstance(expr, Concat):
+        return Concat(tuple(_plain_integers(item) for item in expr.items))
+    if isinstance(expr, Range):
+        return Range(_plain_integers(expr.low), _plain_integers(expr.high))
+    return expr
+
+
 def _element_view(element: Element) -> Element:
     timeout = element.timeout // 1000 * 1000 if element.timeout else None
-    return replace(element, timeout=timeout or None, expires=None)
+    # The JSON keeps one statement of an element (json.c: "TODO: only one statement per element").
+    return replace(element, key=_plain_integers(element.key), timeout=timeout or None, expires=None,
+                   statements=element.statements[:1])
+
+
+def _type_names(types: ex.Types | None) -> tuple[str, ...]:
+    # nft names its hex integer "integer" too.
+    return tuple("integer" if t.datatype.name == "xinteger" else t.datatype.name for t in types or ())
 
 
 def _set_view(item: Set) -> Set:
     key_types = item.key_types
     data_types = item.data_types
     if item.key_typeof:
-        found = ex.key_types(item.key_typeof)
-        key_types = tuple(t.datatype.name for t in found or ())
+        key_types = _type_names(ex.key_types(item.key_typeof))
     if item.data_typeof:
-        found = ex.key_types(item.data_typeof)
-        data_types = tuple(t.datatype.name for t in found or ())
+        data_types = _type_names(ex.key_types(item.data_typeof))
     return replace(item, key_types=key_types, key_typeof=(), data_types=data_types, data_typeof=(),
                    data_interval=False, flags=tuple(f for f in item.flags if f != "dynamic"), auto_merge=False,
                    elements=tuple(_element_view(e) for e in item.elements))

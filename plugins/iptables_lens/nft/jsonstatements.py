@@ -182,6 +182,8 @@ def value(obj: object, types: Types, where: object) -> Expr:
             if len(body) > len(types):
                 raise JsonProblem(obj, f"a value of {len(types)} parts has {len(body)}")
             return Concat(tuple(value(item, (typed,), obj) for item, typed in zip(body, types, strict=False)))
+        if key == "|" and isinstance(body, list) and len(body) == 2 and types[0].datatype.kind == "bitmask":
+            return Binop("|", value(body[0], types, obj), value(body[1], types, obj))
     if isinstance(obj, list):
         return ValueList(tuple(scalar(item, types[0], obj) for item in obj))
     return scalar(obj, types[0], where)
@@ -267,9 +269,11 @@ def _nat(kind: str, body: object, family: str, where: object) -> Statement:
     if "port" in body:
         port = value(body["port"], (ty.typed("inet_service"),), where)
     flags = body.get("flags", ())
-    flags = (flags,) if isinstance(flags, str) else tuple(flags)
+    # netmap comes with `prefix`, which the text shows instead.
+    flags = tuple(f for f in ((flags,) if isinstance(flags, str) else flags) if f != "netmap")
     type_flags = body.get("type_flags", ())
-    return Nat(kind, nat_family, addr, port, flags, "prefix" in type_flags)  # type: ignore[arg-type]
+    prefix = "prefix" in ((type_flags,) if isinstance(type_flags, str) else type_flags)
+    return Nat(kind, nat_family, addr, port, flags, prefix)  # type: ignore[arg-type]
 
 
 def _size(amount: object, unit: object) -> int:
@@ -285,8 +289,11 @@ def _named(kind: str, body: object, family: str, where: object) -> Statement | N
     return None
 
 
-def statement(obj: object, family: str) -> Statement:
-    """One JSON statement of a rule."""
+SetKeys = dict[str, Types] | None
+
+
+def statement(obj: object, family: str, set_keys: SetKeys = None) -> Statement:
+    """One JSON statement of a rule (`set_keys`: the key types of the table's sets, for a set update)."""
     key, body = _one(obj, "a statement")
     found = verdict(obj)
     if found is not None:
@@ -318,10 +325,10 @@ def statement(obj: object, family: str) -> Statement:
                    body.get("level"), (flags,) if isinstance(flags, str) else tuple(flags))
     if key in ("snat", "dnat", "masquerade", "redirect"):
         return _nat(key, body, family, obj)
-    return _other(key, body, family, obj)
+    return _other(key, body, family, obj, set_keys)
 
 
-def _other(key: str, body: object, family: str, where: object) -> Statement:
+def _other(key: str, body: object, family: str, where: object, set_keys: SetKeys) -> Statement:
     if key == "reject":
         if body is None:
             return Reject({"ip": "icmp", "ip6": "icmpv6"}.get(family, "icmpx"), "port-unreachable")
@@ -333,9 +340,10 @@ def _other(key: str, body: object, family: str, where: object) -> Statement:
         if isinstance(raw, dict) and "elem" in raw:
             timeout = raw["elem"].get("timeout", 0) * 1000 or None
             raw = raw["elem"].get("val")
-        elem, _ = expression(raw, family, None, where)
+        name = str(body["set"]).lstrip("@")
+        elem, _ = expression(raw, family, (set_keys or {}).get(name), where)
         stmts = tuple(statement(s, family) for s in body.get("stmt", ()))
-        return SetUpdate(body["op"], str(body["set"]).lstrip("@"), elem, timeout, stmts)
+        return SetUpdate(body["op"], name, elem, timeout, stmts)
     if key == "notrack":
         return Notrack()
     if key == "xt" and isinstance(body, dict):

@@ -75,6 +75,7 @@ class _Table:
     flowtables: list[Flowtable] = field(default_factory=list)
     chains: list[Chain] = field(default_factory=list)
     names: dict[str, int] = field(default_factory=dict)  # "kind name" -> the line declaring it
+    set_keys: dict[str, tuple] = field(default_factory=dict)  # set name -> its key's datatypes
 
 
 class ListingParser:
@@ -259,8 +260,7 @@ class ListingParser:
             block.seen["hook"] = declarations.base_chain(cur, table.family)
             self._end_of_line(cur)
             return
-        block.rules.append(self.rules.rule(self, cur, table.family, table.name, block.name, len(block.rules) + 1,
-                                           lineno))
+        block.rules.append(self.rules.rule(self, cur, table, block.name, len(block.rules) + 1, lineno))
 
     def _set_line(self, cur: Cursor, block: _Block) -> None:
         table = self.table
@@ -320,7 +320,7 @@ class ListingParser:
             cur.expect(":", "':' and the type of the map's values")
             seen["interval_data"] = cur.accept("interval")
             data_word = cur.word()
-            if data_word in ty.OBJECT_MAP_TYPES or data_word == "ct":
+            if data_word in ty.OBJECT_MAP_TYPES or (data_word == "ct" and cur.word(1) in declarations.CT_OBJECT_KINDS):
                 name = cur.take("an object type").text
                 if name == "ct":
                     name = f"ct {cur.take_word('helper, timeout or expectation').text}"
@@ -387,6 +387,7 @@ class ListingParser:
                                       seen.get("comment"), block.handle, block.line))  # type: ignore[arg-type]
         elif block.kind in ("set", "map", "meter"):
             table.sets.append(self._build_set(block))
+            table.set_keys[block.name] = seen["key_types"]  # type: ignore[assignment]
         elif block.kind == "flowtable":
             if "hook" not in seen:
                 raise self.error(block.line, 1, f"flowtable {block.name!r} has no hook")

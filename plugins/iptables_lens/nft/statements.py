@@ -54,8 +54,13 @@ REJECT_DEFAULT = {"ip": "icmp", "ip6": "icmpv6"}  # other families reject with i
 OBJECT_SETTERS = {"helper": "ct helper", "timeout": "ct timeout", "expectation": "ct expectation"}
 
 
-def rule_body(cur: Cursor, family: str) -> tuple[tuple[Statement, ...], str | None, int | None]:
-    """A rule's statements, its comment and its handle."""
+SetKeys = dict[str, exprs.Types] | None  # the key types of the table's sets, by name, where known
+
+
+def rule_body(cur: Cursor, family: str, set_keys: SetKeys = None
+              ) -> tuple[tuple[Statement, ...], str | None, int | None]:
+    """A rule's statements, its comment and its handle (`set_keys`: the key types of the table's sets, for
+    a set update's constants)."""
     statements: list[Statement] = []
     comment = None
     while not cur.at_end():
@@ -70,7 +75,7 @@ def rule_body(cur: Cursor, family: str) -> tuple[tuple[Statement, ...], str | No
                 raise cur.error(text, f"expected the rule's comment in double quotes, got {shown(text)}")
             comment = text.text
             break
-        statements.append(statement(cur, family))
+        statements.append(statement(cur, family, set_keys))
     handle = trailing_handle(cur)
     if not statements:
         raise cur.error(cur.peek(), "a rule needs at least one statement")
@@ -91,7 +96,7 @@ def trailing_handle(cur: Cursor) -> int | None:
     return None
 
 
-def statement(cur: Cursor, family: str) -> Statement:
+def statement(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     token = cur.peek()
     assert token is not None
     word = token.text if token.kind == "w" else ""
@@ -101,7 +106,7 @@ def statement(cur: Cursor, family: str) -> Statement:
     keyword = _KEYWORDS.get(word)
     if keyword is not None:
         cur.pos += 1
-        return keyword(cur, family)
+        return keyword(cur, family, set_keys)
     if word == "ct":
         next_word = cur.word(1)
         if next_word == "count":
@@ -126,7 +131,7 @@ def _probe(cur: Cursor) -> Cursor:
     return probe
 
 
-def _selector_statement(cur: Cursor, family: str) -> Statement:
+def _selector_statement(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     left, types = exprs.left_side(cur, family)
     if cur.accept("set"):
         if len(types) != 1:
@@ -173,19 +178,19 @@ def _named_or(cur: Cursor, family: str, kind: str, plain) -> Statement:
     return plain(cur)
 
 
-def _counter(cur: Cursor, family: str) -> Statement:
+def _counter(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     return _named_or(cur, family, "counter", counter)
 
 
-def _quota(cur: Cursor, family: str) -> Statement:
+def _quota(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     return _named_or(cur, family, "quota", quota)
 
 
-def _limit(cur: Cursor, family: str) -> Statement:
+def _limit(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     return _named_or(cur, family, "limit", limit)
 
 
-def _log(cur: Cursor, family: str) -> Statement:
+def _log(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     prefix = level = None
     group = snaplen = threshold = None
     flags: list[str] = []
@@ -238,7 +243,7 @@ def _log_flags(cur: Cursor) -> list[str]:
     raise cur.error(token, f"expected log flags (all, tcp, ip options, skuid, ether), got {shown(token)}")
 
 
-def _reject(cur: Cursor, family: str) -> Statement:
+def _reject(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     if not cur.accept("with"):
         return Reject(REJECT_DEFAULT.get(family, "icmpx"), "port-unreachable")
     token = cur.take_word("icmp, icmpv6, icmpx or tcp reset")
@@ -328,7 +333,7 @@ def _translation(cur: Cursor, family: str | None, table_family: str, addr_needed
 
 
 def _nat(kind: str):
-    def read(cur: Cursor, family: str) -> Statement:
+    def read(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
         nat_family = None
         if cur.word() in ("ip", "ip6") and kind in ("snat", "dnat"):
             nat_family = cur.take("ip or ip6").text
@@ -343,12 +348,12 @@ def _nat(kind: str):
 
 
 def _set_update(op: str):
-    def read(cur: Cursor, family: str) -> Statement:
+    def read(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
         token = cur.take_word("the set to change, @name")
         if not token.text.startswith("@") or len(token.text) < 2:
             raise cur.error(token, f"expected the set to {op} to, @name, got {shown(token)}")
         cur.expect("{")
-        key, _ = exprs.left_side(cur, family)
+        key = exprs.set_key(cur, family, (set_keys or {}).get(token.text[1:]))
         timeout = None
         statements: list[Statement] = []
         while True:
@@ -367,7 +372,7 @@ def _set_update(op: str):
     return read
 
 
-def _dup(cur: Cursor, family: str) -> Statement:
+def _dup(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     cur.expect("to")
     token = cur.take("the address or device to duplicate to")
     if token.kind == "q":
@@ -381,7 +386,7 @@ def _dup(cur: Cursor, family: str) -> Statement:
     return Dup(addr, device)
 
 
-def _fwd(cur: Cursor, family: str) -> Statement:
+def _fwd(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     fwd_family = cur.take("ip or ip6").text if cur.word() in ("ip", "ip6") else None
     cur.expect("to")
     if fwd_family is None:
@@ -394,14 +399,14 @@ def _fwd(cur: Cursor, family: str) -> Statement:
     return Fwd(Const("string", name.text), fwd_family, addr)
 
 
-def _tproxy(cur: Cursor, family: str) -> Statement:
+def _tproxy(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     tproxy_family = cur.take("ip or ip6").text if cur.word() in ("ip", "ip6") else None
     cur.expect("to")
     addr, port = _translation(cur, tproxy_family, family, False)
     return Tproxy(tproxy_family, addr, port)
 
 
-def _synproxy(cur: Cursor, family: str) -> Statement:
+def _synproxy(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     if cur.accept("name"):
         return ObjectRef("synproxy", _object_name(cur, family))
     mss = exprs.integer_word(cur, "the MSS", 16) if cur.accept("mss") else None
@@ -410,7 +415,7 @@ def _synproxy(cur: Cursor, family: str) -> Statement:
     return Synproxy(mss, wscale, flags)
 
 
-def _queue(cur: Cursor, family: str) -> Statement:
+def _queue(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     flags: tuple[str, ...] = ()
     if cur.accept("flags"):
         flags = _flags(cur, ("bypass", "fanout"))
@@ -421,7 +426,7 @@ def _queue(cur: Cursor, family: str) -> Statement:
     return Queue(num, flags)
 
 
-def _flow(cur: Cursor, family: str) -> Statement:
+def _flow(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     if not (cur.accept("add") or cur.accept("offload")):
         raise cur.error(cur.peek(), f"expected 'add @flowtable' after flow, got {shown(cur.peek())}")
     token = cur.take_word("the flowtable, @name")
@@ -430,7 +435,7 @@ def _flow(cur: Cursor, family: str) -> Statement:
     return FlowOffload(token.text[1:])
 
 
-def _xt(cur: Cursor, family: str) -> Statement:
+def _xt(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     kind = cur.take_word("match, target or watcher")
     if kind.text not in ("match", "target", "watcher"):
         raise cur.error(kind, f"expected match, target or watcher after xt, got {shown(kind)}")
@@ -438,7 +443,7 @@ def _xt(cur: Cursor, family: str) -> Statement:
     return Xt(kind.text, name.text)  # type: ignore[arg-type]
 
 
-def _notrack(cur: Cursor, family: str) -> Statement:
+def _notrack(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     return Notrack()
 
 

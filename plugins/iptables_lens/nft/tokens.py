@@ -110,6 +110,16 @@ class Cursor:
             return before.line == token.line and before.end == token.column
         return False
 
+    def joined_comma(self) -> bool:
+        """Whether the next token is a comma touching the tokens on both sides (`established,related`)."""
+        index = self.pos
+        tokens = self.tokens
+        if not (0 < index < len(tokens) - 1):
+            return False
+        before, comma, after = tokens[index - 1], tokens[index], tokens[index + 1]
+        return (comma.kind == "p" and comma.text == "," and before.line == comma.line == after.line
+                and before.end == comma.column and comma.end == after.column)
+
     def error(self, token: Token | None, message: str) -> DumpError:
         """A DumpError at `token` (None: at the end of the statement)."""
         if token is None:

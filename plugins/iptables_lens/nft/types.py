@@ -54,6 +54,8 @@ DATATYPES: dict[str, Datatype] = _types(
     Datatype("verdict", "verdict", 32),
     Datatype("nf_proto", "symbolic", 8, sym.NFPROTO, per_line=5),
     Datatype("integer", "integer", 32, per_line=5),
+    # What nft reads raw payloads (`@th,160,128`) as: an integer printed in hex (its xinteger_type).
+    Datatype("xinteger", "integer", 128, hex_digits=0, per_line=5),
     Datatype("string", "string", 128, quoted=True),
     Datatype("ipv4_addr", "ipv4", 32, per_line=2),
     Datatype("ipv6_addr", "ipv6", 128),
