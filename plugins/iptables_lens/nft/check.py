@@ -1,9 +1,334 @@
-"""Checks of a whole table once read (placeholder)."""
+"""What nft and the kernel refuse in a table that reads well word by word.
+
+`table_problem(table, lines)` gives the first (line, column, message) of: a jump, goto or verdict-map value
+naming a chain the table lacks, or a base chain (the kernel refuses both); a set, map, flowtable or named
+object the table lacks, a set used as a map or a map of the wrong kind, a key whose datatypes are not the
+set's; a prefix or range in a set without `flags interval`; protocols that cannot both hold (`ip` and `ip6`
+in one rule, `ip6` in an ip table, `tcp` in an arp table); a translation to a port with no transport
+protocol matched before it; and, from each base chain down the chains it reaches, a jump loop, a nat
+statement in a chain that is not a nat chain or at a hook where the kernel refuses it, `rt mtu` before the
+route is known, a flow offload outside forward. The kernel validates other hook-bound expressions too (which
+meta keys may be set where, sockets, fib results); those are not modelled here.
+"""
 
 from __future__ import annotations
 
-from iptables_lens.nft.model import Table
+from collections.abc import Iterator
+
+from iptables_lens.nft import exprs as ex
+from iptables_lens.nft.model import (
+    Chain,
+    Concat,
+    Const,
+    Element,
+    Expr,
+    FlowOffload,
+    Mangle,
+    MapLookup,
+    Match,
+    Meta,
+    Nat,
+    ObjectRef,
+    Payload,
+    Prefix,
+    Range,
+    Rt,
+    Rule,
+    Set,
+    SetLiteral,
+    SetRef,
+    SetUpdate,
+    Statement,
+    Table,
+    Tproxy,
+    Verdict,
+    VerdictMap,
+)
+
+Problem = tuple[int, int, str]
+_NAT_HOOKS = {"dnat": ("prerouting", "output"), "redirect": ("prerouting", "output"),
+              "snat": ("postrouting", "input"), "masquerade": ("postrouting",)}
+_NETWORK = {"ip": "ip", "icmp": "ip", "igmp": "ip", "ip6": "ip6", "icmpv6": "ip6", "arp": "arp"}
+_TRANSPORT = ("tcp", "udp", "udplite", "sctp", "dccp")
+_FAMILY_NETWORK = {"ip": "ip", "ip6": "ip6", "arp": "arp"}
+_USES_SETS = frozenset({Match, VerdictMap, SetUpdate, ObjectRef, Nat, Mangle})
+_HOOK_BOUND = frozenset({Nat, Mangle, FlowOffload, Tproxy})
+_OBJECT_MAPS = tuple((kind,) for kind in ("counter", "quota", "limit", "ct helper", "ct timeout", "ct expectation",
+                                           "secmark", "synproxy"))
 
 
-def table_problem(table: Table) -> tuple[int, int, str] | None:
+def _where(lines: list[str] | None, line: int, needle: str) -> tuple[int, int]:
+    if not lines or not 0 < line <= len(lines):
+        return line or 1, 1
+    column = lines[line - 1].find(needle)
+    return line, column + 1 if column >= 0 else 1
+
+
+def _verdicts(expr: object) -> Iterator[Verdict]:
+    if isinstance(expr, Verdict):
+        yield expr
+    elif isinstance(expr, SetLiteral):
+        for element in expr.elements:
+            yield from _verdicts(element.data)
+
+
+def _set_uses(stmt: Statement) -> Iterator[tuple[str, str, Expr | None]]:
+    """(how, name, key) for each named set a statement uses: how is "set", "vmap", "map" or "update"."""
+    if isinstance(stmt, Match) and isinstance(stmt.right, SetRef):
+        yield "set", stmt.right.name, stmt.left
+    elif isinstance(stmt, VerdictMap) and isinstance(stmt.data, SetRef):
+        yield "vmap", stmt.data.name, stmt.key
+    elif isinstance(stmt, SetUpdate):
+        yield "update", stmt.set, None
+    if isinstance(stmt, ObjectRef) and isinstance(stmt.name, MapLookup) and isinstance(stmt.name.data, SetRef):
+        yield stmt.kind, stmt.name.data.name, stmt.name.key
+    for value in (getattr(stmt, "value", None), getattr(stmt, "addr", None)):
+        if isinstance(value, MapLookup) and isinstance(value.data, SetRef):
+            yield "map", value.data.name, value.key
+
+
+def _key_names(key: Expr) -> tuple[str, ...] | None:
+    names = []
+    for item in key.items if isinstance(key, Concat) else (key,):
+        typed = ex.selector_type(item)
+        if typed is None:
+            return None
+        names.append(typed.datatype.name)
+    return tuple(names)
+
+
+def _set_key_names(item: Set) -> tuple[str, ...] | None:
+    if item.key_typeof:
+        types = ex.key_types(item.key_typeof)
+        return tuple(t.datatype.name for t in types) if types else None
+    return item.key_types
+
+
+def _set_use_problem(how: str, item: Set | None, name: str, key: Expr | None) -> str | None:
+    if item is None:
+        return f"no set or map named {name!r} in this table"
+    if how == "vmap" and not item.is_verdict_map:
+        return f"{item.kind} {name!r} is not a verdict map" if item.kind == "map" else f"{name!r} is not a map"
+    if how == "map" and (item.kind != "map" or item.is_verdict_map or item.data_types[:1] in _OBJECT_MAPS):
+        return f"{name!r} is not a map of values"
+    if how not in ("set", "vmap", "map", "update") and (item.kind != "map" or item.data_types != (how,)):
+        return f"{name!r} is not a map of {how} objects"
+    if key is not None:
+        wanted, found = _set_key_names(item), _key_names(key)
+        plain = {"xinteger": "integer"}
+        if wanted and found and tuple(plain.get(n, n) for n in found) != tuple(plain.get(n, n) for n in wanted):
+            return f"datatype mismatch: {item.kind} {name!r} holds {' . '.join(wanted)}, not {' . '.join(found)}"
     return None
+
+
+def _transport_known(statements: tuple[Statement, ...]) -> bool:
+    """Whether a transport protocol is pinned down before a translation's port: a tcp/udp/... field, or
+    `meta l4proto`, `ip protocol`, `ip6 nexthdr` equal to one protocol."""
+    for stmt in statements:
+        if not isinstance(stmt, Match):
+            continue
+        for item in stmt.left.items if isinstance(stmt.left, Concat) else (stmt.left,):
+            if isinstance(item, Payload) and item.protocol in _TRANSPORT:
+                return True
+        left = stmt.left
+        protocol_key = (isinstance(left, Meta) and left.key == "l4proto") or (
+            isinstance(left, Payload) and (left.protocol, left.field) in (("ip", "protocol"), ("ip6", "nexthdr")))
+        if protocol_key and stmt.op == "==" and isinstance(stmt.right, Const):
+            return True
+    return False
+
+
+def _rule_problem(rule: Rule, table: Table, chains: dict[str, Chain], sets: dict[str, Set],
+                  lines: list[str] | None) -> Problem | None:
+    network = _FAMILY_NETWORK.get(table.family)
+    transport: list[str | None] = [None]
+    for index, stmt in enumerate(rule.statements):
+        kind = type(stmt)
+        if kind is Verdict or kind is VerdictMap:
+            for verdict in _verdicts(stmt) if kind is Verdict else _verdicts(stmt.data):  # type: ignore[union-attr]
+                problem = _verdict_problem(verdict, rule, table, chains, lines)
+                if problem is not None:
+                    return problem
+        if kind is Match or kind is VerdictMap:
+            left = stmt.left if kind is Match else stmt.key  # type: ignore[union-attr]
+            message, network = _protocols(left, table.family, network, transport)
+            if message is not None:
+                return rule.line or 1, 1, message
+            if kind is Match and type(stmt.right) is not SetRef:  # type: ignore[union-attr]
+                continue
+        elif kind is Nat or kind is Tproxy:
+            if stmt.port is not None and not _transport_known(rule.statements[:index]):  # type: ignore[union-attr]
+                return (*_where(lines, rule.line, ":"), "transport protocol mapping is only valid after transport "
+                        "protocol match")
+        elif kind is FlowOffload:
+            if stmt.flowtable not in {f.name for f in table.flowtables}:  # type: ignore[union-attr]
+                return (*_where(lines, rule.line, f"@{stmt.flowtable}"),  # type: ignore[union-attr]
+                        f"no flowtable named {stmt.flowtable!r}")  # type: ignore[union-attr]
+        elif kind is ObjectRef and isinstance(stmt.name, Const):  # type: ignore[union-attr]
+            name = stmt.name.value  # type: ignore[union-attr]
+            if not any(o.kind == stmt.kind and o.name == name for o in table.objects):  # type: ignore[union-attr]
+                return (*_where(lines, rule.line, f'"{name}"'), f"no {stmt.kind} object named {name!r} in this table")  # type: ignore[union-attr]
+        if kind in _USES_SETS:
+            for how, name, key in _set_uses(stmt):
+                problem_text = _set_use_problem(how, sets.get(name), name, key)
+                if problem_text is not None:
+                    return (*_where(lines, rule.line, f"@{name}"), problem_text)
+    return None
+
+
+def _verdict_problem(verdict: Verdict, rule: Rule, table: Table, chains: dict[str, Chain],
+                     lines: list[str] | None) -> Problem | None:
+    target = verdict.target
+    if target is None:
+        return None
+    chain = chains.get(target)
+    if chain is None:
+        return (*_where(lines, rule.line, target), f"{verdict.kind} to chain {target!r}, which table "
+                f"{table.family} {table.name} does not have")
+    if chain.is_base:
+        return (*_where(lines, rule.line, target), f"cannot {verdict.kind} to base chain {target!r}: only regular "
+                "chains are jumped to")
+    return None
+
+
+def _protocols(expr: Expr, family: str, network: str | None, transport: list[str | None]
+               ) -> tuple[str | None, str | None]:
+    """Check the protocols `expr` reads against those the rule read before: (a message, the network layer)."""
+    for item in expr.items if type(expr) is Concat else (expr,):  # type: ignore[union-attr]
+        kind = type(item)
+        if kind is Payload:
+            protocol = item.protocol  # type: ignore[union-attr]
+        elif kind is ex.Ct and item.key[:3] in ("ip ", "ip6"):  # type: ignore[union-attr]
+            protocol = item.key.split()[0]  # type: ignore[union-attr]
+        else:
+            continue
+        layer = _NETWORK.get(protocol)
+        if layer is not None:
+            if family == "arp" and layer != "arp" or family == "inet" and layer == "arp":
+                return f"conflicting protocols specified: {family} vs. {protocol}", network
+            if network is not None and layer != network:
+                return f"conflicting protocols specified: {network} vs. {protocol}", network
+            network = layer
+        elif protocol in _TRANSPORT:
+            if family == "arp":
+                return f"conflicting protocols specified: arp vs. {protocol}", network
+            if transport[0] is not None and transport[0] != protocol:
+                return f"conflicting protocols specified: {transport[0]} vs. {protocol}", network
+            transport[0] = protocol
+    return None, network
+
+
+def _element_problem(item: Set, chains: dict[str, Chain]) -> str | None:
+    interval = "interval" in item.flags
+    for element in item.elements:
+        for verdict in _verdicts(SetLiteral((element,))):
+            if verdict.target is not None and verdict.target not in chains:
+                return f"{verdict.kind} to chain {verdict.target!r}, which this table does not have"
+        if not interval and _is_interval(element):
+            return (f"{item.kind} {item.name!r} holds a prefix or range: add 'flags interval' to its declaration "
+                    "to hold them")
+    return None
+
+
+def _is_interval(element: Element) -> bool:
+    key = element.key
+    return any(isinstance(item, (Prefix, Range)) for item in (key.items if isinstance(key, Concat) else (key,)))
+
+
+def _walk_problem(table: Table, chains: dict[str, Chain], sets: dict[str, Set]) -> Problem | None:
+    """Walk down from each base chain, through jumps, gotos and verdict maps: loops, and what a chain's hook
+    and type forbid."""
+    # Each chain's targets once: the chains its rules and their verdict maps (literal or named) can send to.
+    targets: dict[str, list[str]] = {}
+    bound: dict[str, list[tuple[Rule, Statement]]] = {}
+    for chain in table.chains:
+        found = []
+        statements = []
+        for rule in chain.rules:
+            for stmt in rule.statements:
+                kind = type(stmt)
+                if kind is Verdict or kind is VerdictMap:
+                    for verdict in _statement_verdicts(stmt, sets):
+                        target = chains.get(verdict.target or "")
+                        if target is not None and target.hook is None:
+                            found.append(target.name)
+                elif kind in _HOOK_BOUND:
+                    statements.append((rule, stmt))
+        targets[chain.name] = list(dict.fromkeys(found))
+        bound[chain.name] = statements
+    for base in table.chains:
+        if base.hook is not None:
+            problem = _visit(base, base, chains, targets, bound, [], set())
+            if problem is not None:
+                return problem
+    return None
+
+
+def _statement_verdicts(stmt: Statement, sets: dict[str, Set]) -> Iterator[Verdict]:
+    if type(stmt) is Verdict:
+        yield stmt  # type: ignore[misc]
+    elif type(stmt) is VerdictMap:
+        data = stmt.data  # type: ignore[union-attr]
+        if type(data) is SetRef:
+            item = sets.get(data.name)  # type: ignore[union-attr]
+            if item is not None:
+                for element in item.elements:
+                    yield from _verdicts(element.data)
+        else:
+            yield from _verdicts(data)
+
+
+def _visit(chain: Chain, base: Chain, chains: dict[str, Chain], targets: dict[str, list[str]],
+           bound: dict[str, list[tuple[Rule, Statement]]], stack: list[str], done: set[str]) -> Problem | None:
+    assert base.hook is not None
+    if chain.name in stack:
+        return chain.line or 1, 1, (f"chain {chain.name!r} jumps back to itself through {' -> '.join(stack)}: "
+                                    "the kernel refuses loops (Too many links)")
+    if chain.name in done:
+        return None
+    stack.append(chain.name)
+    hook, chain_type = base.hook.hook, base.hook.type
+    for rule, stmt in bound[chain.name]:
+        message = _hook_problem(stmt, hook, chain_type, base.name)
+        if message is not None:
+            return rule.line or 1, 1, message
+    for name in targets[chain.name]:
+        problem = _visit(chains[name], base, chains, targets, bound, stack, done)
+        if problem is not None:
+            return problem
+    stack.pop()
+    done.add(chain.name)
+    return None
+
+
+def _hook_problem(stmt: Statement, hook: str, chain_type: str, base: str) -> str | None:
+    if isinstance(stmt, Nat):
+        if chain_type != "nat":
+            return f"{stmt.kind} only works in a nat chain, and base chain {base!r} is a {chain_type} chain"
+        if hook not in _NAT_HOOKS[stmt.kind]:
+            return f"{stmt.kind} does not work at the {hook} hook (base chain {base!r})"
+    if isinstance(stmt, Mangle) and isinstance(stmt.value, Rt) and stmt.value.key == "mtu":
+        if hook not in ("forward", "output", "postrouting"):
+            return f"rt mtu is not known at the {hook} hook (base chain {base!r})"
+    if isinstance(stmt, FlowOffload) and hook != "forward":
+        return f"flow offload only works at the forward hook (base chain {base!r})"
+    if isinstance(stmt, Tproxy) and hook != "prerouting":
+        return f"tproxy only works at the prerouting hook (base chain {base!r})"
+    return None
+
+
+def table_problem(table: Table, lines: list[str] | None = None) -> Problem | None:
+    """The first thing in `table` that nft or the kernel refuses, as (line, column, message), or None.
+    `lines` are the text's lines, to find the column of the offending name."""
+    chains = {chain.name: chain for chain in table.chains}
+    sets = {item.name: item for item in table.sets}
+    for item in table.sets:
+        message = _element_problem(item, chains)
+        if message is not None:
+            return item.line or 1, 1, message
+    for chain in table.chains:
+        for rule in chain.rules:
+            problem = _rule_problem(rule, table, chains, sets, lines)
+            if problem is not None:
+                return problem
+    return _walk_problem(table, chains, sets)

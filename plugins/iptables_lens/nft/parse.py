@@ -19,6 +19,7 @@ twice (nft merges them): this reads listings, which never hold them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +45,9 @@ from iptables_lens.nft.model import (
 from iptables_lens.nft.tokens import Cursor, Token, shown, tokenize
 from iptables_lens.source import decode, read_bytes, source_name, split_lines
 
+_CHAIN_HEADER = re.compile(r'chain ([^\s{}(),;"#]+) \{')
 _BLOCKS = ("chain", "set", "map", "meter", "flowtable", "counter", "quota", "limit", "secmark", "synproxy", "ct")
+_QUOTED = re.compile(r'"[^"]*"')
 _PROMOTE_AFTER = 100_000  # new objects, in the collector's count, after which a ruleset is a big one
 
 
@@ -59,6 +62,7 @@ class _Block:
     handle: int | None
     seen: dict[str, object] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
+    elements: list[tuple[int, str]] | None = None  # the lines of an `elements = { ... }` being read
 
 
 @dataclass
@@ -121,27 +125,37 @@ class ListingParser:
                             "next line")
         return token.text, handle, owner
 
-    def _declare(self, cur: Cursor, token: Token, kind: str, name: str) -> None:
-        table = self.table
-        assert table is not None
-        key = f"{'set' if kind in ('set', 'map', 'meter') else kind} {name}"
-        if key in table.names:
-            raise cur.error(token, f"{kind} {name!r} is declared twice in table {table.family} {table.name} "
-                            f"(first on line {table.names[key]})")
-        table.names[key] = token.line
-
     # -- lines -----------------------------------------------------------------------------------------------
 
     def read_line(self, lineno: int, line: str) -> None:
         stripped = line.strip()
         if not stripped or stripped[0] == "#":
-            if self.block is not None and self.block.kind in ("set", "map", "meter") and "elements" in \
-                    self.block.seen and self.block.seen.get("elements_open"):
-                return
             return
+        block = self.block
+        # The common lines are recognised before tokenizing: closing braces, rules, chain headers, elements.
+        if block is not None:
+            if block.elements is not None:
+                self._element_line(block, lineno, line)
+                return
+            if stripped == "}":
+                self._finish_block()
+                return
+            if block.kind == "chain" and not stripped.startswith(("type ", "comment ")):
+                table = self.table
+                assert table is not None
+                block.rules.append(self.rules.rule(self, None, table, block.name, len(block.rules) + 1, lineno))
+                return
+        elif self.table is not None:
+            if stripped == "}":
+                self._finish_table()
+                return
+            m = _CHAIN_HEADER.fullmatch(stripped)
+            if m is not None:
+                self._open_block("chain", m.group(1), lineno, None, lineno, line.find(m.group(1)) + 1)
+                return
         tokens = tokenize(line, lineno, self.source)
         cur = self.cursor(tokens, lineno)
-        if self.block is not None:
+        if block is not None:
             self._block_line(cur, lineno)
         elif self.table is not None:
             self._table_line(cur, lineno)
@@ -202,7 +216,16 @@ class ListingParser:
         name_token = cur.peek()
         name, handle, _ = self._header(cur, kind)
         assert name_token is not None
-        self._declare(cur, name_token, kind, name)
+        self._open_block(kind, name, lineno, handle, name_token.line, name_token.column)
+
+    def _open_block(self, kind: str, name: str, lineno: int, handle: int | None, line: int, column: int) -> None:
+        table = self.table
+        assert table is not None
+        key = f"{'set' if kind in ('set', 'map', 'meter') else kind} {name}"
+        if key in table.names:
+            raise self.error(line, column, f"{kind} {name!r} is declared twice in table {table.family} {table.name} "
+                             f"(first on line {table.names[key]})")
+        table.names[key] = line
         self.block = _Block(kind, name, lineno, handle)
 
     def _string(self, cur: Cursor, what: str) -> str:
@@ -221,11 +244,9 @@ class ListingParser:
     def _block_line(self, cur: Cursor, lineno: int) -> None:
         block = self.block
         assert block is not None
-        if block.seen.get("elements_open"):
-            self._element_line(cur, block)
-            return
-        if cur.word() == "}" and len(cur.tokens) == 1 or (cur.word() == "}" and cur.peek(1) is not None
-                                                           and cur.peek(1).kind == "#"):  # type: ignore[union-attr]
+        if cur.word() == "}":
+            cur.pos += 1
+            self._end_of_line(cur)
             self._finish_block()
             return
         if block.kind == "chain":
@@ -294,12 +315,9 @@ class ListingParser:
             if "key" not in seen:
                 raise cur.error(token, "a set's elements come after its type")
             cur.expect("=")
-            cur.expect("{")
-            seen["elements_open"] = True
-            seen["element_tokens"] = list(cur.tokens[cur.pos:])
-            seen["elements_line"] = token.line
-            if self._elements_closed(seen):
-                self._read_elements(block)
+            brace = cur.expect("{")
+            block.elements = []
+            self._element_line(block, token.line, self.lines[token.line - 1], brace.end - 1)
             return
         else:
             raise cur.error(token, f"expected a set property (type, typeof, flags, policy, size, timeout, "
@@ -342,35 +360,43 @@ class ListingParser:
         elif cur.word() == ":":
             raise cur.error(cur.peek(), f"a {block.kind} has no values: only a map maps its keys to values")
 
-    @staticmethod
-    def _elements_closed(seen: dict[str, object]) -> bool:
-        tokens = seen["element_tokens"]
-        assert isinstance(tokens, list)
-        return any(t.kind == "p" and t.text == "}" for t in tokens)
-
-    def _element_line(self, cur: Cursor, block: _Block) -> None:
-        tokens = block.seen["element_tokens"]
-        assert isinstance(tokens, list)
-        tokens.extend(cur.tokens)
-        if self._elements_closed(block.seen):
+    def _element_line(self, block: _Block, lineno: int, line: str, start: int = 0) -> None:
+        """One more line of `elements = { ... }`; the elements are read once the `}` closing them is seen."""
+        assert block.elements is not None
+        block.elements.append((lineno, line[start:] if start else line))
+        if "}" in _QUOTED.sub("", line[start:]):
             self._read_elements(block)
 
     def _read_elements(self, block: _Block) -> None:
         table = self.table
-        assert table is not None
+        assert table is not None and block.elements is not None
         seen = block.seen
-        tokens = seen.pop("element_tokens")
-        assert isinstance(tokens, list)
-        seen["elements_open"] = False
-        last = tokens[-1]
-        cur = Cursor(tokens, self.source, self.lines, last.line, last.end)
+        pieces, first_line, offset = block.elements, block.elements[0][0], 0
+        block.elements = None
         data = seen["data_types"] if block.kind == "map" and seen.get("data_types") else None
         if block.kind == "map" and not seen.get("data_types"):
             data = (ty.typed("string"),)  # an object map's values are the objects' names
-        found = exprs.elements(cur, seen["key_types"], data, table.family, "}")  # type: ignore[arg-type]
-        trailing = cur.peek()
-        if trailing is not None and trailing.kind != "#":
-            raise cur.error(trailing, f"unexpected {shown(trailing)} after the elements")
+        text = " ".join(piece for _, piece in pieces)
+        inner, closing, rest = text.rpartition("}")
+        found = None
+        if closing and not rest.strip():
+            found = self.rules.elements(inner, seen["key_types"], data)  # type: ignore[arg-type]
+        if found is None:
+            tokens = []
+            for lineno, piece in pieces:
+                line = self.lines[lineno - 1]
+                offset = len(line) - len(piece)
+                for token in tokenize(piece, lineno, self.source):
+                    token.column += offset
+                    token.end += offset
+                    tokens.append(token)
+            last = tokens[-1]
+            cur = Cursor(tokens, self.source, self.lines, last.line, last.end)
+            found = exprs.elements(cur, seen["key_types"], data, table.family, "}")  # type: ignore[arg-type]
+            trailing = cur.peek()
+            if trailing is not None and trailing.kind != "#":
+                raise cur.error(trailing, f"unexpected {shown(trailing)} after the elements")
+        del first_line
         seen["elements"] = found
 
     # -- finishing -------------------------------------------------------------------------------------------
@@ -433,7 +459,7 @@ class ListingParser:
         table = Table(pending.family, pending.name, pending.flags, pending.comment, tuple(pending.objects),
                       tuple(pending.sets), tuple(pending.flowtables), tuple(pending.chains), pending.handle,
                       pending.owner, pending.line)
-        problem = check.table_problem(table)
+        problem = check.table_problem(table, self.lines)
         if problem is not None:
             line, column, message = problem
             raise self.error(line, column, message)

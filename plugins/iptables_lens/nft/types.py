@@ -15,7 +15,7 @@ from typing import Literal
 from iptables_lens.nft import symbols as sym
 
 Kind = Literal["integer", "symbolic", "bitmask", "ipv4", "ipv6", "ether", "string", "ifindex", "boolean", "time",
-               "verdict", "tchandle", "hour", "day"]
+               "verdict", "tchandle", "hour", "day", "date"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,8 @@ DATATYPES: dict[str, Datatype] = _types(
     Datatype("ifname", "string", 128, quoted=True),
     Datatype("day", "day", 8, sym.DAY, quoted=True),
     Datatype("hour", "hour", 32, quoted=True),
+    # `meta time`: a date and time, printed in the listing machine's time zone.
+    Datatype("date", "date", 64, quoted=True),
     Datatype("fib_addrtype", "symbolic", 32, sym.FIB_ADDRTYPE),
     Datatype("realm", "integer", 32),
     Datatype("tcp_flag", "bitmask", 8, sym.TCP_FLAG, hex_digits=0, per_line=5),
@@ -159,7 +161,7 @@ META_KEYS: dict[str, Typed] = _fields(
     ("obrname", "ifname", 128), ("pkttype", "pkt_type", 8), ("cpu", "integer", 32), ("iifgroup", "devgroup", 32),
     ("oifgroup", "devgroup", 32), ("cgroup", "integer", 32), ("random", "integer", 32), ("ipsec", "boolean", 1),
     ("iifkind", "ifname", 128), ("oifkind", "ifname", 128), ("ibrpvid", "integer", 16),
-    ("ibrvproto", "ether_type", 16), ("time", "integer", 64), ("day", "day", 8), ("hour", "hour", 32),
+    ("ibrvproto", "ether_type", 16), ("time", "date", 64), ("day", "day", 8), ("hour", "hour", 32),
     ("secmark", "integer", 32), ("sdif", "iface_index", 32), ("sdifname", "ifname", 128))
 # Printed without `meta` (meta_key_is_unqualified); nft also reads some others bare (`mark`), which it prints
 # with `meta`.

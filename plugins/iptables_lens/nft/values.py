@@ -24,6 +24,7 @@ _INTEGER = re.compile(r"0x[0-9a-fA-F]+|[0-9]+")
 _ETHER = re.compile(r"[0-9a-fA-F]{1,2}(?::[0-9a-fA-F]{1,2}){5}")
 _DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m(?!s))?(?:([0-9]+)s)?(?:([0-9]+)ms)?")
 _HOUR = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))?")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?: [0-9]{2}:[0-9]{2}(?::[0-9]{2})?)?")
 _TCHANDLE = re.compile(r"none|root|[0-9a-fA-F]{1,4}:[0-9a-fA-F]{1,4}")
 _DURATION_UNITS = (86_400_000, 3_600_000, 60_000, 1000, 1)
 
@@ -91,9 +92,11 @@ def read_value(word: str, t: Typed, quoted: bool) -> Const:
             raise ValueProblem(f"expected a {datatype.name} in double quotes, got {word!r}")
         if kind == "hour" and not _HOUR.fullmatch(word):
             raise ValueProblem(f"expected an hour such as \"10:00\", got {word!r}")
+        if kind == "date" and not _DATE.fullmatch(word):
+            raise ValueProblem(f"expected a date such as \"2022-05-30 21:51:23\", got {word!r}")
         return Const(datatype.name, word)
     if quoted and kind not in ("ifindex", "day"):
-        raise ValueProblem(f"a {datatype.name} is not written in quotes: got \"{word}\"")
+        raise ValueProblem(f"{datatype.name} values are not written in quotes: got \"{word}\"")
     if kind == "integer":
         return Const(datatype.name, read_integer(word, t.bits))
     if kind in ("symbolic", "bitmask", "day"):
