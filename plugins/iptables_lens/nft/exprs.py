@@ -299,9 +299,8 @@ def set_operand(cur: Cursor, keys: Types, data: Types | None, family: str, short
     """`@name`, or `{ ... }` with elements of `keys` (mapping to `data` if given; with `short_data`, to its
     first part alone or to all of it)."""
     token = cur.peek()
-    if token is not None and token.kind == "w" and token.text.startswith("@") and len(token.text) > 1:
-        cur.pos += 1
-        return SetRef(token.text[1:])
+    if token is not None and token.kind == "w" and token.text.startswith("@"):
+        return SetRef(cur.name("a set's name", "@"))
     if cur.accept("{"):
         return SetLiteral(elements(cur, keys, data, family, "}", short_data))
     raise cur.error(token, f"expected a set (@name or {{ ... }}), got {shown(token)}")
@@ -391,10 +390,7 @@ def verdict(cur: Cursor) -> Verdict | None:
         return None
     cur.pos += 1
     if word in ("jump", "goto"):
-        target = cur.take(f"the chain to {word} to")
-        if target.kind not in ("w", "q"):
-            raise cur.error(target, f"expected the chain to {word} to, got {shown(target)}")
-        return Verdict(word, target.text)  # type: ignore[arg-type]
+        return Verdict(word, cur.name(f"the chain to {word} to"))  # type: ignore[arg-type]
     return Verdict(word)  # type: ignore[arg-type]
 
 

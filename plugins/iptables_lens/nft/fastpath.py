@@ -35,10 +35,10 @@ from iptables_lens.nft.model import (
     Verdict,
     VerdictMap,
 )
+from iptables_lens.nft.tokens import NAME as _NAME
 from iptables_lens.nft.tokens import Cursor, tokenize
 from iptables_lens.nft.values import ValueProblem, read_value
 
-_NAME = r'[^\s{}(),;"#]+'
 _PIECE = re.compile(
     r"(?P<addr>(?P<af>ip6?) (?P<dir>saddr|daddr) (?P<neg>!= )?(?P<value>[^\s{}(),;\"#]+))"
     rf"|(?P<verdict>jump|goto) (?P<target>{_NAME})"

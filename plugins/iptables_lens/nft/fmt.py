@@ -41,6 +41,7 @@ from iptables_lens.nft.model import (
     ObjectRef,
     Payload,
     Prefix,
+    Priority,
     Queue,
     Quota,
     Range,
@@ -390,7 +391,7 @@ def _chain(chain: Chain) -> str:
             text += f' device "{hook.devices[0]}"'
         elif hook.devices:
             text += " devices = { " + ", ".join(hook.devices) + " }"
-        text += f" priority {hooks.priority_text(hook.priority.value, chain.family, hook.hook)};"
+        text += f" priority {_priority(hook.priority, chain.family, hook.hook)};"
         if hook.policy is not None:
             text += f" policy {hook.policy};"
         if hook.offload:
@@ -398,6 +399,15 @@ def _chain(chain: Chain) -> str:
         lines.append(text)
     lines.extend(f"\t\t{format_rule(rule)}" for rule in chain.rules)
     return "\n".join(lines) + "\n\t}\n"
+
+
+def _priority(priority: Priority, family: str, hook: str) -> str:
+    """The priority as the nft that listed it printed it (1.0.6, or 1.0.9, which names dstnat at output too),
+    else as 1.0.6 prints it."""
+    canonical = hooks.priority_text(priority.value, family, hook)
+    if priority.written and priority.written == hooks.priority_text(priority.value, family, hook, newer=True):
+        return priority.written
+    return canonical
 
 
 def _key(types: tuple[str, ...], typeof: tuple[Expr, ...]) -> str:

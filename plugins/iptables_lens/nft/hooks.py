@@ -2,9 +2,10 @@
 
 nft(8) names priorities by family: raw -300, mangle -150, dstnat -100, filter 0, security 50 and srcnat 100
 (bridge: dstnat -300, filter -200, out 100, srcnat 300), each only at some hooks (dstnat at prerouting,
-srcnat at postrouting; nftables 1.0.6's std_prio_family_hook_compat). `priority_value` reads `dstnat - 10`
-to -110 where that name is allowed; `priority_text` prints a number back as nft lists it: the first named
-priority within 10 of it, if that name is allowed at the hook, else the number (`-110` at output).
+srcnat at postrouting; nftables 1.0.6's std_prio_family_hook_compat; 1.0.9 allows dstnat at output as well,
+and so does `priority_value`, so that newer listings read). `priority_value` reads `dstnat - 10` to -110
+where that name is allowed; `priority_text` prints a number back as nft lists it: the first named priority
+within 10 of it, if that name is allowed at the hook, else the number (`-110` at output).
 
 >>> priority_value("dstnat - 10", "ip", "prerouting"), priority_text(-110, "ip", "prerouting")
 (-110, 'dstnat - 10')
@@ -39,8 +40,9 @@ NEEDS_DEVICE = {("netdev", "ingress"), ("netdev", "egress"), ("inet", "ingress")
 _PRIORITY = re.compile(r"(-?[0-9]+)|([a-z]+)(?: ([+-]) ([0-9]+))?")
 
 
-def _allowed(name: str, value: int, family: str, hook: str) -> bool:
-    """Whether the named priority `value` may be used at `hook` of `family` (std_prio_family_hook_compat)."""
+def _allowed(name: str, value: int, family: str, hook: str, newer: bool = True) -> bool:
+    """Whether the named priority `value` may be used at `hook` of `family` (std_prio_family_hook_compat).
+    nftables 1.0.9 allows dstnat at output too, and prints it there; 1.0.6 (`newer=False`) does not."""
     if family == "bridge":
         return {"dstnat": hook == "prerouting", "filter": True, "out": hook == "output",
                 "srcnat": hook == "postrouting"}[name]
@@ -49,7 +51,7 @@ def _allowed(name: str, value: int, family: str, hook: str) -> bool:
     if name in ("raw", "mangle", "security"):
         return family in ("inet", "ip", "ip6")
     if name == "dstnat":
-        return family in ("inet", "ip", "ip6") and hook == "prerouting"
+        return family in ("inet", "ip", "ip6") and (hook == "prerouting" or newer and hook == "output")
     return family in ("inet", "ip", "ip6") and hook == "postrouting"
 
 
@@ -71,11 +73,12 @@ def priority_value(text: str, family: str, hook: str) -> int:
     return value
 
 
-def priority_text(value: int, family: str, hook: str) -> str:
-    """How `nft list ruleset` prints the priority `value` of a chain at `hook` (nftables' prio2str)."""
+def priority_text(value: int, family: str, hook: str, newer: bool = False) -> str:
+    """How `nft list ruleset` prints the priority `value` of a chain at `hook` (nftables' prio2str): as
+    nftables 1.0.6 does, or 1.0.9 (`newer`), which names dstnat at output too."""
     for name, standard in BRIDGE_PRIORITIES if family == "bridge" else STANDARD_PRIORITIES:
         if abs(value - standard) <= 10:
-            if not _allowed(name, standard, family, hook):
+            if not _allowed(name, standard, family, hook, newer):
                 break
             offset = value - standard
             return name if offset == 0 else f"{name} + {offset}" if offset > 0 else f"{name} - {-offset}"

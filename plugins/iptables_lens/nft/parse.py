@@ -42,10 +42,10 @@ from iptables_lens.nft.model import (
     Set,
     Table,
 )
-from iptables_lens.nft.tokens import Cursor, Token, shown, tokenize
+from iptables_lens.nft.tokens import NAME, Cursor, Token, shown, tokenize
 from iptables_lens.source import decode, read_bytes, source_name, split_lines
 
-_CHAIN_HEADER = re.compile(r'chain ([^\s{}(),;"#]+) \{')
+_CHAIN_HEADER = re.compile(rf"chain ({NAME}) \{{")
 _BLOCKS = ("chain", "set", "map", "meter", "flowtable", "counter", "quota", "limit", "secmark", "synproxy", "ct")
 _QUOTED = re.compile(r'"[^"]*"')
 _PROMOTE_AFTER = 100_000  # new objects, in the collector's count, after which a ruleset is a big one
@@ -106,9 +106,7 @@ class ListingParser:
 
     def _header(self, cur: Cursor, what: str) -> tuple[str, int | None, str | None]:
         """`NAME {` [# handle N [progname P]]: the name, handle and owner."""
-        token = cur.take(f"the {what}'s name")
-        if token.kind not in ("w", "q") or token.text in ("{", "}"):
-            raise cur.error(token, f"expected the {what}'s name, got {shown(token)}")
+        name = cur.name(f"the {what}'s name")
         cur.expect("{", f"'{{' after the {what}'s name")
         handle, owner = None, None
         comment = cur.peek()
@@ -123,7 +121,7 @@ class ListingParser:
         elif comment is not None:
             raise cur.error(comment, f"unexpected {shown(comment)} after '{{': a declaration's body starts on the "
                             "next line")
-        return token.text, handle, owner
+        return name, handle, owner
 
     # -- lines -----------------------------------------------------------------------------------------------
 

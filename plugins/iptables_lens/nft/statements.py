@@ -349,11 +349,9 @@ def _nat(kind: str):
 
 def _set_update(op: str):
     def read(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
-        token = cur.take_word("the set to change, @name")
-        if not token.text.startswith("@") or len(token.text) < 2:
-            raise cur.error(token, f"expected the set to {op} to, @name, got {shown(token)}")
+        name = cur.name(f"the set to {op} to, @name", "@")
         cur.expect("{")
-        key = exprs.set_key(cur, family, (set_keys or {}).get(token.text[1:]))
+        key = exprs.set_key(cur, family, (set_keys or {}).get(name))
         timeout = None
         statements: list[Statement] = []
         while True:
@@ -368,7 +366,7 @@ def _set_update(op: str):
             else:
                 break
         cur.expect("}", "'}' closing the element")
-        return SetUpdate(op, token.text[1:], key, timeout, tuple(statements))  # type: ignore[arg-type]
+        return SetUpdate(op, name, key, timeout, tuple(statements))  # type: ignore[arg-type]
     return read
 
 
@@ -429,10 +427,7 @@ def _queue(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
 def _flow(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     if not (cur.accept("add") or cur.accept("offload")):
         raise cur.error(cur.peek(), f"expected 'add @flowtable' after flow, got {shown(cur.peek())}")
-    token = cur.take_word("the flowtable, @name")
-    if not token.text.startswith("@"):
-        raise cur.error(token, f"expected the flowtable, @name, got {shown(token)}")
-    return FlowOffload(token.text[1:])
+    return FlowOffload(cur.name("the flowtable, @name", "@"))
 
 
 def _xt(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:

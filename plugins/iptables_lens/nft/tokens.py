@@ -16,6 +16,10 @@ from iptables_lens.errors import DumpError
 # kind: "q" quoted string, "p" punctuation, "w" word, "#" a comment to the end of the line.
 _TOKEN = re.compile(r'"([^"]*)"|([{}(),;])|(#.*)|([^\s{}(),;"#][^\s{}(),;"]*)|(")')
 _KINDS = (None, "q", "p", "#", "w", '"')
+# What nft reads as a name without quotes (its scanner's `string`): a letter, `_` or `.`, then letters,
+# digits, `/`, `-`, `_` and `.`.
+NAME = r"[A-Za-z_.][A-Za-z0-9/_.-]*"
+_NAME = re.compile(NAME)
 
 
 class Token:
@@ -109,6 +113,18 @@ class Cursor:
             before, token = self.tokens[self.pos - 1], self.tokens[self.pos]
             return before.line == token.line and before.end == token.column
         return False
+
+    def name(self, what: str, prefix: str = "") -> str:
+        """The next token as a name (a table's, chain's, set's...): a word nft reads unquoted, after
+        `prefix` (`@` for a set), or a quoted string."""
+        token = self.take(what)
+        if token.kind == "q" and not prefix:
+            return token.text
+        text = token.text
+        if token.kind != "w" or not text.startswith(prefix) or not _NAME.fullmatch(text[len(prefix):]):
+            raise self.error(token, f"expected {what}, got {_shown(token)} (an unquoted name is a letter, _ or ., "
+                             "then letters, digits, /, -, _ and .)")
+        return text[len(prefix):]
 
     def joined_comma(self) -> bool:
         """Whether the next token is a comma touching the tokens on both sides (`established,related`)."""
