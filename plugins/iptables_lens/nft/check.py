@@ -149,6 +149,11 @@ def _rule_problem(rule: Rule, table: Table, chains: dict[str, Chain], sets: dict
                 problem = _verdict_problem(verdict, rule, table, chains, lines)
                 if problem is not None:
                     return problem
+        if kind is SetUpdate and stmt.timeout:  # type: ignore[union-attr]
+            target = sets.get(stmt.set)  # type: ignore[union-attr]
+            if target is not None and "timeout" not in target.flags:
+                return (*_where(lines, rule.line, f"@{stmt.set}"),  # type: ignore[union-attr]
+                        f"a timeout for an element of {target.kind} {target.name!r}, which has no timeout flag")
         if kind is Match or kind is VerdictMap:
             left = stmt.left if kind is Match else stmt.key  # type: ignore[union-attr]
             message, network = _protocols(left, table.family, network, transport)
@@ -218,15 +223,29 @@ def _protocols(expr: Expr, family: str, network: str | None, transport: list[str
     return None, network
 
 
-def _element_problem(item: Set, chains: dict[str, Chain]) -> str | None:
+def _element_problem(item: Set, chains: dict[str, Chain], counted: bool) -> str | None:
     interval = "interval" in item.flags
+    declared = len(item.statements)
     for element in item.elements:
+        message = _statements_problem(item, element, declared) if counted else None
+        if message is not None:
+            return message
         for verdict in _verdicts(SetLiteral((element,))):
             if verdict.target is not None and verdict.target not in chains:
                 return f"{verdict.kind} to chain {verdict.target!r}, which this table does not have"
         if not interval and _is_interval(element):
             return (f"{item.kind} {item.name!r} holds a prefix or range: add 'flags interval' to its declaration "
                     "to hold them")
+    return None
+
+
+def _statements_problem(item: Set, element: Element, declared: int) -> str | None:
+    # Elements of a dynamic set carry what the rules that add them give them.
+    if element.statements and not declared and "dynamic" not in item.flags:
+        return f"{item.kind} {item.name!r}: an element has statements its declaration does not have"
+    if element.statements and declared and len(element.statements) != declared:
+        return (f"{item.kind} {item.name!r}: number of statements mismatch, the set expects {declared} but an "
+                f"element has {len(element.statements)}")
     return None
 
 
@@ -317,13 +336,14 @@ def _hook_problem(stmt: Statement, hook: str, chain_type: str, base: str) -> str
     return None
 
 
-def table_problem(table: Table, lines: list[str] | None = None) -> Problem | None:
+def table_problem(table: Table, lines: list[str] | None = None, from_json: bool = False) -> Problem | None:
     """The first thing in `table` that nft or the kernel refuses, as (line, column, message), or None.
-    `lines` are the text's lines, to find the column of the offending name."""
+    `lines` are the text's lines, to find the column of the offending name. A table `from_json` has lost
+    its elements' statements after the first (nft 1.0.6's JSON keeps one), so they are not counted."""
     chains = {chain.name: chain for chain in table.chains}
     sets = {item.name: item for item in table.sets}
     for item in table.sets:
-        message = _element_problem(item, chains)
+        message = _element_problem(item, chains, not from_json)
         if message is not None:
             return item.line or 1, 1, message
     for chain in table.chains:

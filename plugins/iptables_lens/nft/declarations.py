@@ -14,6 +14,9 @@ from iptables_lens.nft.values import ValueProblem, read_duration
 SET_FLAGS = ("constant", "dynamic", "interval", "timeout")
 OBJECT_KINDS = ("counter", "quota", "limit", "secmark", "synproxy")
 CT_OBJECT_KINDS = ("helper", "timeout", "expectation")
+# What the kernel refuses an object without.
+REQUIRED_SETTINGS = {"quota": ("bytes",), "limit": ("rate",), "ct helper": ("type",), "ct timeout": ("protocol",),
+                     "ct expectation": ("protocol",), "secmark": ("context",)}
 L3PROTOS = ("ip", "ip6", "inet", "arp", "bridge", "netdev")
 
 

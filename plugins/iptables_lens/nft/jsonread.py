@@ -266,7 +266,7 @@ def parse_json(text: str | bytes, source: str = "<string>", *, family: int | Non
     except (js.JsonProblem, KeyError, TypeError, ValueError) as problem:
         raise _positioned(text, source, problem) from None
     for table in ruleset.tables:
-        found = table_problem(table)
+        found = table_problem(table, from_json=True)
         if found is not None:
             raise DumpError(source, 1, 1, found[2], None)
     return ruleset

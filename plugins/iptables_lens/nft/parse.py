@@ -127,9 +127,11 @@ class ListingParser:
 
     def read_line(self, lineno: int, line: str) -> None:
         stripped = line.strip()
-        if not stripped or stripped[0] == "#":
-            return
         block = self.block
+        if not stripped or stripped[0] == "#":
+            if not stripped and block is not None and block.elements is not None:
+                raise self.error(lineno, 1, "a blank line inside `elements = { ... }`: nft refuses it")
+            return
         # The common lines are recognised before tokenizing: closing braces, rules, chain headers, elements.
         if block is not None:
             if block.elements is not None:
@@ -138,7 +140,7 @@ class ListingParser:
             if stripped == "}":
                 self._finish_block()
                 return
-            if block.kind == "chain" and not stripped.startswith(("type ", "comment ")):
+            if block.kind == "chain" and not stripped.startswith(("type ", "comment ")) and ";" not in stripped:
                 table = self.table
                 assert table is not None
                 block.rules.append(self.rules.rule(self, None, table, block.name, len(block.rules) + 1, lineno))
@@ -199,6 +201,8 @@ class ListingParser:
             self._end_of_line(cur)
             return
         if word == "comment":
+            if table.comment is not None:
+                raise cur.error(token, "a table's comment is given twice: nft takes it only once")
             table.comment = self._string(cur, "the table's comment")
             self._end_of_line(cur)
             return
@@ -261,7 +265,12 @@ class ListingParser:
                     raise cur.error(cur.tokens[0], "an object's comment comes first in its body")
                 block.seen["comment"] = self._string(cur, "the comment")
             else:
+                before = set(block.seen)
+                start = cur.peek()
                 declarations.object_settings(block.kind, cur, block.seen)
+                # nft reads a synproxy's settings in one order, each once; the others' again, last one wins.
+                if block.kind == "synproxy" and len(block.seen) == len(before):
+                    raise cur.error(start, f"{shown(start)} is given twice in {block.kind} {block.name!r}")
             cur.accept(";")
             self._end_of_line(cur)
 
@@ -277,9 +286,35 @@ class ListingParser:
         if word == "type" and not block.rules and "hook" not in block.seen:
             cur.pos += 1
             block.seen["hook"] = declarations.base_chain(cur, table.family)
-            self._end_of_line(cur)
+            rest = cur.tokens[cur.pos:]
+            if rest and rest[0].kind != "#":
+                # nft reads what follows the hook's `;` as rules (`... priority 0; accept;`).
+                self._rules(rest, block, lineno)
             return
-        block.rules.append(self.rules.rule(self, cur, table, block.name, len(block.rules) + 1, lineno))
+        self._rules(cur.tokens, block, lineno)
+
+    def _rules(self, tokens: list[Token], block: _Block, lineno: int) -> None:
+        """The rules of a chain line: one, or several separated by `;` as nft also reads them."""
+        table = self.table
+        assert table is not None
+        if not any(t.kind == "p" and t.text == ";" for t in tokens):
+            cur = self.cursor(tokens, lineno)
+            block.rules.append(self.rules.rule(self, cur, table, block.name, len(block.rules) + 1, lineno))
+            return
+        group: list[Token] = []
+        for token in [*tokens, None]:
+            if token is None or token.kind == "p" and token.text == ";" or token.kind == "#":
+                if group:
+                    cur = self.cursor(group, lineno)
+                    stmts, comment, handle = statements.rule_body(cur, table.family, table.set_keys)
+                    text = self.lines[lineno - 1][group[0].column - 1: group[-1].end - 1]
+                    block.rules.append(Rule(table.family, table.name, block.name, len(block.rules) + 1, stmts,
+                                            comment, handle, lineno, text))
+                group = []
+                if token is not None and token.kind == "#":
+                    break
+            else:
+                group.append(token)
 
     def _set_line(self, cur: Cursor, block: _Block) -> None:
         table = self.table
@@ -287,8 +322,7 @@ class ListingParser:
         seen = block.seen
         token = cur.take("a set property")
         word = token.text if token.kind == "w" else ""
-        if word in seen or (word == "typeof" and "type" in seen) or (word == "type" and "typeof" in seen):
-            raise cur.error(token, f"{word} is given twice")
+        # A property given again replaces the first, as in nft; elements given again add to the first.
         if word in ("type", "typeof"):
             self._set_key(cur, block, word, table.family)
         elif word == "flags":
@@ -305,10 +339,12 @@ class ListingParser:
         elif word == "auto-merge":
             seen["auto-merge"] = True
         elif word == "comment":
+            if "comment" in seen:
+                raise cur.error(token, "a set's comment is given twice: nft takes it only once")
             seen["comment"] = self._string(cur, "the set's comment")
         elif word in ("counter", "quota", "limit"):
             cur.pos -= 1
-            seen["statements"] = declarations.set_statements(cur)
+            seen["statements"] = seen.get("statements", ()) + declarations.set_statements(cur)  # type: ignore[operator]
         elif word == "elements":
             if "key" not in seen:
                 raise cur.error(token, "a set's elements come after its type")
@@ -369,7 +405,7 @@ class ListingParser:
         table = self.table
         assert table is not None and block.elements is not None
         seen = block.seen
-        pieces, first_line, offset = block.elements, block.elements[0][0], 0
+        pieces = block.elements
         block.elements = None
         data = seen["data_types"] if block.kind == "map" and seen.get("data_types") else None
         if block.kind == "map" and not seen.get("data_types"):
@@ -377,7 +413,7 @@ class ListingParser:
         text = " ".join(piece for _, piece in pieces)
         inner, closing, rest = text.rpartition("}")
         found = None
-        if closing and not rest.strip():
+        if closing and not rest.strip() and inner.strip():
             found = self.rules.elements(inner, seen["key_types"], data)  # type: ignore[arg-type]
         if found is None:
             tokens = []
@@ -390,12 +426,13 @@ class ListingParser:
                     tokens.append(token)
             last = tokens[-1]
             cur = Cursor(tokens, self.source, self.lines, last.line, last.end)
+            if cur.word() == "}":
+                raise cur.error(cur.peek(), "expected an element before '}': nft refuses `elements = { }`")
             found = exprs.elements(cur, seen["key_types"], data, table.family, "}")  # type: ignore[arg-type]
             trailing = cur.peek()
             if trailing is not None and trailing.kind != "#":
                 raise cur.error(trailing, f"unexpected {shown(trailing)} after the elements")
-        del first_line
-        seen["elements"] = found
+        seen["elements"] = seen.get("elements", ()) + found  # type: ignore[operator]
 
     # -- finishing -------------------------------------------------------------------------------------------
 
@@ -422,6 +459,9 @@ class ListingParser:
                 bool(seen.get("offload")), bool(seen.get("counter")), block.handle, block.line))
         else:
             comment = seen.pop("comment", None)
+            missing = [key for key in declarations.REQUIRED_SETTINGS.get(block.kind, ()) if key not in seen]
+            if missing:
+                raise self.error(block.line, 1, f"{block.kind} {block.name!r} has no {missing[0]}")
             table.objects.append(NamedObject(family, name, block.kind, block.name,  # type: ignore[arg-type]
                                              tuple(seen.items()), comment, block.handle, block.line))  # type: ignore[arg-type]
         self.block = None

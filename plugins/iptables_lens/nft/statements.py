@@ -77,7 +77,7 @@ def rule_body(cur: Cursor, family: str, set_keys: SetKeys = None
             break
         statements.append(statement(cur, family, set_keys))
     handle = trailing_handle(cur)
-    if not statements:
+    if not statements and comment is None:
         raise cur.error(cur.peek(), "a rule needs at least one statement")
     return tuple(statements), comment, handle
 
