@@ -48,7 +48,7 @@ BINOPS = {"&": "&", "|": "|", "^": "^", "<<": "<<", ">>": ">>", "and": "&", "or"
 PRECEDENCE = {"<<": 1, ">>": 1, "&": 2, "^": 3, "|": 4}
 VERDICTS = ("accept", "drop", "continue", "return", "jump", "goto")
 _RAW_BASES = ("ll", "nh", "th", "ih")
-SELECTOR_WORDS = (frozenset(ty.PAYLOAD_FIELDS) | ty.BARE_META_INPUT
+SELECTOR_WORDS = (frozenset(ty.PAYLOAD_FIELDS) | ty.BARE_META_INPUT | frozenset(ty.EXTHDR_FIELDS)
                   | {"meta", "ct", "fib", "numgen", "jhash", "symhash", "rt", "socket", "exthdr"})
 
 
@@ -96,7 +96,7 @@ def selector(cur: Cursor, family: str) -> tuple[Expr, ty.Typed] | None:
     if word in ty.BARE_META_INPUT:
         return Meta(word), ty.META_KEYS[word]
     if word == "ct":
-        return _ct(cur)
+        return _ct(cur, family)
     if word == "fib":
         return _fib(cur)
     if word == "numgen":
@@ -109,6 +109,9 @@ def selector(cur: Cursor, family: str) -> tuple[Expr, ty.Typed] | None:
         return Numgen("random" if mode_token.text == "random" else "inc", mod, offset), ty.INTEGER32
     if word in ("jhash", "symhash"):
         return _hash(cur, word, family)
+    if word in ty.EXTHDR_FIELDS and (word != "rt" or cur.word() in ty.EXTHDR_FIELDS["rt"]):
+        name, typed = _field(cur, ty.EXTHDR_FIELDS[word], word)
+        return Exthdr(word, name), typed
     if word == "rt":
         rt_family = cur.word() if cur.word() in ("ip", "ip6") else None
         if rt_family:
@@ -157,10 +160,16 @@ def _tcp_option(cur: Cursor) -> tuple[Expr, ty.Typed]:
     return TcpOption(token.text), ty.BOOLEAN
 
 
-def _ct(cur: Cursor) -> tuple[Expr, ty.Typed]:
+def _ct(cur: Cursor, family: str) -> tuple[Expr, ty.Typed]:
     direction = None
     if cur.word() in ty.CT_DIRECTIONS:
         direction = cur.take("a direction").text
+    if cur.word() in ty.CT_FAMILY_KEYS and family in ("ip", "ip6"):
+        name = cur.take("saddr or daddr").text
+        expr = Ct(name, direction, family)
+        typed = selector_type(expr)
+        assert typed is not None
+        return expr, typed
     name, typed = _field(cur, ty.CT_KEYS, "ct")
     if direction is not None and name not in ty.CT_DIRECTIONAL:
         raise cur.error(cur.tokens[cur.pos - 1], f"ct {name} has no direction: write 'ct {name}'")
@@ -466,6 +475,8 @@ def selector_type(expr: Expr) -> ty.Typed | None:
     if isinstance(expr, Meta):
         return ty.META_KEYS[expr.key]
     if isinstance(expr, Ct):
+        if expr.key in ty.CT_FAMILY_KEYS:
+            return ty.family_address(expr.family)
         return ty.CT_KEYS[expr.key]
     if isinstance(expr, Fib):
         return ty.FIB_RESULTS[expr.result]
@@ -480,7 +491,7 @@ def selector_type(expr: Expr) -> ty.Typed | None:
     if isinstance(expr, TcpOption):
         return ty.TCP_OPTIONS[expr.name][expr.field] if expr.field else ty.BOOLEAN
     if isinstance(expr, Exthdr):
-        return ty.BOOLEAN
+        return ty.EXTHDR_FIELDS[expr.name][expr.field] if expr.field else ty.BOOLEAN
     if isinstance(expr, Binop):
         return selector_type(expr.left)
     return None

@@ -150,7 +150,7 @@ def _selector(expr: Expr) -> str:
     if isinstance(expr, Socket):
         return f"socket {expr.key}" + (f" level {expr.level}" if expr.level is not None else "")
     if isinstance(expr, Exthdr):
-        return f"exthdr {expr.name}" + (f" {expr.field}" if expr.field else "")
+        return f"{expr.name} {expr.field}" if expr.field else f"exthdr {expr.name}"
     if isinstance(expr, TcpOption):
         return f"tcp option {expr.name}" + (f" {expr.field}" if expr.field else "")
     if isinstance(expr, RawPayload):

@@ -113,7 +113,8 @@ def selector(obj: object, family: str) -> tuple[Expr, ty.Typed] | None:
     elif key == "meta" and isinstance(body, dict):
         expr = Meta(str(body.get("key")))
     elif key == "ct" and isinstance(body, dict):
-        expr = Ct(str(body.get("key")), body.get("dir"))
+        ct_key = str(body.get("key"))
+        expr = Ct(ct_key, body.get("dir"), family if ct_key in ty.CT_FAMILY_KEYS else None)
     elif key == "fib" and isinstance(body, dict):
         flags = body.get("flags", [])
         expr = Fib(tuple(flags) if isinstance(flags, list) else (str(flags),), str(body.get("result")))

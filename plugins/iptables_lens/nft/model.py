@@ -52,10 +52,12 @@ class Meta:
 
 @dataclass(frozen=True, slots=True)
 class Ct:
-    """Conntrack state of the packet's flow: `ct state`, `ct original ip saddr` (direction "original")."""
+    """Conntrack state of the packet's flow: `ct state`, `ct original ip saddr` (direction "original").
+    `ct original saddr`, which iptables-nft's translations print, has the address family of its table."""
 
     key: str
     direction: str | None = None
+    family: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,7 @@ class _Block:
     seen: dict[str, object] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
     elements: list[tuple[int, str]] | None = None  # the lines of an `elements = { ... }` being read
+    pending: list[Token] | None = None  # the tokens of a rule whose `{ ... }` goes on to the next lines
 
 
 @dataclass
@@ -137,10 +138,14 @@ class ListingParser:
             if block.elements is not None:
                 self._element_line(block, lineno, line)
                 return
+            if block.pending is not None:
+                self._continued_rule(block, tokenize(line, lineno, self.source), lineno)
+                return
             if stripped == "}":
                 self._finish_block()
                 return
-            if block.kind == "chain" and not stripped.startswith(("type ", "comment ")) and ";" not in stripped:
+            if block.kind == "chain" and not stripped.startswith(("type ", "comment ")) and ";" not in stripped \
+                    and "{" not in stripped:
                 table = self.table
                 assert table is not None
                 block.rules.append(self.rules.rule(self, None, table, block.name, len(block.rules) + 1, lineno))
@@ -283,7 +288,12 @@ class ListingParser:
             cur.pos += 1
             block.seen["comment"] = self._string(cur, "the chain's comment")
             return
-        if word == "type" and not block.rules and "hook" not in block.seen:
+        if _open_braces(cur.tokens) > 0:
+            # A hand-written rule's `{ ... }` may go on over the next lines, as nft reads it.
+            block.pending = []
+            self._continued_rule(block, cur.tokens, lineno)
+            return
+        if word == "type" and "hook" not in block.seen:
             cur.pos += 1
             block.seen["hook"] = declarations.base_chain(cur, table.family)
             rest = cur.tokens[cur.pos:]
@@ -293,11 +303,18 @@ class ListingParser:
             return
         self._rules(cur.tokens, block, lineno)
 
+    def _continued_rule(self, block: _Block, tokens: list[Token], lineno: int) -> None:
+        assert block.pending is not None
+        block.pending.extend(tokens)
+        if _open_braces(block.pending) <= 0:
+            tokens, block.pending = block.pending, None
+            self._rules(tokens, block, tokens[0].line)
+
     def _rules(self, tokens: list[Token], block: _Block, lineno: int) -> None:
         """The rules of a chain line: one, or several separated by `;` as nft also reads them."""
         table = self.table
         assert table is not None
-        if not any(t.kind == "p" and t.text == ";" for t in tokens):
+        if not any(t.kind == "p" and t.text == ";" for t in tokens) and tokens[-1].line == lineno:
             cur = self.cursor(tokens, lineno)
             block.rules.append(self.rules.rule(self, cur, table, block.name, len(block.rules) + 1, lineno))
             return
@@ -305,11 +322,12 @@ class ListingParser:
         for token in [*tokens, None]:
             if token is None or token.kind == "p" and token.text == ";" or token.kind == "#":
                 if group:
-                    cur = self.cursor(group, lineno)
+                    last = group[-1]
+                    cur = Cursor(group, self.source, self.lines, last.line, last.end)
                     stmts, comment, handle = statements.rule_body(cur, table.family, table.set_keys)
-                    text = self.lines[lineno - 1][group[0].column - 1: group[-1].end - 1]
+                    text = " ".join(t.text if t.kind != "q" else f'"{t.text}"' for t in group)
                     block.rules.append(Rule(table.family, table.name, block.name, len(block.rules) + 1, stmts,
-                                            comment, handle, lineno, text))
+                                            comment, handle, group[0].line, text))
                 group = []
                 if token is not None and token.kind == "#":
                     break
@@ -505,6 +523,9 @@ class ListingParser:
         self.table = None
 
     def finish(self) -> Ruleset:
+        if self.block is not None and self.block.pending:
+            first = self.block.pending[0]
+            raise self.error(first.line, first.column, "a '{' this rule opens is never closed")
         if self.block is not None:
             raise self.error(self.block.line, 1, f"{self.block.kind} {self.block.name!r} is never closed: "
                              "expected '}'")
@@ -512,6 +533,10 @@ class ListingParser:
             raise self.error(self.table.line, 1, f"table {self.table.family} {self.table.name} is never closed: "
                              "expected '}'")
         return Ruleset(self.source, tuple(self.tables))
+
+
+def _open_braces(tokens: list[Token]) -> int:
+    return sum(1 if t.text == "{" else -1 if t.text == "}" else 0 for t in tokens if t.kind == "p")
 
 
 def parse(text: str | bytes, source: str = "<string>", *, fast: bool = True, family: int | None = None) -> Ruleset:

@@ -327,7 +327,7 @@ def _translation(cur: Cursor, family: str | None, table_family: str, addr_needed
         if typed is None:
             raise cur.error(token, "name the address family (ip or ip6) to translate to in this table")
         addr = _address(cur, token, address, typed)
-    elif addr_needed:
+    elif addr_needed and port is None:
         raise cur.error(token, f"expected an address, got {token.text!r}")
     return addr, (_port(cur, token, port) if port is not None else None)
 

@@ -60,6 +60,11 @@ ETHER_TYPE: Symbols = (("ip", 0x0800), ("arp", 0x0806), ("ip6", 0x86DD), ("8021q
                        ("vlan", 0x8100))
 IFACE_TYPE: Symbols = (("ether", 1), ("ppp", 512), ("ipip", 768), ("ipip6", 769), ("loopback", 772), ("sit", 776),
                        ("ipgre", 778))
+MH_TYPE: Symbols = (
+    ("binding-refresh-request", 0), ("home-test-init", 1), ("careof-test-init", 2), ("home-test", 3),
+    ("careof-test", 4), ("binding-update", 5), ("binding-acknowledgement", 6), ("binding-error", 7),
+    ("fast-binding-update", 8), ("fast-binding-acknowledgement", 9), ("fast-binding-advertisement", 10),
+    ("experimental-mobility-header", 11), ("home-agent-switch-message", 12))
 BOOLEAN: Symbols = (("exists", 1), ("missing", 0))
 INET_PROTO: Symbols = tuple((name, number) for name, number, _ in NETBASE_PROTOCOLS) + tuple(
     (alias, number) for _, number, aliases in NETBASE_PROTOCOLS for alias in aliases)

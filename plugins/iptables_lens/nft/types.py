@@ -95,6 +95,7 @@ DATATYPES: dict[str, Datatype] = _types(
     Datatype("ecn", "symbolic", 2, sym.ECN, hex_digits=1),
     Datatype("arp_op", "symbolic", 16, sym.ARP_OP, hex_digits=0, per_line=5),
     Datatype("ether_type", "symbolic", 16, sym.ETHER_TYPE, hex_digits=4),
+    Datatype("mh_type", "symbolic", 8, sym.MH_TYPE),
 )
 
 
@@ -178,7 +179,9 @@ CT_KEYS: dict[str, Typed] = _fields(
     ("ip6 saddr", "ipv6_addr", 128), ("ip6 daddr", "ipv6_addr", 128), ("secmark", "integer", 32),
     ("id", "integer", 32))
 CT_DIRECTIONAL = frozenset({"l3proto", "protocol", "proto-src", "proto-dst", "bytes", "packets", "avgpkt", "zone",
-                            "ip saddr", "ip daddr", "ip6 saddr", "ip6 daddr"})
+                            "ip saddr", "ip daddr", "ip6 saddr", "ip6 daddr", "saddr", "daddr"})
+# `ct original saddr`: an address of the table's family.
+CT_FAMILY_KEYS = frozenset({"saddr", "daddr"})
 CT_DIRECTIONS = ("original", "reply")
 
 FIB_FLAGS = ("saddr", "daddr", "mark", "iif", "oif")
@@ -196,6 +199,19 @@ TCP_OPTIONS: dict[str, dict[str, Typed]] = {
                   "kind": typed("integer", 8)},
 }
 IPV6_EXTHDRS = ("hbh", "rt", "frag", "dst", "mh", "rt0", "rt2", "srh")
+_NEXT = ("nexthdr", "inet_proto", 8)
+# The fields of each IPv6 extension header (nftables 1.0.6's src/exthdr.c): `frag frag-off`, `rt seg-left`.
+EXTHDR_FIELDS: dict[str, dict[str, Typed]] = {
+    "hbh": _fields(_NEXT, ("hdrlength", "integer", 8)),
+    "dst": _fields(_NEXT, ("hdrlength", "integer", 8)),
+    "rt": _fields(_NEXT, ("hdrlength", "integer", 8), ("type", "integer", 8), ("seg-left", "integer", 8)),
+    "rt0": _fields(("reserved", "integer", 32)),
+    "srh": _fields(("last-entry", "integer", 8), ("flags", "integer", 8), ("tag", "integer", 16)),
+    "frag": _fields(_NEXT, ("reserved", "integer", 8), ("frag-off", "integer", 13), ("reserved2", "integer", 2),
+                    ("more-fragments", "integer", 1), ("id", "integer", 32)),
+    "mh": _fields(_NEXT, ("hdrlength", "integer", 8), ("type", "mh_type", 8), ("reserved", "integer", 8),
+                  ("checksum", "integer", 16)),
+}
 BOOLEAN = typed("boolean")
 VERDICT = typed("verdict")
 INTEGER32 = typed("integer")
