@@ -203,8 +203,8 @@ def _protocols(expr: Expr, family: str, network: str | None, transport: list[str
         kind = type(item)
         if kind is Payload:
             protocol = item.protocol  # type: ignore[union-attr]
-        elif kind is ex.Ct and item.key[:3] in ("ip ", "ip6"):  # type: ignore[union-attr]
-            protocol = item.key.split()[0]  # type: ignore[union-attr]
+        elif isinstance(item, ex.Ct) and item.key[:3] in ("ip ", "ip6"):
+            protocol = item.key.split()[0]
         else:
             continue
         layer = _NETWORK.get(protocol)

@@ -11,6 +11,7 @@ the cursor's DumpError, at the offending token, for anything it does not underst
 from __future__ import annotations
 
 from iptables_lens.nft import types as ty
+from iptables_lens.nft.expressions import key_types, selector_type  # noqa: F401  (used by the grammar's callers)
 from iptables_lens.nft.model import (
     Binop,
     Concat,
@@ -467,43 +468,3 @@ def elements(cur: Cursor, keys: Types, data: Types | None, family: str, closing:
         if not cur.accept(","):
             raise cur.error(token, f"expected ',' or '{closing}' after an element, got {shown(token)}")
 
-
-def selector_type(expr: Expr) -> ty.Typed | None:
-    """The datatype of what a selector reads (None for anything else): the type its values are written in."""
-    if isinstance(expr, Payload):
-        return ty.PAYLOAD_FIELDS[expr.protocol][expr.field]
-    if isinstance(expr, Meta):
-        return ty.META_KEYS[expr.key]
-    if isinstance(expr, Ct):
-        if expr.key in ty.CT_FAMILY_KEYS:
-            return ty.family_address(expr.family)
-        return ty.CT_KEYS[expr.key]
-    if isinstance(expr, Fib):
-        return ty.FIB_RESULTS[expr.result]
-    if isinstance(expr, (Numgen, Hash)):
-        return ty.INTEGER32
-    if isinstance(expr, Rt):
-        return ty.typed("ipv6_addr") if expr.key == "nexthop" and expr.family == "ip6" else ty.RT_KEYS[expr.key]
-    if isinstance(expr, Socket):
-        return ty.SOCKET_KEYS[expr.key]
-    if isinstance(expr, RawPayload):
-        return ty.typed("xinteger", expr.length)
-    if isinstance(expr, TcpOption):
-        return ty.TCP_OPTIONS[expr.name][expr.field] if expr.field else ty.BOOLEAN
-    if isinstance(expr, Exthdr):
-        return ty.EXTHDR_FIELDS[expr.name][expr.field] if expr.field else ty.BOOLEAN
-    if isinstance(expr, Binop):
-        return selector_type(expr.left)
-    return None
-
-
-def key_types(exprs_: tuple[Expr, ...]) -> Types | None:
-    """The datatypes of a `typeof` key (its selectors, concatenated or not), or None if one is unknown."""
-    found: list[ty.Typed] = []
-    for expr in exprs_:
-        for item in expr.items if isinstance(expr, Concat) else (expr,):
-            typed = selector_type(item)
-            if typed is None:
-                return None
-            found.append(typed)
-    return tuple(found)

@@ -25,6 +25,7 @@ from iptables_lens.nft.model import (
     Match,
     Nat,
     Numgen,
+    Operator,
     Payload,
     Prefix,
     Rule,
@@ -145,8 +146,9 @@ class RuleCache:
             if stop < end and text[stop] != " ":
                 return None
             piece = m.group()
-            stmt = pieces.get(piece, False)
-            if stmt is False:
+            if piece in pieces:
+                stmt = pieces[piece]
+            else:
                 stmt = pieces[piece] = self._statement(m, family)
             if stmt is None:
                 if m.group("comment") is None or not found:
@@ -169,7 +171,7 @@ class RuleCache:
                 return None
             left = Payload(af, m.group("dir"))
             value = m.group("value")
-            op = "!=" if m.group("neg") else "=="
+            op: Operator = "!=" if m.group("neg") else "=="
             if value.startswith("@"):
                 return Match(op, left, SetRef(value[1:])) if len(value) > 1 else None
             right = self.value(ty.PAYLOAD_FIELDS[af][m.group("dir")], value)
@@ -180,7 +182,8 @@ class RuleCache:
             right = self.value(_PORT_TYPE, m.group("pval"))
             if right is None:
                 return None
-            return Match("!=" if m.group("pneg") else "==", Payload(m.group("proto"), m.group("pdir")), right)
+            port_op: Operator = "!=" if m.group("pneg") else "=="
+            return Match(port_op, Payload(m.group("proto"), m.group("pdir")), right)
         if group in ("dnat", "dnat_to"):
             return self._dnat(m.group("dnat_af"), m.group("dnat_to"), family)
         if group == "arms":
@@ -262,7 +265,7 @@ class RuleCache:
                         return None
                     comment = quoted[:-1]
             else:
-                key_text, datum = item, None
+                key_text, datum = item, None  # type: ignore[assignment]
             parts = key_text.split(" . ")
             if len(parts) != len(keys):
                 return None

@@ -47,13 +47,14 @@ from iptables_lens.nft.model import (
     Rule,
     Ruleset,
     Set,
+    SetFlag,
     Table,
 )
 from iptables_lens.nft.stateful import BYTE_UNITS
 from iptables_lens.source import decode, read_bytes, source_name
 
 _OBJECT_KINDS = ("counter", "quota", "limit", "ct helper", "ct timeout", "ct expectation", "secmark", "synproxy")
-_SET_FLAG_ORDER = ("constant", "dynamic", "interval", "timeout")
+_SET_FLAG_ORDER: tuple[SetFlag, ...] = ("constant", "dynamic", "interval", "timeout")
 
 
 class _Positioned(dict):
@@ -182,7 +183,7 @@ class _Reader:
         elements = tuple(js.element(item, keys, data, family) for item in body.get("elem", ()))
         statements = tuple(js.statement(s, family) for s in body.get("stmt", ()))
         return Set(family, body["table"], body["name"], kind, key_names, (), data_names, (), False,  # type: ignore[arg-type]
-                   tuple(f for f in _SET_FLAG_ORDER if f in flags), body.get("policy"), body.get("size"),
+                   tuple(f for f in _SET_FLAG_ORDER if f in flags), body.get("policy"), body.get("size"),  # type: ignore[misc]
                    statements, False, _ms(body.get("timeout")), _ms(body.get("gc-interval")), body.get("comment"),
                    elements, body.get("handle"))
 

@@ -150,7 +150,8 @@ def expression(obj: object, family: str, types: Types | None, where: object) -> 
     if isinstance(obj, dict) and len(obj) == 1:
         key, body = next(iter(obj.items()))
         if key == "concat" and isinstance(body, list):
-            items, found_types = [], []
+            items: list[Expr] = []
+            found_types: list[ty.Typed] = []
             for index, item in enumerate(body):
                 sub = (types[index],) if types is not None and index < len(types) else None
                 expr, item_types = expression(item, family, sub, obj)
@@ -320,7 +321,7 @@ def statement(obj: object, family: str, set_keys: SetKeys = None) -> Statement:
         return Limit(_size(body["rate"], body.get("rate_unit", "bytes")), body["per"],
                      _size(body.get("burst", 0), body.get("burst_unit", "bytes")), is_bytes, bool(body.get("inv")))
     if key == "log":
-        body = body or {}
+        body = body if isinstance(body, dict) else {}
         flags = body.get("flags", ())
         return Log(body.get("prefix"), body.get("group"), body.get("snaplen"), body.get("queue-threshold"),
                    body.get("level"), (flags,) if isinstance(flags, str) else tuple(flags))
@@ -366,10 +367,10 @@ def _other(key: str, body: object, family: str, where: object, set_keys: SetKeys
             return Fwd(Const("string", body["dev"]), body.get("family"), value(body["addr"], (address,), where))
         return Fwd(Const("string", body["dev"]))
     if key == "tproxy" and isinstance(body, dict):
-        address = ty.family_address(body.get("family") or (family if family in ("ip", "ip6") else None))
-        addr = value(body["addr"], (address,), where) if "addr" in body and address else None
+        tproxy_address = ty.family_address(body.get("family") or (family if family in ("ip", "ip6") else None))
+        tproxy_addr = value(body["addr"], (tproxy_address,), where) if "addr" in body and tproxy_address else None
         port = value(body["port"], (ty.typed("inet_service"),), where) if "port" in body else None
-        return Tproxy(body.get("family"), addr, port)
+        return Tproxy(body.get("family"), tproxy_addr, port)
     if key == "synproxy":
         body = body or {}
         assert isinstance(body, dict)
