@@ -138,17 +138,48 @@ def _transport_known(statements: tuple[Statement, ...]) -> bool:
     return False
 
 
+class _Graph:
+    """What the walk from the base chains needs, gathered while the rules are checked: each chain's targets
+    (through jumps, gotos and verdict maps, literal or named) and its hook-bound statements."""
+
+    def __init__(self, sets: dict[str, Set]):
+        self.sets = sets
+        self.targets: dict[str, list[str | None]] = {}
+        self.bound: dict[str, list[tuple[Rule, Statement]]] = {}
+        self.named: dict[str, list[str | None]] = {}
+
+    def named_targets(self, name: str) -> list[str | None]:
+        found = self.named.get(name)
+        if found is None:
+            item = self.sets.get(name)
+            found = self.named[name] = [v.target for e in item.elements for v in _verdicts(e.data)] if item else []
+        return found
+
+
 def _rule_problem(rule: Rule, table: Table, chains: dict[str, Chain], sets: dict[str, Set],
-                  lines: list[str] | None) -> Problem | None:
+                  lines: list[str] | None, graph: _Graph) -> Problem | None:
     network = _FAMILY_NETWORK.get(table.family)
     transport: list[str | None] = [None]
+    targets = graph.targets.setdefault(rule.chain, [])
     for index, stmt in enumerate(rule.statements):
         kind = type(stmt)
-        if kind is Verdict or kind is VerdictMap:
-            for verdict in _verdicts(stmt) if kind is Verdict else _verdicts(stmt.data):  # type: ignore[union-attr]
+        if kind is Verdict:
+            if stmt.target is not None:  # type: ignore[union-attr]
+                targets.append(stmt.target)  # type: ignore[union-attr]
+                problem = _verdict_problem(stmt, rule, table, chains, lines)  # type: ignore[arg-type]
+                if problem is not None:
+                    return problem
+            continue
+        if kind is VerdictMap:
+            if type(stmt.data) is SetRef:  # type: ignore[union-attr]
+                targets.extend(graph.named_targets(stmt.data.name))  # type: ignore[union-attr]
+            for verdict in _verdicts(stmt.data):  # type: ignore[union-attr]
+                targets.append(verdict.target)
                 problem = _verdict_problem(verdict, rule, table, chains, lines)
                 if problem is not None:
                     return problem
+        elif kind in _HOOK_BOUND and (kind is not Mangle or isinstance(stmt.value, Rt)):  # type: ignore[union-attr]
+            graph.bound.setdefault(rule.chain, []).append((rule, stmt))
         if kind is SetUpdate and stmt.timeout:  # type: ignore[union-attr]
             target = sets.get(stmt.set)  # type: ignore[union-attr]
             if target is not None and "timeout" not in target.flags:
@@ -254,69 +285,82 @@ def _is_interval(element: Element) -> bool:
     return any(isinstance(item, (Prefix, Range)) for item in (key.items if isinstance(key, Concat) else (key,)))
 
 
-def _walk_problem(table: Table, chains: dict[str, Chain], sets: dict[str, Set]) -> Problem | None:
+def _walk_problem(table: Table, chains: dict[str, Chain], graph: _Graph) -> Problem | None:
     """Walk down from each base chain, through jumps, gotos and verdict maps: loops, and what a chain's hook
     and type forbid."""
-    # Each chain's targets once: the chains its rules and their verdict maps (literal or named) can send to.
+    regular = {chain.name for chain in table.chains if chain.hook is None}
     targets: dict[str, list[str]] = {}
-    bound: dict[str, list[tuple[Rule, Statement]]] = {}
     for chain in table.chains:
-        found = []
-        statements = []
-        for rule in chain.rules:
-            for stmt in rule.statements:
-                kind = type(stmt)
-                if kind is Verdict or kind is VerdictMap:
-                    for verdict in _statement_verdicts(stmt, sets):
-                        target = chains.get(verdict.target or "")
-                        if target is not None and target.hook is None:
-                            found.append(target.name)
-                elif kind in _HOOK_BOUND:
-                    statements.append((rule, stmt))
-        targets[chain.name] = list(dict.fromkeys(found))
-        bound[chain.name] = statements
-    for base in table.chains:
-        if base.hook is not None:
-            problem = _visit(base, base, chains, targets, bound, [], set())
-            if problem is not None:
-                return problem
+        found = graph.targets.get(chain.name)
+        if not found:
+            targets[chain.name] = []
+        elif len(found) == 1:
+            targets[chain.name] = [found[0]] if found[0] in regular else []  # type: ignore[list-item]
+        else:
+            targets[chain.name] = [name for name in dict.fromkeys(found) if name in regular]  # type: ignore[misc]
+    bases = [chain for chain in table.chains if chain.hook is not None]
+    order: list[str] = []
+    return _loop_problem(bases, chains, targets, order) or _bound_problem(bases, targets, graph.bound, order)
+
+
+def _loop_problem(bases: list[Chain], chains: dict[str, Chain], targets: dict[str, list[str]],
+                  order: list[str]) -> Problem | None:
+    """A chain a base chain reaches that jumps back to itself (the kernel refuses it, unreached ones not).
+    `order` gets the chains the bases reach, each after all the chains it reaches."""
+    state: dict[str, bool] = {}  # False while the chain is on the walk's path, True once walked
+    for base in bases:
+        if base.name in state:
+            continue
+        state[base.name] = False
+        path, walks = [base.name], [iter(targets[base.name])]
+        while walks:
+            for target in walks[-1]:
+                walked = state.get(target)
+                if walked is None:
+                    state[target] = False
+                    path.append(target)
+                    walks.append(iter(targets[target]))
+                    break
+                if walked is False:
+                    loop = " -> ".join(path[path.index(target):] + [target])
+                    return chains[target].line or 1, 1, (f"chain {target!r} jumps back to itself ({loop}): the "
+                                                         "kernel refuses loops (Too many links)")
+            else:
+                name = path.pop()
+                walks.pop()
+                state[name] = True
+                order.append(name)
     return None
 
 
-def _statement_verdicts(stmt: Statement, sets: dict[str, Set]) -> Iterator[Verdict]:
-    if type(stmt) is Verdict:
-        yield stmt  # type: ignore[misc]
-    elif type(stmt) is VerdictMap:
-        data = stmt.data  # type: ignore[union-attr]
-        if type(data) is SetRef:
-            item = sets.get(data.name)  # type: ignore[union-attr]
-            if item is not None:
-                for element in item.elements:
-                    yield from _verdicts(element.data)
-        else:
-            yield from _verdicts(data)
-
-
-def _visit(chain: Chain, base: Chain, chains: dict[str, Chain], targets: dict[str, list[str]],
-           bound: dict[str, list[tuple[Rule, Statement]]], stack: list[str], done: set[str]) -> Problem | None:
-    assert base.hook is not None
-    if chain.name in stack:
-        return chain.line or 1, 1, (f"chain {chain.name!r} jumps back to itself through {' -> '.join(stack)}: "
-                                    "the kernel refuses loops (Too many links)")
-    if chain.name in done:
+def _bound_problem(bases: list[Chain], targets: dict[str, list[str]],
+                   bound: dict[str, list[tuple[Rule, Statement]]], order: list[str]) -> Problem | None:
+    """A hook-bound statement in a chain a base chain reaches whose hook or type forbids it."""
+    if not bound:
         return None
-    stack.append(chain.name)
-    hook, chain_type = base.hook.hook, base.hook.type
-    for rule, stmt in bound[chain.name]:
-        message = _hook_problem(stmt, hook, chain_type, base.name)
-        if message is not None:
-            return rule.line or 1, 1, message
-    for name in targets[chain.name]:
-        problem = _visit(chains[name], base, chains, targets, bound, stack, done)
-        if problem is not None:
-            return problem
-    stack.pop()
-    done.add(chain.name)
+    # Which base chains reach each chain, as bits, handed down from each chain to those it reaches.
+    reach: dict[str, int] = {base.name: 1 << i for i, base in enumerate(bases)}
+    for name in reversed(order):
+        bits = reach.get(name, 0)
+        for target in targets[name]:
+            reach[target] = reach.get(target, 0) | bits
+    # What a hook allows depends only on a statement's kind: each kind is asked once per base chain.
+    answers: dict[tuple[int, type, object], bool] = {}
+    for name, statements in bound.items():
+        bits = reach.get(name, 0)
+        for i, base in enumerate(bases):
+            if not bits >> i & 1:
+                continue
+            assert base.hook is not None
+            for rule, stmt in statements:
+                key = (i, type(stmt), getattr(stmt, "kind", None))
+                if answers.get(key) is True:
+                    continue
+                message = _hook_problem(stmt, base.hook.hook, base.hook.type, base.name)
+                if message is not None:
+                    return rule.line or 1, 1, message
+                if type(stmt) is not Mangle:
+                    answers[key] = True
     return None
 
 
@@ -346,9 +390,10 @@ def table_problem(table: Table, lines: list[str] | None = None, from_json: bool 
         message = _element_problem(item, chains, not from_json)
         if message is not None:
             return item.line or 1, 1, message
+    graph = _Graph(sets)
     for chain in table.chains:
         for rule in chain.rules:
-            problem = _rule_problem(rule, table, chains, sets, lines)
+            problem = _rule_problem(rule, table, chains, sets, lines, graph)
             if problem is not None:
                 return problem
-    return _walk_problem(table, chains, sets)
+    return _walk_problem(table, chains, graph)

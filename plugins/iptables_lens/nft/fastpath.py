@@ -41,7 +41,7 @@ from iptables_lens.nft.tokens import Cursor, tokenize
 from iptables_lens.nft.values import ValueProblem, read_value
 
 _PIECE = re.compile(
-    r"(?P<addr>(?P<af>ip6?) (?P<dir>saddr|daddr) (?P<neg>!= )?(?P<value>[^\s{}(),;\"#]+))"
+    r"(?:(?P<addr>(?P<af>ip6?) (?P<dir>saddr|daddr) (?P<neg>!= )?(?P<value>[^\s{}(),;\"#]+))"
     rf"|(?P<verdict>jump|goto) (?P<target>{_NAME})"
     r"|(?P<port>(?P<proto>tcp|udp|sctp|th) (?P<pdir>sport|dport) (?P<pneg>!= )?(?P<pval>[0-9]+))"
     r"|(?P<dnat>dnat (?:(?P<dnat_af>ip6?) )?to (?P<dnat_to>[^\s{}(),;\"#]+))"
@@ -50,9 +50,12 @@ _PIECE = re.compile(
     r"|counter packets (?P<packets>[0-9]{1,20}) bytes (?P<bytes>[0-9]{1,20})"
     r"|comment \"(?P<comment>[^\"]*)\"$"
     r"|(?P<fixed>accept|drop|return|continue|reject|notrack|masquerade fully-random|masquerade|ct state new"
-    r"|ct state established,related|meta l4proto (?:tcp|udp|sctp)|fib (?:saddr|daddr) type local)"
+    r"|ct state established,related|meta l4proto (?:tcp|udp|sctp)|fib (?:saddr|daddr) type local))"
     r"(?= |$)"
 )
+_ADDRESS = {"ip": ty.typed("ipv4_addr"), "ip6": ty.typed("ipv6_addr")}
+_PAYLOADS = {(protocol, field): Payload(protocol, field) for protocol in ("ip", "ip6", "tcp", "udp", "sctp", "th")
+             for field in ("saddr", "daddr", "sport", "dport")}
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _ARM = re.compile(rf"([0-9]+) : (goto|jump) ({_NAME})")
@@ -125,6 +128,30 @@ class RuleCache:
         found, comment, handle = body
         return Rule(table.family, table.name, chain, position, found, comment, handle, lineno, text)
 
+    def read_rules(self, parser, lines: list[str], start: int, block) -> int:
+        """Read the rule lines of `block` (a chain) from lines[start] on, as long as the fast path is sure of
+        them; the index of the first line it leaves to the parser."""
+        table = parser.table
+        self._enter(table)
+        family, table_name, chain, rules = table.family, table.name, block.name, block.rules
+        memo, fast = self.lines, self._fast
+        index, end = start, len(lines)
+        while index < end:
+            text = lines[index].strip()
+            if not text or text[0] in "}#;" or text.startswith(("type ", "comment ")) or ";" in text \
+                    or "{" in text and text.count("{") != text.count("}"):
+                return index
+            body = memo.get(text)
+            if body is None:
+                body = fast(text, family)
+                if body is None:
+                    return index
+                memo[text] = body
+            found, comment, handle = body
+            rules.append(Rule(family, table_name, chain, len(rules) + 1, found, comment, handle, index + 1, text))
+            index += 1
+        return index
+
     def _fast(self, text: str, family: str):
         handle = None
         if "#" in text:
@@ -143,8 +170,6 @@ class RuleCache:
             if m is None:
                 return None
             stop = m.end()
-            if stop < end and text[stop] != " ":
-                return None
             piece = m.group()
             if piece in pieces:
                 stmt = pieces[piece]
@@ -163,13 +188,11 @@ class RuleCache:
 
     def _statement(self, m: re.Match, family: str) -> Statement | None:
         group = m.lastgroup
-        if group == "fixed":
-            return self._fixed(m.group("fixed"), family)
-        if group in ("value", "af", "dir", "neg", "addr"):
+        if group == "addr":
             af = m.group("af")
             if family not in ("inet", "bridge", "netdev", af):
                 return None
-            left = Payload(af, m.group("dir"))
+            left = _PAYLOADS[af, m.group("dir")]
             value = m.group("value")
             op: Operator = "!=" if m.group("neg") else "=="
             if value.startswith("@"):
@@ -178,13 +201,15 @@ class RuleCache:
             return None if right is None else Match(op, left, right)
         if group == "target":
             return Verdict(m.group("verdict"), m.group("target"))  # type: ignore[arg-type]
-        if group in ("pval", "port"):
+        if group == "fixed":
+            return self._fixed(m.group("fixed"), family)
+        if group == "port":
             right = self.value(_PORT_TYPE, m.group("pval"))
             if right is None:
                 return None
             port_op: Operator = "!=" if m.group("pneg") else "=="
-            return Match(port_op, Payload(m.group("proto"), m.group("pdir")), right)
-        if group in ("dnat", "dnat_to"):
+            return Match(port_op, _PAYLOADS[m.group("proto"), m.group("pdir")], right)
+        if group == "dnat":
             return self._dnat(m.group("dnat_af"), m.group("dnat_to"), family)
         if group == "arms":
             return self._numgen(int(m.group("mod")), m.group("arms"))
@@ -206,8 +231,7 @@ class RuleCache:
         return found
 
     def _dnat(self, af: str | None, target: str, family: str) -> Statement | None:
-        address_family = af or (family if family in ("ip", "ip6") else None)
-        typed = ty.family_address(address_family)
+        typed = _ADDRESS.get(af or family)
         if typed is None or (af is not None and family not in ("inet", af)):
             return None
         if typed.datatype.kind == "ipv6":

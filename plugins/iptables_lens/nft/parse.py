@@ -42,6 +42,7 @@ from iptables_lens.nft.tokens import NAME, Cursor, Token, shown, tokenize
 from iptables_lens.source import decode, read_bytes, source_name, split_lines
 
 _CHAIN_HEADER = re.compile(rf"chain ({NAME}) \{{")
+_CHAIN_LINE = re.compile(rf"\tchain ({NAME}) \{{")  # a chain's first line, as nft prints it
 _BLOCKS = ("chain", "set", "map", "meter", "flowtable", "counter", "quota", "limit", "secmark", "synproxy", "ct")
 _PROMOTE_AFTER = 100_000  # new objects, in the collector's count, after which a ruleset is a big one
 
@@ -108,7 +109,7 @@ class ListingParser(SetLines):
                 self._finish_block()
                 return
             if block.kind == "chain" and not stripped.startswith(("type ", "comment ")) and ";" not in stripped \
-                    and "{" not in stripped:
+                    and stripped.count("{") == stripped.count("}"):
                 table = self.table
                 assert table is not None
                 block.rules.append(self.rules.rule(self, None, table, block.name, len(block.rules) + 1, lineno))
@@ -354,9 +355,33 @@ def parse(text: str | bytes, source: str = "<string>", *, fast: bool = True, fam
     del text
     parser = ListingParser(source, lines)
     parser.rules.enabled = fast
+    read_line, read_rules = parser.read_line, parser.rules.read_rules
+    index, count = 0, len(lines)
     with paused_gc(promote_after=_PROMOTE_AFTER):
-        for lineno, line in enumerate(lines, 1):
-            parser.read_line(lineno, line)
+        while index < count:
+            block = parser.block
+            if fast and block is not None and block.kind == "chain" and block.elements is None \
+                    and block.pending is None:
+                # Runs of rule lines are read by the fast path; it leaves the others to read_line.
+                index = read_rules(parser, lines, index, block)
+                if index == count:
+                    break
+                if lines[index] == "\t}":
+                    parser._finish_block()
+                    index += 1
+                    continue
+            elif fast and block is None and parser.table is not None:
+                line = lines[index]
+                if not line:
+                    index += 1
+                    continue
+                header = _CHAIN_LINE.fullmatch(line)
+                if header is not None:
+                    parser._open_block("chain", header.group(1), index + 1, None, index + 1, 8)
+                    index += 1
+                    continue
+            read_line(index + 1, lines[index])
+            index += 1
         return parser.finish()
 
 
