@@ -7,9 +7,8 @@ from __future__ import annotations
 from iptables_lens.nft import exprs, hooks
 from iptables_lens.nft import types as ty
 from iptables_lens.nft.model import Hook, Priority, Statement
-from iptables_lens.nft.stateful import BYTE_UNITS, STATEFUL, limit, number, stateful
+from iptables_lens.nft.stateful import STATEFUL, counter, duration, limit, number, quota, stateful
 from iptables_lens.nft.tokens import Cursor, shown
-from iptables_lens.nft.values import ValueProblem, read_duration
 
 SET_FLAGS = ("constant", "dynamic", "interval", "timeout")
 OBJECT_KINDS = ("counter", "quota", "limit", "secmark", "synproxy")
@@ -105,14 +104,6 @@ def type_names(cur: Cursor, what: str) -> tuple[str, ...]:
             return tuple(names)
 
 
-def duration(cur: Cursor) -> int:
-    token = cur.take_word("a time such as 10s")
-    try:
-        return read_duration(token.text)
-    except ValueProblem as problem:
-        raise cur.error(token, str(problem)) from None
-
-
 def set_statements(cur: Cursor) -> tuple[Statement, ...]:
     found: list[Statement] = []
     while cur.word() in STATEFUL:
@@ -124,20 +115,17 @@ def object_settings(kind: str, cur: Cursor, seen: dict[str, object]) -> None:
     """Read one line of a named object's body into `seen` (setting name -> value)."""
     word = cur.word()
     if kind == "counter":
-        cur.expect("packets")
-        seen["packets"] = number(cur, "the packet count")
-        cur.expect("bytes")
-        seen["bytes"] = number(cur, "the byte count")
+        cur.expect("packets", "packets N bytes M")
+        cur.pos -= 1
+        found = counter(cur)
+        seen.update(packets=found.packets, bytes=found.bytes)
     elif kind == "quota":
-        over = cur.accept("over")
-        seen["bytes"] = _size(cur)
-        seen["over"] = over
-        seen["used"] = _size(cur) if cur.accept("used") else 0
+        found_quota = quota(cur)
+        seen.update(bytes=found_quota.bytes, over=found_quota.over, used=found_quota.used)
     elif kind == "limit":
         _limit_settings(cur, seen)
     elif kind == "secmark":
-        token = cur.take("the security context, in double quotes")
-        seen["context"] = token.text
+        seen["context"] = cur.quoted("the security context")
     elif kind == "synproxy":
         if word in ("mss", "wscale"):
             cur.pos += 1
@@ -151,14 +139,6 @@ def object_settings(kind: str, cur: Cursor, seen: dict[str, object]) -> None:
             seen["flags"] = tuple(flags)
     else:
         _ct_object_settings(kind, cur, seen)
-
-
-def _size(cur: Cursor) -> int:
-    amount = number(cur, "a size")
-    unit = cur.take_word("bytes, kbytes or mbytes")
-    if unit.text not in BYTE_UNITS:
-        raise cur.error(unit, f"expected bytes, kbytes or mbytes, got {shown(unit)}")
-    return amount * BYTE_UNITS[unit.text]
 
 
 def _limit_settings(cur: Cursor, seen: dict[str, object]) -> None:

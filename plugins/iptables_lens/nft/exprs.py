@@ -38,9 +38,9 @@ from iptables_lens.nft.model import (
     ValueList,
     Verdict,
 )
-from iptables_lens.nft.stateful import stateful
+from iptables_lens.nft.stateful import duration, stateful
 from iptables_lens.nft.tokens import Cursor, Token, shown
-from iptables_lens.nft.values import ValueProblem, read_duration, read_integer, read_value
+from iptables_lens.nft.values import ValueProblem, read_integer, read_value
 
 Types = tuple[ty.Typed, ...]
 BINOPS = {"&": "&", "|": "|", "^": "^", "<<": "<<", ">>": ">>", "and": "&", "or": "|", "xor": "^",
@@ -414,26 +414,15 @@ def _element_options(cur: Cursor, family: str) -> tuple[tuple[Statement, ...], i
             statements.append(stateful(cur))
         elif word == "timeout" and timeout is None and expires is None and comment is None:
             cur.pos += 1
-            timeout = _duration(cur)
+            timeout = duration(cur)
         elif word == "expires" and expires is None and comment is None:
             cur.pos += 1
-            expires = _duration(cur)
+            expires = duration(cur)
         elif word == "comment" and comment is None:
             cur.pos += 1
-            token = cur.take("the comment, in double quotes")
-            if token.kind != "q":
-                raise cur.error(token, f"expected the comment in double quotes, got {shown(token)}")
-            comment = token.text
+            comment = cur.quoted("the comment")
         else:
             return tuple(statements), timeout, expires, comment
-
-
-def _duration(cur: Cursor) -> int:
-    token = cur.take_word("a time such as 10s")
-    try:
-        return read_duration(token.text)
-    except ValueProblem as problem:
-        raise cur.error(token, str(problem)) from None
 
 
 def elements(cur: Cursor, keys: Types, data: Types | None, family: str, closing: str, short_data: bool = False

@@ -172,7 +172,7 @@ class ListingParser(SetLines):
         if word == "comment":
             if table.comment is not None:
                 raise cur.error(token, "a table's comment is given twice: nft takes it only once")
-            table.comment = self._string(cur, "the table's comment")
+            table.comment = cur.quoted("the table's comment")
             self._end_of_line(cur)
             return
         if word not in _BLOCKS:
@@ -219,7 +219,7 @@ class ListingParser(SetLines):
                 cur.pos += 1
                 if "comment" in block.seen or len(block.seen) > 0:
                     raise cur.error(cur.tokens[0], "an object's comment comes first in its body")
-                block.seen["comment"] = self._string(cur, "the comment")
+                block.seen["comment"] = cur.quoted("the comment")
             else:
                 before = set(block.seen)
                 start = cur.peek()
@@ -237,7 +237,7 @@ class ListingParser(SetLines):
         if word == "comment" and not block.rules and "hook" not in block.seen and "comment" not in block.seen \
                 and cur.peek(1) is not None and cur.peek(1).kind == "q" and len(cur.tokens) == 2:  # type: ignore[union-attr]
             cur.pos += 1
-            block.seen["comment"] = self._string(cur, "the chain's comment")
+            block.seen["comment"] = cur.quoted("the chain's comment")
             return
         if _open_braces(cur.tokens) > 0:
             # A hand-written rule's `{ ... }` may go on over the next lines, as nft reads it.

@@ -63,12 +63,6 @@ class SetLines:
     def error(self, lineno: int, column: int, message: str) -> DumpError:
         raise NotImplementedError
 
-    def _string(self, cur: Cursor, what: str) -> str:
-        token = cur.take(f"{what}, in double quotes")
-        if token.kind != "q":
-            raise cur.error(token, f"expected {what} in double quotes, got {shown(token)}")
-        return token.text
-
     def _end_of_line(self, cur: Cursor) -> None:
         token = cur.peek()
         if token is not None and token.kind != "#":
@@ -101,7 +95,7 @@ class SetLines:
         elif word == "comment":
             if "comment" in seen:
                 raise cur.error(token, "a set's comment is given twice: nft takes it only once")
-            seen["comment"] = self._string(cur, "the set's comment")
+            seen["comment"] = cur.quoted("the set's comment")
         elif word in ("counter", "quota", "limit"):
             cur.pos -= 1
             seen["statements"] = seen.get("statements", ()) + declarations.set_statements(cur)  # type: ignore[operator]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from iptables_lens.nft.model import Counter, Limit, Quota, Statement
 from iptables_lens.nft.tokens import Cursor, shown
-from iptables_lens.nft.values import ValueProblem, read_integer
+from iptables_lens.nft.values import ValueProblem, read_duration, read_integer
 
 BYTE_UNITS = {"bytes": 1, "kbytes": 1024, "mbytes": 1024 * 1024}
 TIME_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
@@ -23,7 +23,8 @@ def number(cur: Cursor, what: str, bits: int = 64) -> int:
         raise cur.error(token, str(problem)) from None
 
 
-def _size(cur: Cursor) -> int:
+def size(cur: Cursor) -> int:
+    """`N bytes|kbytes|mbytes`, in bytes."""
     amount = number(cur, "a size")
     unit = cur.take_word("a unit (bytes, kbytes, mbytes)")
     if unit.text not in BYTE_UNITS:
@@ -31,15 +32,24 @@ def _size(cur: Cursor) -> int:
     return amount * BYTE_UNITS[unit.text]
 
 
-def rate_and_unit(size: int) -> tuple[int, str]:
-    """`size` bytes as (amount, unit) the way nft prints them."""
-    if size == 0:
+def rate_and_unit(amount: int) -> tuple[int, str]:
+    """`amount` bytes as (number, unit) the way nft prints them."""
+    if amount == 0:
         return 0, "bytes"
     for unit in ("bytes", "kbytes"):
-        if size % 1024:
-            return size, unit
-        size //= 1024
-    return size, "mbytes"
+        if amount % 1024:
+            return amount, unit
+        amount //= 1024
+    return amount, "mbytes"
+
+
+def duration(cur: Cursor) -> int:
+    """A time such as `10s` or `1h30m`, in milliseconds."""
+    token = cur.take_word("a time such as 10s")
+    try:
+        return read_duration(token.text)
+    except ValueProblem as problem:
+        raise cur.error(token, str(problem)) from None
 
 
 def counter(cur: Cursor) -> Counter:
@@ -54,9 +64,9 @@ def counter(cur: Cursor) -> Counter:
 def quota(cur: Cursor) -> Quota:
     """`quota [over] N UNIT [used N UNIT]`, the cursor past `quota`."""
     over = cur.accept("over")
-    size = _size(cur)
-    used = _size(cur) if cur.accept("used") else 0
-    return Quota(size, used, over)
+    limit_bytes = size(cur)
+    used = size(cur) if cur.accept("used") else 0
+    return Quota(limit_bytes, used, over)
 
 
 def limit(cur: Cursor) -> Limit:
@@ -86,7 +96,7 @@ def limit(cur: Cursor) -> Limit:
     unit, slash, per = unit_token.text.partition("/")
     if unit not in BYTE_UNITS or not slash or per not in TIME_UNITS:
         raise cur.error(unit_token, f"expected a rate unit such as kbytes/second, got {unit_token.text!r}")
-    burst = _size(cur) if cur.accept("burst") else 0
+    burst = size(cur) if cur.accept("burst") else 0
     return Limit(amount * BYTE_UNITS[unit], per, burst, True, over)
 
 

@@ -42,9 +42,9 @@ from iptables_lens.nft.model import (
     VerdictMap,
     Xt,
 )
-from iptables_lens.nft.stateful import counter, limit, quota, stateful
+from iptables_lens.nft.stateful import counter, duration, limit, quota, stateful
 from iptables_lens.nft.tokens import Cursor, Token, shown
-from iptables_lens.nft.values import ValueProblem, read_duration, read_value
+from iptables_lens.nft.values import ValueProblem, read_value
 
 OPERATORS: dict[str, Operator] = {"==": "==", "!=": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">=", "eq": "==",
                                   "ne": "!=", "lt": "<", "gt": ">", "le": "<=", "ge": ">="}
@@ -70,10 +70,7 @@ def rule_body(cur: Cursor, family: str, set_keys: SetKeys = None
             break
         if token.kind == "w" and token.text == "comment":
             cur.pos += 1
-            text = cur.take("the rule's comment, in double quotes")
-            if text.kind != "q":
-                raise cur.error(text, f"expected the rule's comment in double quotes, got {shown(text)}")
-            comment = text.text
+            comment = cur.quoted("the rule's comment")
             break
         statements.append(statement(cur, family, set_keys))
     handle = trailing_handle(cur)
@@ -198,10 +195,7 @@ def _log(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
         word = cur.word()
         if word == "prefix" and prefix is None:
             cur.pos += 1
-            token = cur.take("the log prefix, in double quotes")
-            if token.kind != "q":
-                raise cur.error(token, f"expected the log prefix in double quotes, got {shown(token)}")
-            prefix = token.text
+            prefix = cur.quoted("the log prefix")
         elif word in ("group", "snaplen", "queue-threshold"):
             cur.pos += 1
             value = exprs.integer_word(cur, f"the log {word}", 32)
@@ -356,11 +350,7 @@ def _set_update(op: str):
         statements: list[Statement] = []
         while True:
             if cur.accept("timeout"):
-                duration = cur.take_word("a time such as 10s")
-                try:
-                    timeout = read_duration(duration.text)
-                except ValueProblem as problem:
-                    raise cur.error(duration, str(problem)) from None
+                timeout = duration(cur)
             elif cur.word() in ("counter", "quota", "limit"):
                 statements.append(stateful(cur))
             else:

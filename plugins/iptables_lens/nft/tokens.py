@@ -126,6 +126,13 @@ class Cursor:
                              "then letters, digits, /, -, _ and .)")
         return text[len(prefix):]
 
+    def quoted(self, what: str) -> str:
+        """The text of the next token, which must be a string in double quotes (`what` it is, for the error)."""
+        token = self.take(f"{what}, in double quotes")
+        if token.kind != "q":
+            raise self.error(token, f"expected {what} in double quotes, got {_shown(token)}")
+        return token.text
+
     def joined_comma(self) -> bool:
         """Whether the next token is a comma touching the tokens on both sides (`established,related`)."""
         index = self.pos
