@@ -43,14 +43,14 @@ from iptables_lens.nft.values import ValueProblem, read_value
 _PIECE = re.compile(
     r"(?:(?P<addr>(?P<af>ip6?) (?P<dir>saddr|daddr) (?P<neg>!= )?(?P<value>[^\s{}(),;\"#]+))"
     rf"|(?P<verdict>jump|goto) (?P<target>{_NAME})"
-    r"|(?P<port>(?P<proto>tcp|udp|sctp|th) (?P<pdir>sport|dport) (?P<pneg>!= )?(?P<pval>[0-9]+))"
+    r"|(?P<fixed>accept|drop|return|continue|reject|notrack|masquerade fully-random|masquerade|ct state new"
+    r"|ct state established,related|meta l4proto (?:tcp|udp|sctp)|fib (?:saddr|daddr) type local)"
     r"|(?P<dnat>dnat (?:(?P<dnat_af>ip6?) )?to (?P<dnat_to>[^\s{}(),;\"#]+))"
     r"|numgen random mod (?P<mod>[0-9]+) vmap \{ (?P<arms>[^{}]*) \}"
+    r"|(?P<port>(?P<proto>tcp|udp|sctp|th) (?P<pdir>sport|dport) (?P<pneg>!= )?(?P<pval>[0-9]+))"
     rf"|update @(?P<uset>{_NAME}) \{{ (?P<ukey>ip6? saddr) \}}"
     r"|counter packets (?P<packets>[0-9]{1,20}) bytes (?P<bytes>[0-9]{1,20})"
-    r"|comment \"(?P<comment>[^\"]*)\"$"
-    r"|(?P<fixed>accept|drop|return|continue|reject|notrack|masquerade fully-random|masquerade|ct state new"
-    r"|ct state established,related|meta l4proto (?:tcp|udp|sctp)|fib (?:saddr|daddr) type local))"
+    r"|comment \"(?P<comment>[^\"]*)\"$)"
     r"(?= |$)"
 )
 _ADDRESS = {"ip": ty.typed("ipv4_addr"), "ip6": ty.typed("ipv6_addr")}
