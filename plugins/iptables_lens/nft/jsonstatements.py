@@ -379,6 +379,6 @@ def _other(key: str, body: object, family: str, where: object, set_keys: SetKeys
         body = body or {}
         assert isinstance(body, dict)
         flags = body.get("flags", ())
-        num = value(body["num"], (ty.typed("integer", 16),), where) if "num" in body else None
+        num = expression(body["num"], family, (ty.typed("integer", 16),), where)[0] if "num" in body else None
         return Queue(num, (flags,) if isinstance(flags, str) else tuple(flags))
     raise JsonProblem(where, f"unknown statement {key!r}")

@@ -113,7 +113,8 @@ def statement(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
         if next_word in OBJECT_SETTERS and cur.word(2) == "set":
             cur.pos += 3
             return ObjectRef(OBJECT_SETTERS[next_word], _object_name(cur, family))
-    if word == "meta" and cur.word(1) == "secmark" and cur.word(2) == "set":
+    if word == "meta" and cur.word(1) == "secmark" and cur.word(2) == "set" and cur.word(3) != "ct":
+        # nft reads `meta secmark set ct secmark` as a change of the mark, anything else as the secmark object.
         cur.pos += 3
         return ObjectRef("secmark", _object_name(cur, family))
     if token.kind != "w" or exprs.selector(_probe(cur), family) is None:
@@ -269,8 +270,12 @@ def _flags(cur: Cursor, allowed: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _port(cur: Cursor, token: Token, text: str) -> Expr:
-    typed = ty.typed("inet_service")
+_SERVICE = ty.typed("inet_service")
+_QUEUE_NUMBER = ty.typed("integer", 16)
+
+
+def _port(cur: Cursor, token: Token, text: str, typed: ty.Typed = _SERVICE) -> Expr:
+    """A port or range of ports (or, with `typed`, another number or range of them)."""
     try:
         if "-" in text:
             low, _, high = text.partition("-")
@@ -408,9 +413,13 @@ def _queue(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     if cur.accept("flags"):
         flags = _flags(cur, ("bypass", "fanout"))
     num = None
-    if cur.accept("to") or cur.accept("num"):
+    to = cur.accept("to")
+    if to and cur.word() is not None and exprs.selector(_probe(cur), family) is not None:
+        # `queue to numgen inc mod 2`, `queue to symhash mod 2`, `queue to ip saddr map { ... }`.
+        num = exprs.value_expr(cur, _QUEUE_NUMBER, family)
+    elif to or cur.accept("num"):
         token = cur.take_word("the queue number")
-        num = _port(cur, token, token.text)
+        num = _port(cur, token, token.text, _QUEUE_NUMBER)
     return Queue(num, flags)
 
 
