@@ -90,5 +90,7 @@ def test_broken_json_is_reported_where_it_breaks():
 
 def test_a_reference_the_table_lacks_is_refused():
     text = _document([{"jump": {"target": "nowhere"}}])
-    with pytest.raises(DumpError, match="nowhere"):
+    with pytest.raises(DumpError, match="nowhere") as caught:
         parse_json(text)
+    # Reported at the rule that jumps: the line its object starts on.
+    assert text.splitlines()[caught.value.line - 1].strip() == '"rule": {'

@@ -19,9 +19,11 @@ as that JSON can say it, so that `json_view(parse(listing)) == parse_json(json)`
 
 from __future__ import annotations
 
+import bisect
 import json
 import json.decoder
 import json.scanner
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -96,10 +98,18 @@ def _position(text: str, offset: int) -> tuple[int, int, str]:
 
 
 class _Reader:
-    def __init__(self, source: str):
+    def __init__(self, source: str, text: str | None = None):
+        """With `text` (and a positioned reading of it), rules and sets know the line they start on."""
         self.source = source
+        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)] if text is not None else None
         self.tables: dict[tuple[str, str], dict] = {}
         self.order: list[tuple[str, str]] = []
+
+    def _line(self, where: object) -> int:
+        offset = getattr(where, "offset", None)
+        if self.line_starts is None or offset is None:
+            return 0
+        return bisect.bisect_right(self.line_starts, offset)
 
     def _table(self, body: dict, where: object) -> dict:
         key = (str(body.get("family")), str(body.get("table", body.get("name"))))
@@ -185,7 +195,7 @@ class _Reader:
         return Set(family, body["table"], body["name"], kind, key_names, (), data_names, (), False,  # type: ignore[arg-type]
                    tuple(f for f in _SET_FLAG_ORDER if f in flags), body.get("policy"), body.get("size"),  # type: ignore[misc]
                    statements, False, _ms(body.get("timeout")), _ms(body.get("gc-interval")), body.get("comment"),
-                   elements, body.get("handle"))
+                   elements, body.get("handle"), line=self._line(body))
 
     def _rule(self, body: dict, where: object) -> None:
         table = self._table(body, where)
@@ -193,7 +203,7 @@ class _Reader:
         statements = tuple(js.statement(s, family, table["set_keys"]) for s in body.get("expr", ()))
         rules = table["rules"].setdefault(body["chain"], [])
         rules.append(Rule(family, body["table"], body["chain"], len(rules) + 1, statements, body.get("comment"),
-                          body.get("handle")))
+                          body.get("handle"), line=self._line(body)))
 
     def _object(self, kind: str, body: dict) -> NamedObject:
         settings: dict[str, object]
@@ -269,8 +279,19 @@ def parse_json(text: str | bytes, source: str = "<string>", *, family: int | Non
     for table in ruleset.tables:
         found = table_problem(table, from_json=True)
         if found is not None:
-            raise DumpError(source, 1, 1, found[2], None)
+            raise _table_problem(text, source, table)
     return ruleset
+
+
+def _table_problem(text: str, source: str, table: Table) -> DumpError:
+    """The DumpError for what nft refuses in `table`, at the rule or set it is found in (read again with
+    positions)."""
+    positioned = _Reader(source, text).read(_positioned_decoder().decode(text))
+    lines = text.splitlines()
+    found = table_problem(positioned.table(table.family, table.name), lines, from_json=True)
+    assert found is not None
+    line, column, message = found
+    return DumpError(source, line, column, message, lines[line - 1] if 0 < line <= len(lines) else None)
 
 
 def _positioned(text: str, source: str, first: Exception) -> DumpError:
