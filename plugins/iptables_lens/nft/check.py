@@ -20,6 +20,7 @@ from iptables_lens.nft.model import (
     Chain,
     Concat,
     Const,
+    Counter,
     Element,
     Expr,
     FlowOffload,
@@ -82,9 +83,10 @@ def _set_uses(stmt: Statement) -> Iterator[tuple[str, str, Expr | None]]:
         yield "update", stmt.set, None
     if isinstance(stmt, ObjectRef) and isinstance(stmt.name, MapLookup) and isinstance(stmt.name.data, SetRef):
         yield stmt.kind, stmt.name.data.name, stmt.name.key
-    for value in (getattr(stmt, "value", None), getattr(stmt, "addr", None)):
-        if isinstance(value, MapLookup) and isinstance(value.data, SetRef):
-            yield "map", value.data.name, value.key
+    # (Not getattr with a default: on slotted classes a missing attribute costs an exception.)
+    value = stmt.value if isinstance(stmt, Mangle) else stmt.addr if isinstance(stmt, Nat) else None
+    if isinstance(value, MapLookup) and isinstance(value.data, SetRef):
+        yield "map", value.data.name, value.key
 
 
 def _key_names(key: Expr) -> tuple[str, ...] | None:
@@ -142,10 +144,11 @@ class _Graph:
     """What the walk from the base chains needs, gathered while the rules are checked: each chain's targets
     (through jumps, gotos and verdict maps, literal or named) and its hook-bound statements."""
 
-    def __init__(self, sets: dict[str, Set]):
+    def __init__(self, sets: dict[str, Set], regular: set[str]):
         self.sets = sets
-        self.targets: dict[str, list[str | None]] = {}
-        self.bound: dict[str, list[tuple[Rule, Statement]]] = {}
+        self.regular = regular
+        self.targets: dict[str, tuple[str, ...]] = {}
+        self.bound: dict[str, dict[tuple[type, object], tuple[Rule, Statement]]] = {}
         self.named: dict[str, list[str | None]] = {}
 
     def named_targets(self, name: str) -> list[str | None]:
@@ -155,60 +158,84 @@ class _Graph:
             found = self.named[name] = [v.target for e in item.elements for v in _verdicts(e.data)] if item else []
         return found
 
+    def add_targets(self, chain: str, found: list[str | None]) -> None:
+        """The regular chains `chain` jumps or goes to (base chains are refused, verdicts are not chains)."""
+        regular = self.regular
+        if len(found) == 1:
+            self.targets[chain] = (found[0],) if found[0] in regular else ()  # type: ignore[assignment]
+        else:
+            self.targets[chain] = tuple(name for name in dict.fromkeys(found) if name in regular)  # type: ignore[misc]
+
 
 def _rule_problem(rule: Rule, table: Table, chains: dict[str, Chain], sets: dict[str, Set],
-                  lines: list[str] | None, graph: _Graph) -> Problem | None:
+                  lines: list[str] | None, graph: _Graph, targets: list[str | None]) -> Problem | None:
     network = _FAMILY_NETWORK.get(table.family)
     transport: list[str | None] = [None]
-    targets = graph.targets.setdefault(rule.chain, [])
+    regular = graph.regular
     for index, stmt in enumerate(rule.statements):
         kind = type(stmt)
-        if kind is Verdict:
-            if stmt.target is not None:  # type: ignore[union-attr]
-                targets.append(stmt.target)  # type: ignore[union-attr]
-                problem = _verdict_problem(stmt, rule, table, chains, lines)  # type: ignore[arg-type]
-                if problem is not None:
-                    return problem
-            continue
-        if kind is VerdictMap:
-            if type(stmt.data) is SetRef:  # type: ignore[union-attr]
-                targets.extend(graph.named_targets(stmt.data.name))  # type: ignore[union-attr]
-            for verdict in _verdicts(stmt.data):  # type: ignore[union-attr]
-                targets.append(verdict.target)
-                problem = _verdict_problem(verdict, rule, table, chains, lines)
-                if problem is not None:
-                    return problem
-        elif kind in _HOOK_BOUND and (kind is not Mangle or isinstance(stmt.value, Rt)):  # type: ignore[union-attr]
-            graph.bound.setdefault(rule.chain, []).append((rule, stmt))
-        if kind is SetUpdate and stmt.timeout:  # type: ignore[union-attr]
-            target = sets.get(stmt.set)  # type: ignore[union-attr]
-            if target is not None and "timeout" not in target.flags:
-                return (*_where(lines, rule.line, f"@{stmt.set}"),  # type: ignore[union-attr]
-                        f"a timeout for an element of {target.kind} {target.name!r}, which has no timeout flag")
+        # The common statements first, each checked as briefly as it can be.
         if kind is Match or kind is VerdictMap:
+            if kind is VerdictMap:
+                if type(stmt.data) is SetRef:  # type: ignore[union-attr]
+                    targets.extend(graph.named_targets(stmt.data.name))  # type: ignore[union-attr]
+                for verdict in _verdicts(stmt.data):  # type: ignore[union-attr]
+                    targets.append(verdict.target)
+                    if verdict.target is not None and verdict.target not in regular:
+                        return _verdict_problem(verdict, rule, table, chains, lines)
             left = stmt.left if kind is Match else stmt.key  # type: ignore[union-attr]
-            message, network = _protocols(left, table.family, network, transport)
-            if message is not None:
-                return rule.line or 1, 1, message
+            if type(left) is not Meta:
+                message, network = _protocols(left, table.family, network, transport)
+                if message is not None:
+                    return rule.line or 1, 1, message
             if kind is Match and type(stmt.right) is not SetRef:  # type: ignore[union-attr]
                 continue
-        elif kind is Nat or kind is Tproxy:
-            if stmt.port is not None and not _transport_known(rule.statements[:index]):  # type: ignore[union-attr]
-                return (*_where(lines, rule.line, ":"), "transport protocol mapping is only valid after transport "
-                        "protocol match")
-        elif kind is FlowOffload:
-            if stmt.flowtable not in {f.name for f in table.flowtables}:  # type: ignore[union-attr]
-                return (*_where(lines, rule.line, f"@{stmt.flowtable}"),  # type: ignore[union-attr]
-                        f"no flowtable named {stmt.flowtable!r}")  # type: ignore[union-attr]
-        elif kind is ObjectRef and isinstance(stmt.name, Const):  # type: ignore[union-attr]
-            name = stmt.name.value  # type: ignore[union-attr]
-            if not any(o.kind == stmt.kind and o.name == name for o in table.objects):  # type: ignore[union-attr]
-                return (*_where(lines, rule.line, f'"{name}"'), f"no {stmt.kind} object named {name!r} in this table")  # type: ignore[union-attr]
+        elif kind is Verdict:
+            target = stmt.target  # type: ignore[union-attr]
+            if target is not None:
+                targets.append(target)
+                if target not in regular:
+                    return _verdict_problem(stmt, rule, table, chains, lines)  # type: ignore[arg-type]
+            continue
+        elif kind is Counter:
+            continue
+        else:
+            problem = _other_problem(index, stmt, rule, table, sets, lines, graph)
+            if problem is not None:
+                return problem
         if kind in _USES_SETS:
             for how, name, key in _set_uses(stmt):
                 problem_text = _set_use_problem(how, sets.get(name), name, key)
                 if problem_text is not None:
                     return (*_where(lines, rule.line, f"@{name}"), problem_text)
+    return None
+
+
+def _other_problem(index: int, stmt: Statement, rule: Rule, table: Table, sets: dict[str, Set],
+                   lines: list[str] | None, graph: _Graph) -> Problem | None:
+    """What is wrong with a statement other than a match, verdict, verdict map or counter."""
+    kind = type(stmt)
+    if kind in _HOOK_BOUND and (kind is not Mangle or isinstance(stmt.value, Rt)):  # type: ignore[union-attr]
+        # What a hook allows depends only on the statement's kind (and rt's key): the first of each will do.
+        how = stmt.value.key if kind is Mangle else getattr(stmt, "kind", None)  # type: ignore[union-attr]
+        graph.bound.setdefault(rule.chain, {}).setdefault((kind, how), (rule, stmt))
+    if kind is SetUpdate and stmt.timeout:  # type: ignore[union-attr]
+        target = sets.get(stmt.set)  # type: ignore[union-attr]
+        if target is not None and "timeout" not in target.flags:
+            return (*_where(lines, rule.line, f"@{stmt.set}"),  # type: ignore[union-attr]
+                    f"a timeout for an element of {target.kind} {target.name!r}, which has no timeout flag")
+    if kind is Nat or kind is Tproxy:
+        if stmt.port is not None and not _transport_known(rule.statements[:index]):  # type: ignore[union-attr]
+            return (*_where(lines, rule.line, ":"), "transport protocol mapping is only valid after transport "
+                    "protocol match")
+    elif kind is FlowOffload:
+        if stmt.flowtable not in {f.name for f in table.flowtables}:  # type: ignore[union-attr]
+            return (*_where(lines, rule.line, f"@{stmt.flowtable}"),  # type: ignore[union-attr]
+                    f"no flowtable named {stmt.flowtable!r}")  # type: ignore[union-attr]
+    elif kind is ObjectRef and isinstance(stmt.name, Const):  # type: ignore[union-attr]
+        name = stmt.name.value  # type: ignore[union-attr]
+        if not any(o.kind == stmt.kind and o.name == name for o in table.objects):  # type: ignore[union-attr]
+            return (*_where(lines, rule.line, f'"{name}"'), f"no {stmt.kind} object named {name!r} in this table")  # type: ignore[union-attr]
     return None
 
 
@@ -288,22 +315,13 @@ def _is_interval(element: Element) -> bool:
 def _walk_problem(table: Table, chains: dict[str, Chain], graph: _Graph) -> Problem | None:
     """Walk down from each base chain, through jumps, gotos and verdict maps: loops, and what a chain's hook
     and type forbid."""
-    regular = {chain.name for chain in table.chains if chain.hook is None}
-    targets: dict[str, list[str]] = {}
-    for chain in table.chains:
-        found = graph.targets.get(chain.name)
-        if not found:
-            targets[chain.name] = []
-        elif len(found) == 1:
-            targets[chain.name] = [found[0]] if found[0] in regular else []  # type: ignore[list-item]
-        else:
-            targets[chain.name] = [name for name in dict.fromkeys(found) if name in regular]  # type: ignore[misc]
+    targets = graph.targets
     bases = [chain for chain in table.chains if chain.hook is not None]
     order: list[str] = []
     return _loop_problem(bases, chains, targets, order) or _bound_problem(bases, targets, graph.bound, order)
 
 
-def _loop_problem(bases: list[Chain], chains: dict[str, Chain], targets: dict[str, list[str]],
+def _loop_problem(bases: list[Chain], chains: dict[str, Chain], targets: dict[str, tuple[str, ...]],
                   order: list[str]) -> Problem | None:
     """A chain a base chain reaches that jumps back to itself (the kernel refuses it, unreached ones not).
     `order` gets the chains the bases reach, each after all the chains it reaches."""
@@ -317,9 +335,14 @@ def _loop_problem(bases: list[Chain], chains: dict[str, Chain], targets: dict[st
             for target in walks[-1]:
                 walked = state.get(target)
                 if walked is None:
+                    further = targets[target]
+                    if not further:  # a chain that jumps nowhere is walked at once
+                        state[target] = True
+                        order.append(target)
+                        continue
                     state[target] = False
                     path.append(target)
-                    walks.append(iter(targets[target]))
+                    walks.append(iter(further))
                     break
                 if walked is False:
                     loop = " -> ".join(path[path.index(target):] + [target])
@@ -333,8 +356,9 @@ def _loop_problem(bases: list[Chain], chains: dict[str, Chain], targets: dict[st
     return None
 
 
-def _bound_problem(bases: list[Chain], targets: dict[str, list[str]],
-                   bound: dict[str, list[tuple[Rule, Statement]]], order: list[str]) -> Problem | None:
+def _bound_problem(bases: list[Chain], targets: dict[str, tuple[str, ...]],
+                   bound: dict[str, dict[tuple[type, object], tuple[Rule, Statement]]], order: list[str]
+                   ) -> Problem | None:
     """A hook-bound statement in a chain a base chain reaches whose hook or type forbids it."""
     if not bound:
         return None
@@ -344,23 +368,20 @@ def _bound_problem(bases: list[Chain], targets: dict[str, list[str]],
         bits = reach.get(name, 0)
         for target in targets[name]:
             reach[target] = reach.get(target, 0) | bits
-    # What a hook allows depends only on a statement's kind: each kind is asked once per base chain.
-    answers: dict[tuple[int, type, object], bool] = {}
+    # Each kind of statement is asked once per set of base chains reaching it (most chains share one).
+    answered: set[tuple[int, tuple[type, object]]] = set()
     for name, statements in bound.items():
         bits = reach.get(name, 0)
-        for i, base in enumerate(bases):
-            if not bits >> i & 1:
+        for key, (rule, stmt) in statements.items():
+            if not bits or (bits, key) in answered:
                 continue
-            assert base.hook is not None
-            for rule, stmt in statements:
-                key = (i, type(stmt), getattr(stmt, "kind", None))
-                if answers.get(key) is True:
-                    continue
-                message = _hook_problem(stmt, base.hook.hook, base.hook.type, base.name)
-                if message is not None:
-                    return rule.line or 1, 1, message
-                if type(stmt) is not Mangle:
-                    answers[key] = True
+            for i, base in enumerate(bases):
+                if bits >> i & 1:
+                    assert base.hook is not None
+                    message = _hook_problem(stmt, base.hook.hook, base.hook.type, base.name)
+                    if message is not None:
+                        return rule.line or 1, 1, message
+            answered.add((bits, key))
     return None
 
 
@@ -390,10 +411,12 @@ def table_problem(table: Table, lines: list[str] | None = None, from_json: bool 
         message = _element_problem(item, chains, not from_json)
         if message is not None:
             return item.line or 1, 1, message
-    graph = _Graph(sets)
+    graph = _Graph(sets, {chain.name for chain in table.chains if chain.hook is None})
     for chain in table.chains:
+        found: list[str | None] = []
         for rule in chain.rules:
-            problem = _rule_problem(rule, table, chains, sets, lines, graph)
+            problem = _rule_problem(rule, table, chains, sets, lines, graph, found)
             if problem is not None:
                 return problem
+        graph.add_targets(chain.name, found)
     return _walk_problem(table, chains, graph)
