@@ -20,9 +20,9 @@ def test_iptables_save_text_is_recognised():
 
 
 def test_text_no_dialect_recognises_goes_to_the_default_whose_parser_says_what_is_wrong():
-    assert detect_dialect("table ip nat {\n}\n").name == "iptables"
+    assert detect_dialect("chain nat {\n}\n").name == "iptables"
     with pytest.raises(DumpError) as caught:
-        parse_dump("table ip nat {\n}\n", "ruleset.nft")
+        parse_dump("chain nat {\n}\n", "ruleset.nft")
     assert caught.value.source == "ruleset.nft" and caught.value.line == 1
 
 

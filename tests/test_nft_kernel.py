@@ -1,0 +1,190 @@
+"""The nft parser against nft and the kernel, in network namespaces.
+
+For each ruleset of the corpus (tests/data/nft: kube-proxy's, Docker's, firewalld's, libvirt's, netavark's,
+OpenWrt fw4's, a home router's and nftables' own test listings) nft loads it into a fresh ruleset; for each it
+accepts, the listing (`nft list ruleset`, `nft -a`) reads, formats back byte for byte, and says what its JSON
+(`nft -j`) says. A listing nft would load is read by the parser and one nft refuses is refused, on the corpus
+and on damaged copies of its listings, except where DIFFERENCES says why not. The tables iptables-nft keeps
+(loaded from the project's iptables-save dumps) read and format back, but for their iptables extensions.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from iptables_lens.errors import DumpError
+from iptables_lens.netns import Namespace, can_run_kernel_lab
+from iptables_lens.nft.fmt import format_ruleset
+from iptables_lens.nft.jsonread import json_view, parse_json
+from iptables_lens.nft.model import Ruleset, Xt
+from iptables_lens.nft.parse import parse
+
+from tests.nftcorpus import NftNamespace, corpus, missing_features
+from tests.nftgen import kube_proxy_listing
+from tests.nftmutate import mutations
+from tests.test_nft_json import NO_JSON_FORM
+from tests.test_nft_parse import UNSUPPORTED
+
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.skipif(can_run_kernel_lab() is not None, reason=str(can_run_kernel_lab())),
+]
+
+ROOT = Path(__file__).parent.parent
+# Where the parser and nft 1.0.6 deliberately disagree, and why. Each entry recognises its cases from the
+# parser's message (what it refused) or the text (what nft refused).
+DIFFERENCES = {
+    "unsupported": "chain bindings (`jump { ... }`), the meter statement, osf, ipsec, ip option and sctp chunk "
+                   "expressions and map updates are refused where they stand: kube-proxy and the corpus' other "
+                   "tools do not list them",
+    "beyond 32 bits": "nft takes a set's size, a priority or a conntrack timeout beyond 32 bits and cuts it to "
+                      "32 bits; the parser refuses it rather than read a number that is not the one written",
+    "dstnat at output": "nftables 1.0.9 names priority -100 `dstnat` at the output hook too, and lists it so; the "
+                        "parser reads such listings, which 1.0.6 refuses",
+}
+_UNSUPPORTED_MESSAGES = re.compile(r"got 'meter'|chain to jump to, got '\{'|got 'osf'|got 'ipsec'|"
+                                   r"closing the element, got ':'")
+_TOO_BIG = re.compile(r"exceeds valid range 0-4294967295|priority -?[0-9]+ is out of range")
+_DSTNAT_OUTPUT = re.compile(r"type nat hook output priority dstnat")
+_HANDLE = re.compile(r" # handle ([0-9]+)$")
+RESULTS = ROOT / "build" / "nft-differential.json"
+
+
+def _difference(text: str, nft_accepted: bool, error: DumpError | None) -> str | None:
+    """Which deliberate difference explains nft and the parser disagreeing on `text`, or None."""
+    if nft_accepted and error is not None:
+        if _UNSUPPORTED_MESSAGES.search(error.message):
+            return "unsupported"
+        if _TOO_BIG.search(error.message):
+            return "beyond 32 bits"
+    if not nft_accepted and error is None and _DSTNAT_OUTPUT.search(text):
+        return "dstnat at output"
+    return None
+
+
+def _parse(text: str) -> DumpError | None:
+    try:
+        parse(text, "ruleset.nft")
+    except DumpError as error:
+        return error
+    return None
+
+
+@pytest.fixture(scope="module")
+def nft():
+    with Namespace("nftcorpus") as ns:
+        found = NftNamespace(ns)
+        found.missing = missing_features(found)  # type: ignore[attr-defined]
+        yield found
+
+
+@pytest.fixture(scope="module")
+def tally():
+    counts: Counter[str] = Counter()
+    yield counts
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(dict(sorted(counts.items())), indent=2) + "\n")
+
+
+CORPUS = corpus()
+
+
+@pytest.mark.parametrize("ruleset", CORPUS, ids=lambda r: r.name)
+def test_a_ruleset_nft_accepts_reads_formats_and_says_what_its_json_says(nft, tally, ruleset):
+    if ruleset.needs & nft.missing:
+        pytest.skip(f"this kernel lacks {', '.join(sorted(ruleset.needs & nft.missing))}")
+    accepted, _ = nft.load(ruleset.text)
+    tally["corpus"] += 1
+    tally["corpus accepted by nft"] += accepted
+    if ruleset.is_listing:
+        error = _parse(ruleset.text)
+        if (error is None) != accepted:
+            reason = _difference(ruleset.text, accepted, error)
+            assert reason is not None, f"nft {'accepts' if accepted else 'refuses'} it, the parser: {error}"
+            tally[f"difference: {reason}"] += 1
+    if not accepted:
+        return
+    plain, with_handles, document = nft.list(), nft.list("-a"), nft.list("-j")
+    if ruleset.name in UNSUPPORTED:
+        assert _parse(plain) is not None
+        return
+    for listing in (plain, with_handles):
+        assert format_ruleset(parse(listing, ruleset.name)) == listing
+    if ruleset.name not in NO_JSON_FORM:
+        assert json_view(parse_json(document)) == json_view(parse(with_handles))
+    tally["corpus listings read and formatted back"] += 1
+
+
+LISTINGS = [r for r in CORPUS if r.name not in UNSUPPORTED]
+
+
+@pytest.mark.parametrize("ruleset", LISTINGS, ids=lambda r: r.name)
+def test_nft_and_the_parser_agree_on_damaged_listings(nft, tally, ruleset):
+    if ruleset.needs & nft.missing:
+        pytest.skip(f"this kernel lacks {', '.join(sorted(ruleset.needs & nft.missing))}")
+    if not nft.load(ruleset.text)[0]:
+        pytest.skip("nft refuses the ruleset itself")
+    listing = nft.list()
+    count = 3 if ruleset.name.startswith("nftables-tests/") else 16
+    disagreements = []
+    for description, damaged in mutations(listing, random.Random(ruleset.name), count):
+        accepted, nft_error = nft.load(damaged)
+        error = _parse(damaged)
+        tally["mutations"] += 1
+        tally["mutations nft accepted"] += accepted
+        if (error is None) == accepted:
+            continue
+        reason = _difference(damaged, accepted, error)
+        if reason is None:
+            disagreements.append(f"{description}: nft {'accepts' if accepted else 'refuses'} ({nft_error.strip()}), "
+                                 f"the parser {'accepts' if error is None else 'refuses'} ({error})")
+        else:
+            tally[f"difference: {reason}"] += 1
+    assert not disagreements, "\n".join(disagreements)
+
+
+def test_a_generated_kube_proxy_listing_is_what_nft_prints(nft):
+    text = kube_proxy_listing(40, 3)
+    assert nft.load(text)[0]
+    assert nft.list() == text
+    assert parse(nft.list()) == parse(text)
+
+
+# -- the tables iptables-nft keeps ------------------------------------------------------------------------
+
+IPTABLES_DUMPS = sorted(ROOT.glob("dumps/*/*.rules")) + sorted(ROOT.glob("tests/data/ip6tables/*.rules"))
+
+
+def _without_rules(ruleset: Ruleset, handles: set[int]) -> Ruleset:
+    tables = tuple(replace(t, chains=tuple(
+        replace(c, rules=tuple(replace(r, position=0) for r in c.rules if r.handle not in handles))
+        for c in t.chains)) for t in ruleset.tables)
+    return replace(ruleset, tables=tables)
+
+
+@pytest.mark.parametrize("dump", IPTABLES_DUMPS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_tables_iptables_nft_keeps_read_and_format_back(nft, tally, dump):
+    family = 6 if "ip6tables" in str(dump) or dump.stem.endswith("-v6") else 4
+    nft.load("")
+    result = nft.ns.restore(dump.read_text(), "nft", family=family)
+    if not result.ok:
+        pytest.skip(f"iptables-nft-restore refuses it: {result.stderr.strip()}")
+    with_handles, document = nft.list("-a"), nft.list("-j")
+    from_json = parse_json(document, str(dump))
+    # An iptables extension lists as its translation, or as nothing (a comment): the JSON names it.
+    xt = {r.handle for r in from_json.rules if any(isinstance(s, Xt) for s in r.statements)}
+    assert xt is not None
+    from_text = parse(with_handles, str(dump))
+    for ours, theirs in zip(format_ruleset(from_text).splitlines(), with_handles.splitlines(), strict=True):
+        handle = _HANDLE.search(theirs)
+        if ours != theirs:
+            assert handle is not None and int(handle.group(1)) in xt, f"{ours!r} != {theirs!r}"
+    assert json_view(_without_rules(from_json, xt)) == json_view(_without_rules(from_text, xt))
+    tally["iptables-nft dumps"] += 1
+    tally["iptables-nft rules with iptables extensions"] += len(xt)
