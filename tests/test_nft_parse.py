@@ -81,7 +81,7 @@ def test_what_the_parser_does_not_read_is_refused_at_its_place(name):
 
 def test_the_corpus_covers_every_source_the_issue_names():
     names = {r.name.split("/")[0].split("-")[0] for r in LISTED}
-    assert {"kube", "docker", "firewalld", "libvirt", "netavark", "fw4", "home", "nftables"} <= names
+    assert {"kube", "docker", "firewalld", "libvirt", "netavark", "fw4", "nftables"} <= names
 
 
 # -- what the model says -------------------------------------------------------------------------------------

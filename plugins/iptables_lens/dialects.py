@@ -54,6 +54,8 @@ class Dialect(Generic[DumpT]):
     format: Callable[[DumpT], str]
     explain: Callable[[DumpT], tuple[ChainExplanation, ...]]
     base_chains: Callable[[DumpT], tuple[BaseChain, ...]]
+    commands: frozenset[str] | None = None
+    """The `iptables-lens` commands that read this dialect; None: every command."""
 
 
 DIALECTS: dict[str, Dialect[Any]] = {}
@@ -116,6 +118,15 @@ def dialect_of(dump: object) -> Dialect[Any]:
     raise TypeError(f"{type(dump).__name__} is not the dump of any dialect ({', '.join(DIALECTS)})")
 
 
+def require_command(dump: object, command: str) -> None:
+    """DumpError unless the `iptables-lens` command `command` reads `dump`'s dialect."""
+    dialect = dialect_of(dump)
+    if dialect.commands is not None and command not in dialect.commands:
+        source = getattr(dump, "source", "<dump>")
+        raise DumpError(source, 0, 0, f"`iptables-lens {command}` does not read {dialect.name} rulesets yet; "
+                        f"{', '.join(sorted(dialect.commands))} do")
+
+
 def base_chains(dump: object) -> tuple[BaseChain, ...]:
     """The base chains of `dump`, whatever its dialect, for the tracer's walk."""
     return dialect_of(dump).base_chains(dump)
@@ -168,4 +179,5 @@ register(Dialect(
     format=format_ruleset,
     explain=_nft_not_yet("explaining the rules"),
     base_chains=_nft_not_yet("tracing packets through the base chains"),
+    commands=frozenset({"check", "fmt"}),
 ))

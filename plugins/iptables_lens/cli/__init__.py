@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from iptables_lens.cli import arguments, terminal
-from iptables_lens.dialects import dialect_of, read_dump
+from iptables_lens.dialects import dialect_of, read_dump, require_command
 from iptables_lens.errors import DumpError
 from iptables_lens.iptables.model import Dump
 from iptables_lens.kube.feature_scenarios import FEATURE_SCENARIOS
@@ -41,8 +41,11 @@ def _load(path: str) -> Dump:
     try:
         if size > BIG_INPUT:
             with terminal.progress_on_stderr(f"reading {Path(path).name} ({size >> 20} MiB)"):
-                return read_dump(path, family=arguments.chosen_family())
-        return read_dump(path, family=arguments.chosen_family())
+                dump = read_dump(path, family=arguments.chosen_family())
+        else:
+            dump = read_dump(path, family=arguments.chosen_family())
+        require_command(dump, click.get_current_context().info_name or "")
+        return dump
     except DumpError as error:
         _fail(error)
         sys.exit(EXIT_INVALID)
