@@ -9,9 +9,7 @@ back byte for byte, so that the big one (too slow for nft to load in a test) is 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-
+from iptables_lens.kube.names import nft_name_base
 from iptables_lens.kube.synth import cluster_ip, pod_ip
 
 NODE_IP = "172.20.0.2"
@@ -99,8 +97,8 @@ _BASE_CHAINS = """\tchain filter-prerouting-pre-dnat {
 
 
 def chain_hash(name: str) -> str:
-    """kube-proxy's nftables chain-name hash: the first 8 characters of the base32 SHA-256 of `name`."""
-    return base64.b32encode(hashlib.sha256(name.encode()).digest()).decode()[:8]
+    """kube-proxy's nftables chain-name hash of `name` (`kube.names.nft_name_base`)."""
+    return nft_name_base(name).partition("-")[0]
 
 
 def _elements(items: list[str], per_line: int) -> str:

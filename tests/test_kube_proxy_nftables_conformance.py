@@ -28,7 +28,8 @@ from pathlib import Path
 import pytest
 from iptables_lens.kube.cluster_spec import ClusterSpec, Endpoint, Port, ServiceSpec, nodeport_spec
 from iptables_lens.kube.dual_stack import ipv6_cluster
-from iptables_lens.kube.synth_nftables import LAYOUTS, Layout, name_base, synth_nftables
+from iptables_lens.kube.names import nft_name_base as name_base
+from iptables_lens.kube.synth_nftables import LAYOUTS, Layout, synth_nftables
 from iptables_lens.netns import Namespace, can_run_kernel_lab
 
 DATA = Path(__file__).parent / "data" / "kube-proxy-nftables"

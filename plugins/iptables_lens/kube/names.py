@@ -174,3 +174,18 @@ def _decode_from(prefix: str, chain: str, rules: tuple[Rule, ...], comments: lis
                 if service_chain(prefix, svc, proto) == chain:
                     return ChainName(chain, prefix, svc, proto, None, True)
     return ChainName(chain, prefix, candidates[0] if candidates else None, None, None, False)
+
+
+NFT_NAME_BASE_MAX = 256 - 16  # knftables.NameLengthMax less the longest chain-name prefix
+
+
+def nft_name_base(text: str) -> str:
+    """kube-proxy's nftables `hashAndTruncate` (pkg/proxy/nftables/proxier.go): `HASH-text`, HASH the first 8
+    base32 characters of sha256(text).
+
+    >>> nft_name_base("ns1/svc1/tcp/p80")
+    'ULMVA6XW-ns1/svc1/tcp/p80'
+    """
+    digest = base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()
+    name = f"{digest[:8]}-{text}"
+    return name if len(name) <= NFT_NAME_BASE_MAX else name[:NFT_NAME_BASE_MAX - 3] + "..."

@@ -51,15 +51,13 @@ add rule ip kube-proxy service-PFISGYVC-default/web/tcp/ meta l4proto tcp dnat i
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from iptables_lens.kube.cluster_spec import SERVICE_CIDR_V6, ClusterSpec, Endpoint, Port, ServiceSpec
 from iptables_lens.kube.endpoint_selection import categorize_endpoints, endpoint_policies
-from iptables_lens.kube.names import join_host_port
+from iptables_lens.kube.names import join_host_port, nft_name_base
 
 Layout = Literal["v1.34", "main-edca563"]
 LAYOUTS: tuple[Layout, ...] = get_args(Layout)
@@ -67,25 +65,13 @@ TABLE = "kube-proxy"
 # kind's default serviceSubnet; cluster_spec.cluster_ip() hands out addresses in it.
 SERVICE_CIDR_V4 = "10.96.0.0/16"
 MASQUERADE_MARK = "0x4000"  # --masquerade-bit 14, as kube-proxy's tests use
-NAME_BASE_MAX = 256 - 16  # knftables.NameLengthMax less the longest chain-name prefix
 COMMENT_MAX = 128  # knftables.CommentLengthMax
-
-
-def name_base(text: str) -> str:
-    """kube-proxy's `hashAndTruncate`: `HASH-text`, HASH the first 8 base32 characters of sha256(text).
-
-    >>> name_base("ns1/svc1/tcp/p80")
-    'ULMVA6XW-ns1/svc1/tcp/p80'
-    """
-    digest = base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()
-    name = f"{digest[:8]}-{text}"
-    return name if len(name) <= NAME_BASE_MAX else name[:NAME_BASE_MAX - 3] + "..."
 
 
 def service_port_base(svc: ServiceSpec, port: Port) -> str:
     """`servicePortChainNameBase`: the base of a Service port's `service-`, `local-`, `external-` and
     `firewall-` chains."""
-    return name_base(f"{svc.namespace}/{svc.name}/{port.protocol.lower()}/{port.name}")
+    return nft_name_base(f"{svc.namespace}/{svc.name}/{port.protocol.lower()}/{port.name}")
 
 
 def endpoint_base(svc: ServiceSpec, port: Port, address: str) -> str:
@@ -96,7 +82,7 @@ def endpoint_base(svc: ServiceSpec, port: Port, address: str) -> str:
     '5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80'
     """
     ip = address.replace(":", ".")
-    return name_base(f"{svc.namespace}/{svc.name}/{port.protocol.lower()}/{port.name}__{ip}/{port.target_port}")
+    return nft_name_base(f"{svc.namespace}/{svc.name}/{port.protocol.lower()}/{port.name}__{ip}/{port.target_port}")
 
 
 @dataclass
