@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from iptables_lens.dialects import dialect_of
 from iptables_lens.errors import DumpError
@@ -77,10 +77,17 @@ class ExplainOutput(_Out):
     chains: list[ExplainedChain]
 
 
+# A field only some dialects fill (nft's declarations and elements; what a changed or moved thing was) is left
+# out of the JSON where it is None, so that an iptables diff prints what it always has.
+def _optional() -> Any:
+    return Field(default=None, exclude_if=lambda value: value is None)
+
+
 class ChangedChain(_Out):
     kind: ChangeKind
     table: str
     chain: str
+    detail: str | None = _optional()
 
 
 class ChangedRule(_Out):
@@ -89,6 +96,23 @@ class ChangedRule(_Out):
     chain: str
     line: int
     text: str
+    detail: str | None = _optional()
+
+
+class ChangedDeclaration(_Out):
+    kind: ChangeKind
+    table: str
+    what: str
+    name: str
+    detail: str | None
+
+
+class ChangedElement(_Out):
+    kind: ChangeKind
+    table: str
+    set: str | None
+    chain: str | None
+    text: str
 
 
 class ServiceChange(_Out):
@@ -96,6 +120,8 @@ class ServiceChange(_Out):
     summary: str
     chains: list[ChangedChain]
     rules: list[ChangedRule]
+    declarations: list[ChangedDeclaration] | None = _optional()
+    elements: list[ChangedElement] | None = _optional()
 
 
 class NoiseItem(_Out):
@@ -252,14 +278,19 @@ def explain_output(source: str, chains: Sequence[ExplainedChain]) -> ExplainOutp
 
 
 def diff_output(changes: DumpDiff) -> DiffOutput:
-    """`diff --json`: per Service, the chains and rules added and removed, and the noise that was folded."""
+    """`diff --json`: per Service, the chains and rules added and removed (and for nft rulesets the declarations
+    and elements), and the noise that was folded."""
     services = [
         ServiceChange(
             service=group.service,
             summary=group.summary,
-            chains=[ChangedChain(kind=c.kind, table=c.table, chain=c.chain) for c in group.chains],
-            rules=[ChangedRule(kind=r.kind, table=r.table, chain=r.chain, line=r.rule.line, text=r.text)
-                   for r in group.rules],
+            chains=[ChangedChain(kind=c.kind, table=c.table, chain=c.chain, detail=c.detail) for c in group.chains],
+            rules=[ChangedRule(kind=r.kind, table=r.table, chain=r.chain, line=r.rule.line, text=r.text,
+                               detail=r.detail) for r in group.rules],
+            declarations=[ChangedDeclaration(kind=d.kind, table=d.table, what=d.what, name=d.name, detail=d.detail)
+                          for d in group.declarations] if changes.has_sets else None,
+            elements=[ChangedElement(kind=e.kind, table=e.table, set=e.set, chain=e.chain, text=e.text)
+                      for e in group.elements] if changes.has_sets else None,
         )
         for group in changes.services
     ]

@@ -11,12 +11,12 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from iptables_lens.iptables.diff import DumpDiff, diff_dumps
+from iptables_lens.iptables.diff import DumpDiff, ServiceChanges, diff_dumps
 from iptables_lens.iptables.explain import explain_chain
 from iptables_lens.iptables.fmt import format_rule
 from iptables_lens.iptables.model import Dump, Table
 from iptables_lens.render.mermaid import flow_diagram, service_graph
-from iptables_lens.render.text import trace_lines
+from iptables_lens.render.text import SIGNS, trace_lines
 from iptables_lens.scenario.flows import predict, recent_lists
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Flow
@@ -190,14 +190,8 @@ def diff_section(changes: DumpDiff, declared: set[str], textual: bool = True,
     return "\n".join(out)
 
 
-def _changes_block(group) -> str:
-    lines = []
-    for change in group.chains:
-        sign = "+" if change.kind == "added" else "-"
-        lines.append(f"{sign}:{change.chain} - [0:0]    ({change.table})")
-    for change in group.rules:
-        sign = "+" if change.kind == "added" else "-"
-        lines.append(f"{sign}{change.text}")
+def _changes_block(group: ServiceChanges) -> str:
+    lines = [f"{SIGNS[change.kind]}{change.diff_line}" for change in group.changes()]
     return "```diff\n" + "\n".join(lines) + "\n```"
 
 

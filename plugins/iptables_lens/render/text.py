@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from iptables_lens.gcpause import paused_gc
-from iptables_lens.iptables.diff import DumpDiff
+from iptables_lens.iptables.diff import ChangeKind, DumpDiff
 from iptables_lens.iptables.explain import explain_rule
 from iptables_lens.iptables.fmt import format_rule
 from iptables_lens.iptables.model import Dump
@@ -119,14 +119,17 @@ def explain_lines(views: list[ChainView]) -> list[str]:
 # -- diff -----------------------------------------------------------------------------------------------------
 
 
+# How a line of a diff marks its change: `!` (as a context diff marks a changed line) for what changed or moved.
+SIGNS: dict[ChangeKind, str] = {"added": "+", "removed": "-", "changed": "!", "moved": "!"}
+
+
 def diff_lines(changes: DumpDiff) -> list[str]:
+    """A line per Service group with its summary, then a line per change, each in its dialect's notation."""
     lines = []
     for group in changes.services:
         lines.append(f"{group.service or 'rules of no Service'}: {group.summary}")
-        for c in group.chains:
-            lines.append(f"  {'+' if c.kind == 'added' else '-'} chain {c.table} {c.chain}")
-        for r in group.rules:
-            lines.append(f"  {'+' if r.kind == 'added' else '-'} {r.table}: {r.text}")
+        for change in group.changes():
+            lines.append(f"  {SIGNS[change.kind]} {change.line}")
     if changes.noise:
         kinds = sorted({n.kind for n in changes.noise})
         lines.append(f"noise: {len(changes.noise)} difference(s) that mean nothing ({', '.join(kinds)}), folded")
