@@ -14,7 +14,10 @@ port, so ownership is read from names, and every name's hash is verified:
   `ServicePortName` prints it;
 - a `cluster-ips` element (an address) serves the Service whose `service-ips` element with that address goes
   to its internal chain (`service-`, or `local-` with `internalTrafficPolicy: Local`), or, without endpoints,
-  whose `no-endpoint-services` element has that address.
+  whose `no-endpoint-services` element has that address;
+- a `hairpin-connections` element (`ENDPOINT . ENDPOINT . proto . port`, recent layouts, no comment) serves the
+  Service port whose chains DNAT to that endpoint (the first by chain name, when several Service ports share
+  one endpoint).
 
 >>> from iptables_lens.dialects import read_dump
 >>> index = NftServiceIndex.of(read_dump(
@@ -34,7 +37,19 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from iptables_lens.kube.names import nft_name_base
-from iptables_lens.nft.model import Concat, Const, Element, Expr, Ruleset, Set, Table, Verdict
+from iptables_lens.nft.model import (
+    Concat,
+    Const,
+    Element,
+    Expr,
+    MapLookup,
+    Nat,
+    Ruleset,
+    Set,
+    SetLiteral,
+    Table,
+    Verdict,
+)
 
 TABLE = "kube-proxy"
 ObjectKind = Literal["service", "local", "external", "firewall", "endpoint", "affinity"]
@@ -88,7 +103,7 @@ class ElementOwner:
     with a Service's `service-ips` element."""
 
     service_port: str
-    by: Literal["target", "comment", "address"]
+    by: Literal["target", "comment", "address", "endpoint"]
 
 
 def _target(element: Element) -> str | None:
@@ -138,11 +153,16 @@ class NftServiceIndex:
                             if address and (owner is None or owner.kind in ("service", "local")):
                                 by_address.setdefault(address, found.service_port)
                 elements[(table.family, table.name, item.name)] = owned
+            by_endpoint = _dnat_endpoints(table, named)
             for item in table.sets:
                 if item.name == "cluster-ips":
                     elements[(table.family, table.name, item.name)] = [
                         (e, ElementOwner(by_address[a], "address")) for e in item.elements
                         if (a := _first_address(e.key)) is not None and a in by_address]
+                elif item.name == "hairpin-connections":
+                    elements[(table.family, table.name, item.name)] = [
+                        (e, ElementOwner(by_endpoint[k], "endpoint")) for e in item.elements
+                        if (k := _hairpin_endpoint(e.key)) is not None and k in by_endpoint]
         return cls(chains, elements)
 
     def chain_owner(self, family: str, table: str, name: str) -> NftOwner | None:
@@ -177,6 +197,37 @@ class NftServiceIndex:
                 if _service_key(owner.service_port) == service:
                     elements[key].append(element)
         return chains, dict(elements)
+
+
+def _dnat_endpoints(table: Table, named: dict[str, NftOwner]) -> dict[tuple[str, str, str], str]:
+    """(address, protocol, port) of every endpoint a per-Service chain DNATs to (`dnat to IP:PORT`, or a
+    `numgen ... map { N : IP . PORT }`), with the Service port it serves."""
+    found: dict[tuple[str, str, str], str] = {}
+    for chain in table.chains:
+        owner = named.get(chain.name)
+        if owner is None:
+            continue
+        for stmt in (s for rule in chain.rules for s in rule.statements):
+            if not isinstance(stmt, Nat) or stmt.kind != "dnat":
+                continue
+            if isinstance(stmt.addr, Const) and isinstance(stmt.port, Const):
+                targets = [(stmt.addr, stmt.port)]
+            elif isinstance(stmt.addr, MapLookup) and isinstance(stmt.addr.data, SetLiteral):
+                targets = [tuple(e.data.items) for e in stmt.addr.data.elements  # type: ignore[misc]
+                           if isinstance(e.data, Concat) and len(e.data.items) == 2]
+            else:
+                continue
+            for address, port in targets:
+                found.setdefault((str(address.value), owner.protocol, str(port.value)), owner.service_port)
+    return found
+
+
+def _hairpin_endpoint(key: Expr) -> tuple[str, str, str] | None:
+    items = key.items if isinstance(key, Concat) else ()
+    if len(items) != 4 or not all(isinstance(item, Const) for item in items):
+        return None
+    address, _, protocol, port = (item.value for item in items)  # type: ignore[union-attr]
+    return str(address), str(protocol), str(port)
 
 
 def _element_owner(element: Element, chain_owner: Callable[[str], NftOwner | None]) -> ElementOwner | None:
