@@ -88,13 +88,12 @@ NFT_LISTING = REPO_ROOT / "tests" / "data" / "kube-proxy-nftables" / "listings" 
 
 @pytest.mark.parametrize("argv", [
     ["explain", str(NFT_LISTING)],
-    ["diff", str(NFT_LISTING), str(NFT_LISTING)],
     ["trace", str(NFT_LISTING), "--src", "10.0.0.1", "--dst", "172.30.0.41", "--dport", "80"],
 ])
 def test_a_command_that_does_not_read_a_dialect_yet_says_so_without_a_traceback(argv):
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
-    assert f"`iptables-lens {argv[0]}` does not read nft rulesets yet; check, fmt do" in result.output
+    assert f"`iptables-lens {argv[0]}` does not read nft rulesets yet; check, diff, fmt do" in result.output
     assert "Traceback" not in result.output
 
 

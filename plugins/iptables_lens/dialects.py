@@ -163,10 +163,13 @@ register(Dialect(
 # -- nftables ---------------------------------------------------------------------------------------------------
 
 
+_NFT_COMMANDS = frozenset({"check", "fmt", "diff"})
+
+
 def _nft_not_yet(what: str) -> Callable[[Ruleset], tuple]:
     def refuse(ruleset: Ruleset) -> tuple:
-        raise DumpError(ruleset.source, 0, 0, f"{what} of nft listings is not done yet (issue 17): check and fmt "
-                        "read them")
+        raise DumpError(ruleset.source, 0, 0, f"{what} of nft listings is not done yet (issue 17): "
+                        f"{', '.join(sorted(_NFT_COMMANDS))} read them")
     return refuse
 
 
@@ -179,5 +182,5 @@ register(Dialect(
     format=format_ruleset,
     explain=_nft_not_yet("explaining the rules"),
     base_chains=_nft_not_yet("tracing packets through the base chains"),
-    commands=frozenset({"check", "fmt"}),
+    commands=_NFT_COMMANDS,
 ))

@@ -146,18 +146,22 @@ def explain(dump_file, service, chain, as_json):
 @click.option("--text", "show_text", is_flag=True, help="Also print the textual (unified) diff.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
 def diff(before_file, after_file, show_text, as_json):
-    """What changed between two dumps: chains and rules added and removed, grouped by the Service they belong
-    to, with noise (timestamps, counters, Docker's DNS ports) folded.
+    """What changed between two dumps or nft rulesets: chains, rules, sets, maps and elements added and removed,
+    by the Service they belong to, with noise (timestamps, counters, handles, element order, ...) folded.
 
     \b
     Example:
       iptables-lens diff dumps/kind-nodeport/worker-1-before.rules dumps/kind-nodeport/worker-1-after.rules
     """
-    from iptables_lens.iptables.diff import diff_dumps
+    from iptables_lens.render.markdown import diff_of
 
     if before_file == "-" and after_file == "-":
         raise click.UsageError("only one of BEFORE and AFTER can be read from standard input")
-    changes = diff_dumps(_load(before_file), _load(after_file))
+    try:
+        changes = diff_of(_load(before_file), _load(after_file))
+    except DumpError as error:
+        _fail(error)
+        sys.exit(EXIT_INVALID)
     if as_json:
         click.echo(json_output.dumps(json_output.diff_output(changes)))
     elif terminal.on_terminal():

@@ -11,10 +11,13 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
+from iptables_lens.errors import DumpError
 from iptables_lens.iptables.diff import DumpDiff, ServiceChanges, diff_dumps
 from iptables_lens.iptables.explain import explain_chain
 from iptables_lens.iptables.fmt import format_rule
 from iptables_lens.iptables.model import Dump, Table
+from iptables_lens.nft.diff import diff_rulesets
+from iptables_lens.nft.model import Ruleset
 from iptables_lens.render.mermaid import flow_diagram, service_graph
 from iptables_lens.render.text import SIGNS, trace_lines
 from iptables_lens.scenario.flows import predict, recent_lists
@@ -160,6 +163,17 @@ def _chain_section(table: Table, chain, moment: str) -> str:
 
 
 # -- the diff ------------------------------------------------------------------------------------------------
+
+
+def diff_of(before: Dump | Ruleset, after: Dump | Ruleset) -> DumpDiff:
+    """The semantic diff of two dumps of one dialect (`iptables.diff` for iptables-save dumps, `nft.diff` for
+    nft rulesets), for `diff_section`; a DumpError naming `after` when their dialects differ."""
+    if isinstance(before, Ruleset) and isinstance(after, Ruleset):
+        return diff_rulesets(before, after)
+    if isinstance(before, Dump) and isinstance(after, Dump):
+        return diff_dumps(before, after)
+    raise DumpError(after.source, 0, 0, f"cannot diff {before.source} with it: of the two, one is an nft ruleset "
+                    "and the other an iptables-save dump")
 
 
 def diff_section(changes: DumpDiff, declared: set[str], textual: bool = True,
