@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from pygments.lexer import RegexLexer, bygroups, words
 from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation, String, Text, Whitespace
 
+from iptables_lens.iptables.lexer import IPV4
 from iptables_lens.nft.hooks import BRIDGE_PRIORITIES, CHAIN_TYPES, HOOKS, STANDARD_PRIORITIES
 from iptables_lens.nft.model import FAMILIES
 from iptables_lens.nft.types import (
@@ -43,11 +44,9 @@ _BEFORE = r"(?<![\w/.@-])"
 _AFTER = r"(?![\w/.-])"
 # A number or address may follow a `-` (the end of a range, a negative priority) or a `:` (a port).
 _NUMBER_BEFORE = r"(?<![\w/.@])"
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
 # IPv6 candidates: hex groups and at least two colons, perhaps ending in an IPv4 address (`::ffff:1.2.3.4`);
 # a MAC address (`00:11:22:33:44:55`) is one too, and it is an address as well.
-_IPV6 = rf"(?:[0-9A-Fa-f]{{0,4}}:){{2,7}}(?:{_IPV4}|[0-9A-Fa-f]{{1,4}})?"
+_IPV6 = rf"(?:[0-9A-Fa-f]{{0,4}}:){{2,7}}(?:{IPV4}|[0-9A-Fa-f]{{1,4}})?"
 _PREFIX = r"(?:/[0-9]{1,3})?"
 _DURATION = r"(?:[0-9]+(?:ms|d|h|m|s))+"
 
@@ -128,7 +127,7 @@ class NftablesLexer(RegexLexer):
             (rf"{_BEFORE}(jump|goto)([^\S\n]+)({_NAME})", bygroups(Keyword, Whitespace, Name.Function)),
             (rf"@{_NAME}", Name.Variable),
             (rf"{_NUMBER_BEFORE}(?:{_IPV6}){_PREFIX}(?![\w:])", Number),
-            (rf"{_NUMBER_BEFORE}{_IPV4}{_PREFIX}(?![\w.])", Number),
+            (rf"{_NUMBER_BEFORE}{IPV4}{_PREFIX}(?![\w.])", Number),
             (rf"{_NUMBER_BEFORE}0[xX][0-9a-fA-F]+(?!\w)", Number.Hex),
             (rf"{_NUMBER_BEFORE}{_DURATION}(?!\w)", Number.Integer),
             (rf"{_NUMBER_BEFORE}[0-9]+(?!\w)", Number.Integer),
