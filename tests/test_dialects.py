@@ -93,7 +93,8 @@ NFT_LISTING = REPO_ROOT / "tests" / "data" / "kube-proxy-nftables" / "listings" 
 def test_a_command_that_does_not_read_a_dialect_yet_says_so_without_a_traceback(argv):
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
-    assert f"`iptables-lens {argv[0]}` does not read nft rulesets yet; check, diff, fmt do" in result.output
+    readers = ", ".join(sorted(dialects.DIALECTS["nft"].commands or ()))
+    assert f"`iptables-lens {argv[0]}` does not read nft rulesets yet; {readers} do" in result.output
     assert "Traceback" not in result.output
 
 

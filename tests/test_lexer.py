@@ -122,7 +122,7 @@ def test_any_text_lexes_without_error_and_losslessly(lines):
 def test_pyproject_registers_the_lexer_as_a_pygments_plugin():
     with open(REPO_ROOT / "pyproject.toml", "rb") as f:
         project = tomllib.load(f)["project"]
-    assert project["entry-points"]["pygments.lexers"] == {"iptables": ENTRY_POINT}
+    assert project["entry-points"]["pygments.lexers"]["iptables"] == ENTRY_POINT
     module, _, attribute = ENTRY_POINT.partition(":")
     assert getattr(import_module(module), attribute) is IptablesSaveLexer
 

@@ -14,7 +14,8 @@ and gives the tracer's walk its base chains. Everything else asks the registry, 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -110,6 +111,11 @@ def _sniffed(head: bytes) -> str:
     return head[:_SNIFF_BYTES].decode("utf-8", "replace")
 
 
+def detect_bytes(data: bytes) -> Dialect[Any]:
+    """The dialect of a file's bytes, detected from their start as `read_dump` detects it."""
+    return detect_dialect(_sniffed(data))
+
+
 def dialect_of(dump: object) -> Dialect[Any]:
     """The dialect whose model `dump` is; TypeError for anything else."""
     for dialect in DIALECTS.values():
@@ -162,25 +168,94 @@ register(Dialect(
 
 # -- nftables ---------------------------------------------------------------------------------------------------
 
+# The commands of nft's language (`nft -f` input) that a listing never holds at the start of a line, and the
+# objects `add`, `create`, `delete`, ... name after them: `add @set { ip saddr }` in a chain is a rule.
+_NFT_COMMANDS = ("add", "create", "insert", "replace", "delete", "destroy", "flush", "reset", "rename", "list",
+                 "define", "redefine", "undefine", "include")
+_NFT_OBJECTS = ("table", "chain", "rule", "set", "map", "element", "ruleset", "flowtable", "counter", "quota",
+                "limit", "ct", "secmark", "synproxy", "meter", "tables", "chains", "sets", "maps")
+_NFT_COMMAND_LINE = re.compile(rf"[ \t]*(?:(?:{'|'.join(_NFT_COMMANDS[:-4])})[ \t]+(?:{'|'.join(_NFT_OBJECTS)})\b"
+                               rf"|(?:{'|'.join(_NFT_COMMANDS[-4:])})[ \t]+\S)")
 
-_NFT_COMMANDS = frozenset({"check", "fmt", "diff"})
+
+def nft_command_line(line: str) -> bool:
+    """Whether `line` is a command of an nft script (`add table ip t`, `flush ruleset`, `define X = 1`,
+    `include "f"`), which `nft -f` reads and `nft list ruleset` never prints."""
+    return _NFT_COMMAND_LINE.match(line) is not None
+
+
+def _looks_like_nft_script(head: str) -> bool:
+    """An nft script: its first line that is not blank or a comment is one of nft's commands."""
+    for line in io.StringIO(head):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            return nft_command_line(stripped)
+    return False
+
+
+def _looks_like_nft(head: str) -> bool:
+    # A script is given to the nft dialect, whose reading of it says what it is and how to get a listing.
+    return looks_like_nft(head) or _looks_like_nft_script(head)
+
+
+def _script_error(error: DumpError, lines: Iterable[str]) -> DumpError:
+    """`error` itself, or, when the text holds a command of nft's language at the start of a line (`add table`,
+    `flush ruleset`: a listing never does), the error at the first such line that says the file is an nft
+    script and how to make the listing iptables-lens reads."""
+    found = next(((n, line) for n, line in enumerate(lines, 1) if line[:1].isalpha() and nft_command_line(line)),
+                 None)
+    if found is None:
+        return error
+    number, line = found[0], found[1].rstrip("\r\n")
+    command = " ".join(line.split()[:2])
+    shown = "FILE" if error.source in (STDIN, "<stdin>", "<string>") else error.source
+    return DumpError(error.source, number, 1,
+                     f"`{command}` is an nft command: this is an nft script (input for `nft -f`), not a listing. "
+                     f"Load it in a scratch network namespace and list it: `ip netns add scratch && ip netns exec "
+                     f"scratch nft -f {shown} && ip netns exec scratch nft list ruleset > listing.nft; ip netns "
+                     f"delete scratch`, then read listing.nft", line)
+
+
+def _parse_nft(text: str | bytes, source: str = "<string>", *, family: int | None = None) -> Ruleset:
+    try:
+        return parse_ruleset(text, source, family=family)
+    except DumpError as error:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        raise _script_error(error, io.StringIO(text)) from None
+
+
+def _parse_nft_file(path: str | Path, source: str | None = None, *, family: int | None = None) -> Ruleset:
+    try:
+        return parse_ruleset_file(path, source, family=family)
+    except DumpError as error:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                script_error = _script_error(error, handle)  # only on an error: a second, lazy read
+        except OSError:
+            raise error from None
+        raise script_error from None
+
+
+_NFT_READERS = frozenset({"check", "fmt", "diff", "scrub"})
+"""The `iptables-lens` commands that read nft rulesets."""
 
 
 def _nft_not_yet(what: str) -> Callable[[Ruleset], tuple]:
     def refuse(ruleset: Ruleset) -> tuple:
         raise DumpError(ruleset.source, 0, 0, f"{what} of nft listings is not done yet (issue 17): "
-                        f"{', '.join(sorted(_NFT_COMMANDS))} read them")
+                        f"{', '.join(sorted(_NFT_READERS))} read them")
     return refuse
 
 
 register(Dialect(
     name="nft",
     dump_type=Ruleset,
-    detect=looks_like_nft,
-    parse=parse_ruleset,
-    parse_file=parse_ruleset_file,
+    detect=_looks_like_nft,
+    parse=_parse_nft,
+    parse_file=_parse_nft_file,
     format=format_ruleset,
     explain=_nft_not_yet("explaining the rules"),
     base_chains=_nft_not_yet("tracing packets through the base chains"),
-    commands=_NFT_COMMANDS,
+    commands=_NFT_READERS,
 ))

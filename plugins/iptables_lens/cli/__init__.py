@@ -8,12 +8,13 @@ Each command calls the core, then prints plain text (`render.text`), tables and 
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
 
 from iptables_lens.cli import arguments, terminal
-from iptables_lens.dialects import dialect_of, read_dump, require_command
+from iptables_lens.dialects import dialect_of, require_command
 from iptables_lens.errors import DumpError
 from iptables_lens.iptables.model import Dump
 from iptables_lens.kube.feature_scenarios import FEATURE_SCENARIOS
@@ -39,11 +40,9 @@ def _load(path: str) -> Dump:
     except OSError:
         size = 0
     try:
-        if size > BIG_INPUT:
-            with terminal.progress_on_stderr(f"reading {Path(path).name} ({size >> 20} MiB)"):
-                dump = read_dump(path, family=arguments.chosen_family())
-        else:
-            dump = read_dump(path, family=arguments.chosen_family())
+        big = size > BIG_INPUT
+        with terminal.progress_on_stderr(f"reading {Path(path).name} ({size >> 20} MiB)") if big else nullcontext():
+            dump = arguments.read_chosen(path)
         require_command(dump, click.get_current_context().info_name or "")
         return dump
     except DumpError as error:
@@ -61,7 +60,7 @@ def main() -> None:
 
 
 @main.command()
-@arguments.family_option
+@arguments.dump_options
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
 def check(files: tuple[str, ...], as_json: bool) -> None:
@@ -77,7 +76,7 @@ def check(files: tuple[str, ...], as_json: bool) -> None:
     results: list[Dump | DumpError] = []
     for path in files:
         try:
-            dump = read_dump(path, family=arguments.chosen_family())
+            dump = arguments.read_chosen(path)
         except DumpError as error:
             results.append(error)
             if not as_json:
@@ -94,7 +93,7 @@ def check(files: tuple[str, ...], as_json: bool) -> None:
 
 
 @main.command()
-@arguments.family_option
+@arguments.dump_options
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
 def fmt(file: str, as_json: bool) -> None:
@@ -112,7 +111,7 @@ def fmt(file: str, as_json: bool) -> None:
 
 
 @main.command()
-@arguments.family_option
+@arguments.dump_options
 @click.argument("dump_file", metavar="DUMP", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--service", metavar="NS/NAME", help="Only what concerns this Service, in the order a packet meets it.")
 @click.option("--chain", metavar="CHAIN", help="Only chains of this name.")
@@ -140,7 +139,7 @@ def explain(dump_file, service, chain, as_json):
 
 
 @main.command()
-@arguments.family_option
+@arguments.dump_options
 @click.argument("before_file", metavar="BEFORE", type=click.Path(dir_okay=False, allow_dash=True))
 @click.argument("after_file", metavar="AFTER", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--text", "show_text", is_flag=True, help="Also print the textual (unified) diff.")
@@ -173,7 +172,7 @@ def diff(before_file, after_file, show_text, as_json):
 
 
 @main.command()
-@arguments.family_option
+@arguments.dump_options
 @click.argument("dump_files", metavar="DUMP...", nargs=-1, required=True,
                 type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
@@ -204,7 +203,7 @@ def render(dump_files, out, site, as_json):
 
 
 @main.command("trace")
-@arguments.family_option
+@arguments.dump_options
 @click.argument("dump_file", metavar="DUMP", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--src", required=True, callback=arguments.ip_address, help="Source address of the first packet.")
 @click.option("--dst", required=True, callback=arguments.ip_address, help="Destination address.")
@@ -318,35 +317,39 @@ def site_changes_command(base, head, lab_folder):
 
 
 @main.command()
-@click.argument("folder", type=click.Path(file_okay=False, exists=True))
-@click.option("-o", "--output", "out", required=True, type=click.Path(exists=False),
-              help="The folder to write the scrubbed scenario to (must not exist).")
+@arguments.dump_options
+@click.argument("source", metavar="FOLDER|DUMP", type=click.Path(exists=True, allow_dash=True))
+@click.option("-o", "--output", "out", required=True, type=click.Path(exists=False, allow_dash=True),
+              help="The folder to write the scrubbed scenario to, or for one dump the file (- for standard output); "
+                   "it must not exist.")
 @click.option("--key", help="Secret that fixes the address mapping (same key, same mapping). Default: a new "
                             "random one, so nobody can undo the mapping.")
-@click.option("--rename", "renames", multiple=True, metavar="OLD=NEW",
+@click.option("--rename", "renames", multiple=True, metavar="OLD=NEW", callback=arguments.renames,
               help="Rename a namespace (default=shop) or a Service (default/my-svc=shop/web); repeat for several.")
-def scrub(folder, out, key, renames):
-    """Anonymize a scenario: map its addresses prefix-preservingly, rename namespaces and Services, and
-    recompute kube-proxy's chain hashes, so it can be shared and still traces the same way.
+def scrub(source, out, key, renames):
+    """Anonymize a scenario, or one dump (iptables-save text or an nft listing): map its addresses
+    prefix-preservingly, rename namespaces and Services, and recompute kube-proxy's chain hashes, so it can be
+    shared and still traces the same way.
 
     \b
-    Example:
+    Examples:
       iptables-lens scrub my-cluster -o dumps/my-cluster --rename default=shop
+      nft list ruleset | iptables-lens scrub - -o node.nft --key "$SECRET"
     """
     import secrets
 
-    from iptables_lens.scenario.scrub import scrub_scenario
+    from iptables_lens.scenario.scrub import scrub_scenario, scrub_text
 
-    mapping = {}
-    for item in renames:
-        old, sep, new = item.partition("=")
-        if not sep or not old or not new or old.count("/") != new.count("/"):
-            raise click.BadParameter(f"{item!r}: expected OLD=NEW, both namespaces or both namespace/name",
-                                     param_hint="--rename")
-        mapping[old] = new
     secret = key.encode() if key else secrets.token_bytes(32)
+    if source == "-" or not Path(source).is_dir():
+        text = scrub_text(_load(source), secret, renames)
+        if out != "-":
+            arguments.write_new(out, text)
+        click.echo(text if out == "-" else f"wrote {out}\n", nl=False)
+        return
+    arguments.refuse_dump_options("for one dump: a scenario's metadata says what its dumps are")
     try:
-        written = scrub_scenario(folder, out, secret, mapping)
+        written = scrub_scenario(source, out, secret, renames)
     except DumpError as error:
         _fail(error)
         sys.exit(EXIT_INVALID)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import click
 
+from iptables_lens.dialects import DIALECTS, read_dump
 from iptables_lens.scenario.load import load_scenario
 from iptables_lens.scenario.node import node_context
 from iptables_lens.trace import NodeContext, Packet
@@ -27,6 +29,60 @@ def chosen_family() -> int | None:
     """The `--family` of the command being run, if it was given."""
     value = click.get_current_context().meta.get("iptables_lens.family")
     return int(value) if value else None
+
+
+def dialect_option(command):
+    """`--dialect NAME` on a command that reads dumps: read them in that rule language (iptables, nft) whatever
+    their first lines look like. Any other name is a usage error."""
+
+    def remember(ctx, param, value):
+        ctx.meta["iptables_lens.dialect"] = value
+
+    return click.option("--dialect", type=click.Choice(list(DIALECTS)), callback=remember, expose_value=False,
+                        help="Read the dumps as iptables-save text or as an nft listing (nft list ruleset, text or "
+                             "-j JSON). Default: from their first lines.")(command)
+
+
+def chosen_dialect() -> str | None:
+    """The `--dialect` of the command being run, if it was given."""
+    return click.get_current_context().meta.get("iptables_lens.dialect")
+
+
+def dump_options(command):
+    """`--family` and `--dialect`, the options of every command that reads dumps."""
+    return family_option(dialect_option(command))
+
+
+def refuse_dump_options(why: str) -> None:
+    """A usage error if `--dialect` or `--family` was given to a command run on something else than a dump."""
+    if chosen_dialect() or chosen_family():
+        raise click.UsageError(f"--dialect and --family are {why}")
+
+
+def read_chosen(path: str) -> Any:
+    """The dump in `path` (`-`: standard input), read as the command's `--dialect` and `--family` say;
+    DumpError if it has a mistake."""
+    return read_dump(path, dialect=chosen_dialect(), family=chosen_family())
+
+
+def renames(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
+    """`--rename OLD=NEW` options as {OLD: NEW}, both namespaces or both `namespace/name`."""
+    mapping = {}
+    for item in value:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new or old.count("/") != new.count("/"):
+            raise click.BadParameter(f"{item!r}: expected OLD=NEW, both namespaces or both namespace/name")
+        mapping[old] = new
+    return mapping
+
+
+def write_new(path: str, text: str) -> None:
+    """Write `text` to the file `path`, which must not exist yet (a usage error if it does)."""
+    try:
+        with open(path, "x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        raise click.UsageError(f"{path} already exists") from None
 
 
 def ip_address(ctx, param, value):

@@ -22,8 +22,9 @@ _VERDICTS = r"(?:ACCEPT|DROP|REJECT|RETURN|QUEUE)"
 # Where a word ends in a rule line; a quote also ends it, since iptables-restore starts a quoted part there.
 _END = r'(?=[\s"]|$)'
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
-_ADDRESS = rf"{_IPV4}(?:/(?:{_IPV4}|3[0-2]|[12]?[0-9]))?(?![\w.])"
+IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+"""An IPv4 address, as a regular expression (the nft lexer's too)."""
+_ADDRESS = rf"{IPV4}(?:/(?:{IPV4}|3[0-2]|[12]?[0-9]))?(?![\w.])"
 _COMMAND = r"(?:-[AIDRNXFZPE]|--(?:append|insert|delete|replace|new-chain|delete-chain|flush|zero|policy|rename-chain))"
 # `[packets:bytes]`, optional before a chain's counters and before a rule (iptables-save -c).
 _COUNTERS = r"(\[)(\d+)(:)(\d+)(\])"

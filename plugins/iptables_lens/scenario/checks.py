@@ -22,6 +22,7 @@ import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 
+from iptables_lens.dialects import detect_bytes
 from iptables_lens.errors import DumpError
 from iptables_lens.iptables.model import Dump
 from iptables_lens.kube.names import HASHED_FAMILIES, decode_chain
@@ -125,8 +126,11 @@ def _kernel_problems(scenario: Scenario) -> Iterator[DumpError]:
             path = scenario.folder / entry.file
             if not path.is_file():
                 continue
+            text = path.read_bytes()
+            if detect_bytes(text).name != "iptables":
+                continue  # loading said that scenarios do not hold it yet; iptables-restore has nothing to add
             for command in _RESTORE[entry.family].values():
-                result = ns.run([command, "--test"], input=path.read_bytes())
+                result = ns.run([command, "--test"], input=text)
                 if not result.ok:
                     yield _in_dump(path, 0, f"the kernel refuses it ({command} --test): "
                                    f"{result.stderr.strip()}")

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from iptables_lens.dialects import read_dump
+from iptables_lens.dialects import dialect_of, read_dump
 from iptables_lens.errors import DumpError, DumpErrors
 from iptables_lens.gcpause import paused_gc
 from iptables_lens.iptables.model import Dump
@@ -126,6 +126,9 @@ def read_scenario(folder: str | Path) -> tuple[Scenario | None, list[DumpError]]
             except DumpError as error:
                 problems.append(error)
                 continue
+            if not isinstance(dump, Dump):
+                problems.append(_not_a_scenario_dialect(metadata_file, index, entry.file, dump))
+                continue
             # A dump is read in the family its header (or first address) names; the metadata must agree.
             if getattr(dump, "family", 4) != entry.family:
                 problems.append(metadata_file.problem(
@@ -137,6 +140,15 @@ def read_scenario(folder: str | Path) -> tuple[Scenario | None, list[DumpError]]
             if not (folder / name).is_file():
                 problems.append(metadata_file.problem(("manifests", index), f"{name!r} is not a file in {folder}"))
     return Scenario(folder, meta, dumps, metadata_file), problems
+
+
+def _not_a_scenario_dialect(metadata_file: MetadataFile, index: int, file: str, dump: object) -> DumpError:
+    """The problem of a scenario dump in a rule language scenarios do not hold yet (an nft ruleset)."""
+    dialect = dialect_of(dump)
+    readers = ", ".join(f"`{c}`" for c in sorted(dialect.commands or ()))
+    return metadata_file.problem(("dumps", index, "file"),
+                                 f"{file} is an {dialect.name} ruleset, and scenarios hold only iptables-save dumps "
+                                 f"so far; {readers} read it on its own")
 
 
 def load_scenario(folder: str | Path) -> Scenario:

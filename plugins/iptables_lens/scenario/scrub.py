@@ -5,7 +5,8 @@ mapping, so every CIDR relation between them holds), with a keyed pseudo-random 
 the same mapping, a secret key gives one nobody can undo. Loopback, multicast, 0.0.0.0/8 and the broadcast
 address keep their meaning and are left alone. Namespaces and Service names can be renamed too. Every
 hashed kube-proxy chain name is then recomputed from the new names and addresses, so the scrubbed scenario
-still verifies, and traces to the same outcomes, mapped.
+still verifies, and traces to the same outcomes, mapped. nft rulesets are scrubbed with the same mapping by
+`scenario.scrub_nft` (`scrub_rules` takes a dump of either dialect).
 
 The work goes through the model: a dump is parsed, rewritten object by object, and formatted again.
 """
@@ -22,11 +23,13 @@ from pathlib import Path
 
 import yaml
 
-from iptables_lens.iptables.fmt import format_dump
+from iptables_lens.dialects import dialect_of
 from iptables_lens.iptables.model import Chain, Dump, Match, Option, Rule, Table, Target
 from iptables_lens.kube.names import HASHED_FAMILIES, decode_chain, endpoint_chain, service_chain
+from iptables_lens.nft.model import Ruleset
 from iptables_lens.scenario.load import METADATA_FILE, load_scenario
 from iptables_lens.scenario.model import HEADLESS, ScenarioMeta
+from iptables_lens.scenario.scrub_nft import scrub_ruleset
 
 IPv4 = ipaddress.IPv4Address
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -207,6 +210,21 @@ def scrub_dump(dump: Dump, addresses: AddressMap, names: Renamer) -> Dump:
     return Dump(dump.source, tuple(tables), dump.comments_after, dump.family)
 
 
+def scrub_rules(dump: Dump | Ruleset, addresses: AddressMap, names: Renamer) -> Dump | Ruleset:
+    """A dump of either dialect scrubbed: an iptables-save dump by `scrub_dump`, an nft ruleset by
+    `scenario.scrub_nft.scrub_ruleset`, with one mapping of addresses for both."""
+    if isinstance(dump, Ruleset):
+        return scrub_ruleset(dump, addresses, names)
+    return scrub_dump(dump, addresses, names)
+
+
+def scrub_text(dump: Dump | Ruleset, key: bytes, rename: dict[str, str] | None = None) -> str:
+    """The text of `dump` scrubbed with `key` (and Services renamed), as its dialect prints it: iptables-save
+    text, or an nft listing (also for a ruleset read from nft's JSON)."""
+    scrubbed = scrub_rules(dump, AddressMap(key), Renamer(rename or {}))
+    return dialect_of(scrubbed).format(scrubbed)
+
+
 def _sorted_chains(chains: list[Chain]) -> list[Chain]:
     """iptables-save prints built-in chains first, then user chains by name: keep that after renaming."""
     builtin = [c for c in chains if c.builtin]
@@ -267,8 +285,8 @@ def scrub_scenario(folder: str | Path, out: str | Path, key: bytes, rename: dict
     staging.mkdir(parents=True)
     try:
         for entry in scenario.meta.dumps:
-            scrubbed = scrub_dump(scenario.dumps[entry.file], addresses, names)
-            (staging / entry.file).write_text(format_dump(scrubbed))
+            scrubbed = scrub_rules(scenario.dumps[entry.file], addresses, names)
+            (staging / entry.file).write_text(dialect_of(scrubbed).format(scrubbed))
         for name in scenario.meta.manifests:
             text = (scenario.folder / name).read_text()
             (staging / name).write_text(names.text(addresses.text(_rename_manifest(text, names))))
