@@ -26,6 +26,8 @@ from iptables_lens.iptables.fmt import format_dump
 from iptables_lens.iptables.model import Dump
 from iptables_lens.iptables.parse import parse, parse_file
 from iptables_lens.nft import Ruleset, format_ruleset, looks_like_nft, parse_ruleset, parse_ruleset_file
+from iptables_lens.nft.explain import ChainExplanation as NftChainExplanation
+from iptables_lens.nft.explain import explain_ruleset
 from iptables_lens.source import STDIN, read_bytes, source_name
 from iptables_lens.trace.walk import BaseChain
 
@@ -40,7 +42,8 @@ class Dialect(Generic[DumpT]):
     start of a file); `parse(text, source)` gives its model or raises `DumpError` with a position, and
     `parse_file(path, source)` the same for a file, read as the dialect reads big files best;
     `format(dump)` gives the text back;
-    `explain(dump)` explains every chain; `base_chains(dump)` gives the walk the chains the kernel calls at
+    `explain(dump)` explains every chain (each dialect's `ChainExplanation`: its name, `chain`, and its
+    explained `rules`); `base_chains(dump)` gives the walk the chains the kernel calls at
     each hook. `dump_type` is the model's class, by which a parsed dump finds its dialect again.
     """
 
@@ -52,7 +55,7 @@ class Dialect(Generic[DumpT]):
     parse_file: Callable[..., DumpT]
     """(path, source, *, family=None), as `parse`."""
     format: Callable[[DumpT], str]
-    explain: Callable[[DumpT], tuple[ChainExplanation, ...]]
+    explain: Callable[[DumpT], tuple[Any, ...]]
     base_chains: Callable[[DumpT], tuple[BaseChain, ...]]
     commands: frozenset[str] | None = None
     """The `iptables-lens` commands that read this dialect; None: every command."""
@@ -165,9 +168,13 @@ register(Dialect(
 
 def _nft_not_yet(what: str) -> Callable[[Ruleset], tuple]:
     def refuse(ruleset: Ruleset) -> tuple:
-        raise DumpError(ruleset.source, 0, 0, f"{what} of nft listings is not done yet (issue 17): check and fmt "
-                        "read them")
+        raise DumpError(ruleset.source, 0, 0, f"{what} of nft listings is not done yet (issue 17): check, explain "
+                        "and fmt read them")
     return refuse
+
+
+def _explain_nft(ruleset: Ruleset) -> tuple[NftChainExplanation, ...]:
+    return tuple(chain for table in explain_ruleset(ruleset) for chain in table.chains)
 
 
 register(Dialect(
@@ -177,7 +184,7 @@ register(Dialect(
     parse=parse_ruleset,
     parse_file=parse_ruleset_file,
     format=format_ruleset,
-    explain=_nft_not_yet("explaining the rules"),
+    explain=_explain_nft,
     base_chains=_nft_not_yet("tracing packets through the base chains"),
-    commands=frozenset({"check", "fmt"}),
+    commands=frozenset({"check", "explain", "fmt"}),
 ))

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from iptables_lens.dialects import dialect_of
 from iptables_lens.errors import DumpError
@@ -50,6 +50,26 @@ class FmtOutput(_Out):
     text: str
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+# Fields only an nft ruleset's explanation has: left out of the output when empty, so that an iptables dump's
+# JSON stays as it was.
+def _nft_only() -> Any:
+    return Field(default=None, exclude_if=_absent)
+
+
+class ExplainedHook(_Out):
+    type: str
+    hook: str
+    priority: str
+    priority_value: int
+    policy: str
+    devices: list[str]
+    description: str
+
+
 class ExplainedRule(_Out):
     position: int
     line: int
@@ -70,11 +90,41 @@ class ExplainedChain(_Out):
     family_description: str | None
     name_explained: str | None
     rules: list[ExplainedRule]
+    table_family: str | None = _nft_only()
+    hook: ExplainedHook | None = _nft_only()
+    service: str | None = _nft_only()
+
+
+class ExplainedElement(_Out):
+    text: str
+    meaning: str
+    service: str | None
+    by: Literal["target", "comment", "address"] | None
+    comment: str | None
+
+
+class ExplainedSet(_Out):
+    table_family: str
+    table: str
+    name: str
+    kind: str
+    key: str
+    data: str | None
+    description: str
+    flags: list[str]
+    timeout: str | None
+    comment: str | None
+    family: str | None
+    family_description: str | None
+    name_explained: str | None
+    service: str | None
+    elements: list[ExplainedElement]
 
 
 class ExplainOutput(_Out):
     source: str
     chains: list[ExplainedChain]
+    sets: list[ExplainedSet] | None = _nft_only()
 
 
 class ChangedChain(_Out):
@@ -246,9 +296,11 @@ def fmt_output(dump: Dump) -> FmtOutput:
     return FmtOutput(source=dump.source, text=dialect_of(dump).format(dump))
 
 
-def explain_output(source: str, chains: Sequence[ExplainedChain]) -> ExplainOutput:
-    """`explain --json`: the chains `render.text.explain_views` chose, which are already this output's models."""
-    return ExplainOutput(source=source, chains=list(chains))
+def explain_output(source: str, chains: Sequence[ExplainedChain],
+                   sets: Sequence[ExplainedSet] | None = None) -> ExplainOutput:
+    """`explain --json`: the chains `render.text.explain_views` chose, which are already this output's models,
+    and for an nft ruleset its sets and maps."""
+    return ExplainOutput(source=source, chains=list(chains), sets=None if sets is None else list(sets))
 
 
 def diff_output(changes: DumpDiff) -> DiffOutput:
