@@ -29,6 +29,7 @@ from iptables_lens.nft.model import (
     Payload,
     Prefix,
     Quota,
+    Range,
     SetLiteral,
     SetRef,
     ValueList,
@@ -65,7 +66,7 @@ def _selector_key(expr: Expr) -> tuple[str, str] | None:
 
 
 def _is_single(right: Expr) -> bool:
-    return not isinstance(right, (SetLiteral, ValueList, Prefix)) and not (
+    return not isinstance(right, (SetLiteral, ValueList, Prefix, Range)) and not (
         isinstance(right, Const) and isinstance(right.value, str) and "*" in right.value)
 
 
@@ -118,7 +119,7 @@ def _flag_test(match: Match) -> str | None:
     which = f"exactly {join_and(wanted)}" if wanted else "none"
     verb = "is" if len(wanted) == 1 else "are"
     head = "only if" if match.op != "!=" else "only if not"
-    return f"{head} {which} of {noun(left.left)} {join_and([value_words(e) for e in examined])} {verb} set"
+    return f"{head}, of {noun(left.left)} {join_and([value_words(e) for e in examined])}, {which} {verb} set"
 
 
 def _constants(right: Expr) -> list[Const] | None:

@@ -78,7 +78,7 @@ META: dict[str, str] = {
     "obrname": "the output bridge", "pkttype": "the packet type (unicast, broadcast, multicast)",
     "cpu": "the CPU handling the packet", "iifgroup": "the input interface group",
     "oifgroup": "the output interface group", "cgroup": "the control group of the sending socket",
-    "random": "a random number", "ipsec": "whether the packet came through IPsec",
+    "random": "a random number", "ipsec": "IPsec processing (it came through an IPsec tunnel)",
     "iifkind": "the input interface kind", "oifkind": "the output interface kind",
     "ibrpvid": "the input bridge port VLAN", "ibrvproto": "the input bridge VLAN protocol",
     "time": "the date and time", "day": "the day of the week", "hour": "the time of day",
@@ -102,10 +102,10 @@ FIB_FLAGS: dict[str, str] = {"saddr": "the source address", "daddr": "the destin
 FIB_RESULTS: dict[str, str] = {"type": "the address type", "oif": "the output interface",
                                "oifname": "the output interface name"}
 RT: dict[str, str] = {"classid": "the routing realm", "nexthop": "the next hop", "mtu": "the route's MTU",
-                      "ipsec": "whether the route uses IPsec"}
-SOCKET: dict[str, str] = {"transparent": "whether the packet's socket is transparent",
+                      "ipsec": "an IPsec transformation on its route"}
+SOCKET: dict[str, str] = {"transparent": "the transparent flag of the packet's socket",
                           "mark": "the mark of the packet's socket",
-                          "wildcard": "whether the packet's socket listens on every address",
+                          "wildcard": "the wildcard flag of the packet's socket (it listens on every address)",
                           "cgroupv2": "the control group (v2) of the packet's socket"}
 TCP_OPTIONS: dict[str, str] = {"maxseg": "maximum segment size", "window": "window scale",
                                "sack-perm": "SACK permitted", "timestamp": "timestamp"}
@@ -128,7 +128,7 @@ def payload_noun(expr: Payload) -> str:
     """"the destination address", "the TCP destination port", "the TTL of the IPv4 header"."""
     if (expr.protocol, expr.field) in _PLAIN:
         return f"the {FIELDS[expr.field]}"
-    if expr.field in ("sport", "dport"):
+    if expr.field in ("sport", "dport", "flags"):
         return f"the {HEADERS[expr.protocol]} {FIELDS[expr.field]}"
     return f"the {FIELDS[expr.field]} of the {HEADERS[expr.protocol]} header"
 
