@@ -337,6 +337,8 @@ def test_a_name_whose_hash_does_not_verify_is_said_to_be_so():
     chain = next(c for c in table.chains if c.chain.startswith("service-AAAAAAAA"))
     assert chain.name_explained == ('service-AAAAAAAA-ns1/svc1/tcp/p80: hash not verified (AAAAAAAA is not the start '
                                     'of base32(sha256("ns1/svc1/tcp/p80")))')
+    page = nft_rule_tables(parse_ruleset(text))
+    assert page.count('!!! warning "Hash not verified"') == 1
 
 
 def test_kube_proxys_chains_and_sets_have_their_family_and_what_it_is_for():

@@ -88,15 +88,16 @@ NFT_HASHED_FAMILIES: dict[str, str] = {
 }
 
 
-def nft_family(table_family: str, table: str, name: str) -> str | None:
+def nft_family(table_family: str, table: str, name: str, owner: NftOwner | None = None) -> str | None:
     """The kube-proxy family of a chain, set or map `name` of table `table_family table`: the name of a fixed one
     (`services`, `service-ips`), the prefix of a per-Service one (`service-`, `endpoint-`), or None for a name
-    kube-proxy does not write and for every name in another table."""
+    kube-proxy does not write and for every name in another table. `owner`, where the Service index already
+    decoded the name, spares decoding it again."""
     if table != TABLE or table_family not in ("ip", "ip6"):
         return None
     if name in NFT_FIXED_CHAINS or name in NFT_FIXED_SETS:
         return name
-    owner = decode_name(name)
+    owner = owner or decode_name(name)
     return f"{owner.kind}-" if owner is not None else None
 
 

@@ -18,12 +18,13 @@ True
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from iptables_lens.kube.nft_services import NftServiceIndex, kube_proxy_tables
 from iptables_lens.nft.explain import ChainExplanation, explain_chain
-from iptables_lens.nft.explain.sets import SetExplanation, explain_set, lookup_keys
+from iptables_lens.nft.explain.sets import explain_set, lookup_keys
 from iptables_lens.nft.fmtrules import format_rule
-from iptables_lens.nft.model import Chain, Ruleset, Table
+from iptables_lens.nft.model import Chain, Expr, Ruleset, Set, Table
 from iptables_lens.render import markdown as md
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -71,7 +72,7 @@ def _chains(table: Table, index: NftServiceIndex | None, prefix: str, lines: boo
         if not chain.rules:
             empty.append(chain)
             continue
-        out.append(_chain(table, chain, explain_chain(chain, table, index), prefix, lines))
+        out.append(chain_section(table, chain, index, prefix, lines))
     if empty:
         names = ", ".join(f'<a id="{nft_anchor(table.family, table.name, c.name, prefix=prefix)}"></a>'
                           f"{md.code(c.name)}" for c in empty)
@@ -85,18 +86,25 @@ def _chain_head(chain: Chain, explained: ChainExplanation, anchor: str) -> list[
         head += f" — base chain: {md.text(explained.hook.words)}"
     if explained.family:
         head += f" — kube-proxy family {md.code(explained.family)}: {md.text(explained.family_description or '')}"
-    out = [head + "\n"]
-    if explained.comment:
-        out.append(f"Its comment: {md.code(explained.comment)}.\n")
-    if explained.name_explained and explained.name_explained.endswith(": it verifies"):
-        out.append(f"The name serves {md.code(explained.service or '')}: "
-                   f"{md.text(explained.name_explained)}.\n")
-    elif explained.name_explained:
-        out.append(f'!!! warning "Hash not verified"\n\n    {md.text(explained.name_explained)}\n')
+    return [head + "\n", *_notes(explained.comment, explained.name_explained, explained.service)]
+
+
+def _notes(comment: str | None, name_explained: str | None, service: str | None) -> list[str]:
+    """The comment of a chain or set, and how its per-Service name is made: a warning when its hash does not
+    verify."""
+    out = [f"Its comment: {md.code(comment)}.\n"] if comment else []
+    if name_explained and name_explained.endswith(": it verifies"):
+        out.append(f"The name serves {md.code(service or '')}: {md.text(name_explained)}.\n")
+    elif name_explained:
+        out.append(f'!!! warning "Hash not verified"\n\n    {md.text(name_explained)}\n')
     return out
 
 
-def _chain(table: Table, chain: Chain, explained: ChainExplanation, prefix: str, lines: bool) -> str:
+def chain_section(table: Table, chain: Chain, index: NftServiceIndex | None = None, prefix: str = "",
+                  lines: bool = True) -> str:
+    """Markdown for one chain of `table`: its heading with what it is (hook, kube-proxy family, decoded name) and
+    a row per rule with its anchor, text, meaning and (with `lines`) its line in the listing."""
+    explained = explain_chain(chain, table, index)
     anchor = nft_anchor(table.family, table.name, chain.name, prefix=prefix)
     out = _chain_head(chain, explained, anchor)
     out.append("| # | Rule | What it does |" + (" Line |" if lines else ""))
@@ -112,24 +120,23 @@ def _chain(table: Table, chain: Chain, explained: ChainExplanation, prefix: str,
 def _sets(table: Table, index: NftServiceIndex | None, prefix: str, level: int) -> str:
     out = [f"{'#' * level} Sets and maps\n"]
     keys = lookup_keys(table)
-    for item in table.sets:
-        out.append(_set(explain_set(item, table, index, keys), nft_set_anchor(table.family, table.name, item.name,
-                                                                               prefix)))
+    out.extend(set_section(table, item, index, prefix, keys) for item in table.sets)
     return "\n".join(out)
 
 
-def _set(explained: SetExplanation, anchor: str) -> str:
+def set_section(table: Table, item: Set, index: NftServiceIndex | None = None, prefix: str = "",
+                keys: Mapping[str, Expr] | None = None) -> str:
+    """Markdown for one set or map of `table`: its heading with its type and what it holds, and a row per element
+    with what it means and the Service port it serves. `keys` is `lookup_keys(table)`, for many sets of one
+    table."""
+    explained = explain_set(item, table, index, keys)
+    anchor = nft_set_anchor(table.family, table.name, item.name, prefix)
     written = explained.key + (f" : {explained.data}" if explained.data is not None else "")
     head = f'<a id="{anchor}"></a>**{md.code(explained.name)}** — {explained.kind}, {md.code(written)}'
     if explained.family:
         head += f" — kube-proxy {md.code(explained.family)}: {md.text(explained.family_description or '')}"
-    out = [head + "\n", md.text(explained.description) + "\n"]
-    if explained.comment:
-        out.append(f"Its comment: {md.code(explained.comment)}.\n")
-    if explained.name_explained and explained.name_explained.endswith(": it verifies"):
-        out.append(f"The name serves {md.code(explained.service or '')}: {md.text(explained.name_explained)}.\n")
-    elif explained.name_explained:
-        out.append(f'!!! warning "Hash not verified"\n\n    {md.text(explained.name_explained)}\n')
+    out = [head + "\n", md.text(explained.description) + "\n",
+           *_notes(explained.comment, explained.name_explained, explained.service)]
     if not explained.elements:
         return "\n".join(out)
     out.append("| Element | What it means | Service |")

@@ -79,7 +79,7 @@ def _address(match: Match, place: Place | None) -> str:
         if isinstance(right, Prefix) and family in _POD_NETWORK_FAMILIES:
             return f"the pod network {text}"
         if family == "endpoint-" and isinstance(right, Const) and place is not None \
-                and str(right.value) in place.dnat_addresses():
+                and str(right.value) in place.dnat_addresses:
             return f"the endpoint's own address {text}"
     return text
 

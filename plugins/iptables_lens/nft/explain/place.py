@@ -5,6 +5,7 @@ kube-proxy is the pod network, a set's name says whether it is a verdict map."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from iptables_lens.kube.nft_families import nft_family
 from iptables_lens.kube.nft_services import NftOwner, NftServiceIndex
@@ -19,10 +20,12 @@ class Place:
     chain: Chain
     index: NftServiceIndex | None = None
 
-    @property
+    @cached_property
     def family(self) -> str | None:
         """The kube-proxy family of the chain (`service-`, `services`), or None."""
-        return nft_family(self.table.family, self.table.name, self.chain.name) if self.index is not None else None
+        if self.index is None:
+            return None
+        return nft_family(self.table.family, self.table.name, self.chain.name, self.owner(self.chain.name))
 
     def owner(self, name: str) -> NftOwner | None:
         """The Service port the chain or set `name` of this table is named after, or None."""
@@ -33,14 +36,15 @@ class Place:
     def is_verdict_map(self, name: str) -> bool:
         return any(item.name == name and item.is_verdict_map for item in self.table.sets)
 
-    def dnat_addresses(self) -> set[str]:
+    @cached_property
+    def dnat_addresses(self) -> frozenset[str]:
         """The addresses the chain's rules DNAT to (an endpoint chain has one)."""
         found: set[str] = set()
         for rule in self.chain.rules:
             for stmt in rule.statements:
                 if isinstance(stmt, Nat) and stmt.kind == "dnat" and stmt.addr is not None:
                     found.update(_addresses(stmt.addr))
-        return found
+        return frozenset(found)
 
 
 def _addresses(expr: object) -> list[str]:

@@ -218,7 +218,7 @@ def explain_set(item: Set, table: Table, index: NftServiceIndex | None = None,
     if index is not None:
         owners = dict(index.element_owners(table.family, table.name, item.name))
         owner = index.chain_owner(table.family, table.name, item.name)
-        family = nft_family(table.family, table.name, item.name)
+        family = nft_family(table.family, table.name, item.name, owner)
     selectors = _selectors(item, keys)
     elements = tuple(explain_element(e, selectors, owners.get(e)) for e in item.elements
                      if only is None or e in only)
