@@ -87,8 +87,8 @@ NFT_LISTING = REPO_ROOT / "tests" / "data" / "kube-proxy-nftables" / "listings" 
 
 
 @pytest.mark.parametrize("argv", [
-    ["explain", str(NFT_LISTING)],
     ["trace", str(NFT_LISTING), "--src", "10.0.0.1", "--dst", "172.30.0.41", "--dport", "80"],
+    ["render", str(NFT_LISTING), "-o", "unused"],
 ])
 def test_a_command_that_does_not_read_a_dialect_yet_says_so_without_a_traceback(argv):
     result = CliRunner().invoke(main, argv)

@@ -27,6 +27,8 @@ from iptables_lens.iptables.fmt import format_dump
 from iptables_lens.iptables.model import Dump
 from iptables_lens.iptables.parse import parse, parse_file
 from iptables_lens.nft import Ruleset, format_ruleset, looks_like_nft, parse_ruleset, parse_ruleset_file
+from iptables_lens.nft.explain import ChainExplanation as NftChainExplanation
+from iptables_lens.nft.explain import explain_ruleset
 from iptables_lens.source import STDIN, read_bytes, source_name
 from iptables_lens.trace.walk import BaseChain
 
@@ -41,7 +43,8 @@ class Dialect(Generic[DumpT]):
     start of a file); `parse(text, source)` gives its model or raises `DumpError` with a position, and
     `parse_file(path, source)` the same for a file, read as the dialect reads big files best;
     `format(dump)` gives the text back;
-    `explain(dump)` explains every chain; `base_chains(dump)` gives the walk the chains the kernel calls at
+    `explain(dump)` explains every chain (each dialect's `ChainExplanation`: its name, `chain`, and its
+    explained `rules`); `base_chains(dump)` gives the walk the chains the kernel calls at
     each hook. `dump_type` is the model's class, by which a parsed dump finds its dialect again.
     """
 
@@ -53,7 +56,7 @@ class Dialect(Generic[DumpT]):
     parse_file: Callable[..., DumpT]
     """(path, source, *, family=None), as `parse`."""
     format: Callable[[DumpT], str]
-    explain: Callable[[DumpT], tuple[ChainExplanation, ...]]
+    explain: Callable[[DumpT], tuple[Any, ...]]
     base_chains: Callable[[DumpT], tuple[BaseChain, ...]]
     commands: frozenset[str] | None = None
     """The `iptables-lens` commands that read this dialect; None: every command."""
@@ -237,7 +240,7 @@ def _parse_nft_file(path: str | Path, source: str | None = None, *, family: int 
         raise script_error from None
 
 
-_NFT_READERS = frozenset({"check", "fmt", "diff", "scrub"})
+_NFT_READERS = frozenset({"check", "diff", "explain", "fmt", "scrub"})
 """The `iptables-lens` commands that read nft rulesets."""
 
 
@@ -248,6 +251,10 @@ def _nft_not_yet(what: str) -> Callable[[Ruleset], tuple]:
     return refuse
 
 
+def _explain_nft(ruleset: Ruleset) -> tuple[NftChainExplanation, ...]:
+    return tuple(chain for table in explain_ruleset(ruleset) for chain in table.chains)
+
+
 register(Dialect(
     name="nft",
     dump_type=Ruleset,
@@ -255,7 +262,7 @@ register(Dialect(
     parse=_parse_nft,
     parse_file=_parse_nft_file,
     format=format_ruleset,
-    explain=_nft_not_yet("explaining the rules"),
+    explain=_explain_nft,
     base_chains=_nft_not_yet("tracing packets through the base chains"),
     commands=_NFT_READERS,
 ))

@@ -20,7 +20,7 @@ from iptables_lens.iptables.model import Dump
 from iptables_lens.kube.feature_scenarios import FEATURE_SCENARIOS
 from iptables_lens.kube.synth_nftables import LAYOUTS
 from iptables_lens.render import json as json_output
-from iptables_lens.render.text import diff_lines, explain_lines, explain_views, trace_lines
+from iptables_lens.render.text import diff_lines, explain_lines, explain_view, trace_lines
 from iptables_lens.scenario.load import load_scenario
 from iptables_lens.trace import trace
 from iptables_lens.trace.packet import DEFAULT_SPORT
@@ -118,24 +118,26 @@ def fmt(file: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
 def explain(dump_file, service, chain, as_json):
     """Every rule of a dump in plain English, table by table and chain by chain, with kube-proxy's chain
-    families and decoded chain names.
+    families and decoded chain names; for an nft ruleset, its sets and maps too, each element with the Service
+    it serves.
 
     \b
     Examples:
       iptables-lens explain dumps/kind-nodeport/worker-1-after.rules --service default/my-nginx-service
       iptables-save | iptables-lens explain - --chain KUBE-SERVICES
+      nft list ruleset | iptables-lens explain - --service default/web
     """
     dump = _load(dump_file)
-    views = explain_views(dump, service=service, chain=chain)
-    if (service or chain) and not views:
+    explained = explain_view(dump, service=service, chain=chain)
+    if (service or chain) and not (explained.chains or explained.sets):
         click.echo(f"error: {dump.source}: nothing in it concerns {service or chain}", err=True)
         sys.exit(EXIT_INVALID)
     if as_json:
-        click.echo(json_output.dumps(json_output.explain_output(dump.source, views)))
+        click.echo(json_output.dumps(explained))
     elif terminal.on_terminal():
-        terminal.print_explain(views)
+        terminal.print_explain(explained.chains, explained.sets)
     else:
-        click.echo("\n".join(explain_lines(views)))
+        click.echo("\n".join(explain_lines(explained.chains, explained.sets)))
 
 
 @main.command()

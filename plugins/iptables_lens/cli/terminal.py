@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from iptables_lens.iptables.diff import DumpDiff
+    from iptables_lens.render.json import ExplainedSet
     from iptables_lens.render.text import ChainView
     from iptables_lens.trace.packet import Trace
 
@@ -53,8 +54,9 @@ def progress_on_stderr(description: str) -> Iterator[None]:
         progress.update(task, total=1, completed=1)
 
 
-def print_explain(views: list[ChainView]) -> None:
-    """One table per chain: position, what each rule does over its text, and its line in the dump."""
+def print_explain(views: list[ChainView], sets: list[ExplainedSet] | None = None) -> None:
+    """One table per chain: position, what each rule does over its text, and its line in the dump; then an nft
+    ruleset's sets and maps, one table each: what each element means over its text, and its Service."""
     from rich.table import Table as RichTable
 
     console = rich_console()
@@ -70,6 +72,18 @@ def print_explain(views: list[ChainView]) -> None:
         console.print(table)
         if view.name_explained:
             console.print(f"  [dim]{escape(view.name_explained)}[/dim]")
+    for item in sets or []:
+        what = f"kube-proxy {item.family}: {item.family_description}" if item.family else ""
+        title = (f"[bold]{escape(f'{item.table_family} {item.table} {item.kind} {item.name}')}[/bold]  "
+                 f"[cyan]{escape(what)}[/cyan]\n{escape(item.description)}")
+        table = RichTable(title=title, title_justify="left", expand=True)
+        table.add_column("Element")
+        table.add_column("Service", style="bold")
+        for element in item.elements:
+            table.add_row(f"{escape(element.meaning)}\n[dim]{escape(element.text)}[/dim]", escape(element.service or ""))
+        console.print(table)
+        if item.name_explained:
+            console.print(f"  [dim]{escape(item.name_explained)}[/dim]")
 
 
 def print_diff(changes: DumpDiff, show_text: bool) -> None:

@@ -99,11 +99,21 @@ def decode_name(name: str) -> NftOwner | None:
 
 @dataclass(frozen=True)
 class ElementOwner:
-    """Why an element serves a Service port: the chain it jumps to, its comment, or the address it shares
-    with a Service's `service-ips` element."""
+    """Why an element serves a Service port: the chain it jumps to, its comment, the address it shares
+    with a Service's `service-ips` element, or the endpoint it names (`hairpin-connections`)."""
 
     service_port: str
-    by: Literal["target", "comment", "address", "endpoint"]
+    by: OwnedBy
+
+
+OwnedBy = Literal["target", "comment", "address", "endpoint"]
+OWNED_BY_WORDS: dict[str, str] = {
+    "target": "by the chain it leads to",
+    "comment": "by its comment",
+    "address": "by the address it shares with the Service's service-ips element",
+    "endpoint": "by the endpoint it names",
+}
+"""How an element was tied to its Service, in words (`ElementOwner.by`)."""
 
 
 def _target(element: Element) -> str | None:

@@ -20,6 +20,7 @@ from iptables_lens.dialects import dialect_of
 from iptables_lens.errors import DumpError
 from iptables_lens.iptables.diff import ChangeKind, NoiseKind
 from iptables_lens.iptables.model import Dump
+from iptables_lens.kube.nft_services import OwnedBy
 from iptables_lens.trace.packet import Hook, Origin, Verdict
 
 if TYPE_CHECKING:  # the builders only read these objects; importing them would load the lab
@@ -50,6 +51,26 @@ class FmtOutput(_Out):
     text: str
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+# Fields only an nft ruleset's explanation has: left out of the output when empty, so that an iptables dump's
+# JSON stays as it was.
+def _nft_only() -> Any:
+    return Field(default=None, exclude_if=_absent)
+
+
+class ExplainedHook(_Out):
+    type: str
+    hook: str
+    priority: str
+    priority_value: int
+    policy: str
+    devices: list[str]
+    description: str
+
+
 class ExplainedRule(_Out):
     position: int
     line: int
@@ -70,11 +91,41 @@ class ExplainedChain(_Out):
     family_description: str | None
     name_explained: str | None
     rules: list[ExplainedRule]
+    table_family: str | None = _nft_only()
+    hook: ExplainedHook | None = _nft_only()
+    service: str | None = _nft_only()
+
+
+class ExplainedElement(_Out):
+    text: str
+    meaning: str
+    service: str | None
+    by: OwnedBy | None
+    comment: str | None
+
+
+class ExplainedSet(_Out):
+    table_family: str
+    table: str
+    name: str
+    kind: str
+    key: str
+    data: str | None
+    description: str
+    flags: list[str]
+    timeout: str | None
+    comment: str | None
+    family: str | None
+    family_description: str | None
+    name_explained: str | None
+    service: str | None
+    elements: list[ExplainedElement]
 
 
 class ExplainOutput(_Out):
     source: str
     chains: list[ExplainedChain]
+    sets: list[ExplainedSet] | None = _nft_only()
 
 
 # A field only some dialects fill (nft's declarations and elements; what a changed or moved thing was) is left
@@ -272,9 +323,11 @@ def fmt_output(dump: Dump) -> FmtOutput:
     return FmtOutput(source=dump.source, text=dialect_of(dump).format(dump))
 
 
-def explain_output(source: str, chains: Sequence[ExplainedChain]) -> ExplainOutput:
-    """`explain --json`: the chains `render.text.explain_views` chose, which are already this output's models."""
-    return ExplainOutput(source=source, chains=list(chains))
+def explain_output(source: str, chains: Sequence[ExplainedChain],
+                   sets: Sequence[ExplainedSet] | None = None) -> ExplainOutput:
+    """`explain --json`: the chains `render.text.explain_views` chose, which are already this output's models,
+    and for an nft ruleset its sets and maps."""
+    return ExplainOutput(source=source, chains=list(chains), sets=None if sets is None else list(sets))
 
 
 def diff_output(changes: DumpDiff) -> DiffOutput:

@@ -9,7 +9,9 @@ from iptables_lens.iptables.fmt import format_rule
 from iptables_lens.iptables.model import Dump
 from iptables_lens.kube.names import decode_chain, describe_family, family
 from iptables_lens.kube.services import PathStep, ServiceIndex
-from iptables_lens.render.json import ExplainedChain, ExplainedRule
+from iptables_lens.nft.model import Ruleset
+from iptables_lens.render.json import ExplainedChain, ExplainedRule, ExplainedSet, ExplainOutput, explain_output
+from iptables_lens.render.nft_explain import nft_explain_views, set_lines
 from iptables_lens.trace.packet import Outcome, Trace
 
 
@@ -55,19 +57,31 @@ ChainView = ExplainedChain
 
 
 def chain_heading(view: ChainView) -> tuple[str, str]:
-    """A chain's name (`table chain`) and what it is: built-in with its policy, or its kube-proxy family."""
+    """A chain's name (`table chain`, `family table chain` for nft) and what it is: built-in with its policy
+    (an nft base chain with its hook, type and priority), and its kube-proxy family."""
+    name = f"{view.table_family} {view.table} {view.chain}" if view.table_family else f"{view.table} {view.chain}"
+    family = f"kube-proxy {view.family}: {view.family_description}" if view.family else ""
+    if view.hook is not None:
+        return name, "; ".join(x for x in (f"base chain: {view.hook.description}", family) if x)
     if view.builtin:
-        return f"{view.table} {view.chain}", f"built-in, policy {view.policy or 'ACCEPT'}"
-    if view.family:
-        return f"{view.table} {view.chain}", f"kube-proxy {view.family}: {view.family_description}"
-    return f"{view.table} {view.chain}", ""
+        return name, f"built-in, policy {view.policy or 'ACCEPT'}"
+    return name, family
 
 
-def explain_views(dump: Dump, service: str | None = None, chain: str | None = None) -> list[ChainView]:
+def explain_views(dump: Dump | Ruleset, service: str | None = None, chain: str | None = None) -> list[ChainView]:
     """The chains to show, each with its explained rules. With `service`, only what concerns it, in the order
     a packet meets it; with `chain`, only chains of that name."""
+    return explain_view(dump, service, chain).chains
+
+
+def explain_view(dump: Dump | Ruleset, service: str | None = None, chain: str | None = None) -> ExplainOutput:
+    """What `explain` shows of `dump`: its chains (as `explain_views`) and, for an nft ruleset, its sets and
+    maps with their elements (only the Service's elements with `service`; none with `chain`)."""
     with paused_gc():
-        return _explain_views(dump, service, chain)
+        if isinstance(dump, Ruleset):
+            chains, sets = nft_explain_views(dump, service, chain)
+            return explain_output(dump.source, chains, sets)
+        return explain_output(dump.source, _explain_views(dump, service, chain))
 
 
 def _explain_views(dump: Dump, service: str | None, chain: str | None) -> list[ChainView]:
@@ -98,8 +112,9 @@ def _explain_views(dump: Dump, service: str | None, chain: str | None) -> list[C
     return views
 
 
-def explain_lines(views: list[ChainView]) -> list[str]:
-    """Plain text for a pipe: one block per chain, one line per rule."""
+def explain_lines(views: list[ChainView], sets: list[ExplainedSet] | None = None) -> list[str]:
+    """Plain text for a pipe: one block per chain, one line per rule; then an nft ruleset's sets and maps, one
+    line per element."""
     lines: list[str] = []
     for view in views:
         name, what = chain_heading(view)
@@ -113,6 +128,8 @@ def explain_lines(views: list[ChainView]) -> list[str]:
             lines.append(f"  #{rule.position} line {rule.line}: {rule.summary}")
             lines.append(f"      {rule.text}")
         lines.append("")
+    if sets:
+        lines.extend(set_lines(sets))
     return lines[:-1] if lines else lines
 
 
