@@ -14,7 +14,10 @@ port, so ownership is read from names, and every name's hash is verified:
   `ServicePortName` prints it;
 - a `cluster-ips` element (an address) serves the Service whose `service-ips` element with that address goes
   to its internal chain (`service-`, or `local-` with `internalTrafficPolicy: Local`), or, without endpoints,
-  whose `no-endpoint-services` element has that address.
+  whose `no-endpoint-services` element has that address;
+- a Service port's endpoints are where its chains DNAT to (`dnat_targets`): an `endpoint-` chain's `dnat to
+  IP:PORT`, or, in layouts without endpoint chains, the entries of its `service-` or `local-` chain's
+  `dnat ip addr . port to numgen random mod N map { ... }`.
 
 >>> from iptables_lens.dialects import read_dump
 >>> index = NftServiceIndex.of(read_dump(
@@ -24,6 +27,8 @@ port, so ownership is read from names, and every name's hash is verified:
 ('ns1/svc1:p80', 'service', True)
 >>> index.services()[:3]
 ['ns1/svc1', 'ns2/svc2', 'ns3/svc3']
+>>> [target.endpoint for target in index.dnat_targets("ip", "kube-proxy", "ns1/svc1:p80")]
+['10.180.0.1:80']
 """
 
 from __future__ import annotations
@@ -33,8 +38,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from iptables_lens.kube.names import nft_name_base
-from iptables_lens.nft.model import Concat, Const, Element, Expr, Ruleset, Set, Table, Verdict
+from iptables_lens.kube.names import join_host_port, nft_name_base
+from iptables_lens.nft.model import (
+    Concat,
+    Const,
+    Element,
+    Expr,
+    MapLookup,
+    Nat,
+    Rule,
+    Ruleset,
+    Set,
+    SetLiteral,
+    Table,
+    Verdict,
+)
 
 TABLE = "kube-proxy"
 ObjectKind = Literal["service", "local", "external", "firewall", "endpoint", "affinity"]
@@ -98,6 +116,31 @@ def _target(element: Element) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class DnatTarget:
+    """An endpoint a Service port's chain DNATs to: `endpoint` as kube-proxy writes it (`join_host_port`), and
+    the rule that does."""
+
+    endpoint: str
+    rule: Rule
+
+
+def _dnat_endpoints(nat: Nat) -> list[str]:
+    """The `IP:PORT` endpoints a dnat statement sends to: one for `dnat to IP:PORT`, each entry of a numgen map
+    for `dnat ip addr . port to numgen ... map { N : IP . PORT, ... }`."""
+    if isinstance(nat.addr, Const) and isinstance(nat.port, Const):
+        return [join_host_port(str(nat.addr.value), str(nat.port.value))]
+    if isinstance(nat.addr, MapLookup) and isinstance(nat.addr.data, SetLiteral):
+        found = []
+        for entry in nat.addr.data.elements:
+            data = entry.data
+            if isinstance(data, Concat) and len(data.items) == 2 and all(isinstance(i, Const) for i in data.items):
+                address, port = data.items
+                found.append(join_host_port(str(address.value), str(port.value)))  # type: ignore[union-attr]
+        return found
+    return []
+
+
 def _first_address(key: Expr) -> str | None:
     first = key.items[0] if isinstance(key, Concat) else key
     return str(first.value) if isinstance(first, Const) else None
@@ -111,9 +154,11 @@ class NftServiceIndex:
     """The Service ownership of every kube-proxy table of a ruleset (other tables own nothing)."""
 
     def __init__(self, chains: dict[tuple[str, str, str], NftOwner],
-                 elements: dict[tuple[str, str, str], list[tuple[Element, ElementOwner]]]):
+                 elements: dict[tuple[str, str, str], list[tuple[Element, ElementOwner]]],
+                 tables: tuple[Table, ...] = ()):
         self._chains = chains
         self._elements = elements
+        self._tables: dict[tuple[str, str], Table] = {(t.family, t.name): t for t in tables}
 
     @classmethod
     def of(cls, ruleset: Ruleset) -> NftServiceIndex:
@@ -143,7 +188,7 @@ class NftServiceIndex:
                     elements[(table.family, table.name, item.name)] = [
                         (e, ElementOwner(by_address[a], "address")) for e in item.elements
                         if (a := _first_address(e.key)) is not None and a in by_address]
-        return cls(chains, elements)
+        return cls(chains, elements, tuple(kube_proxy_tables(ruleset)))
 
     def chain_owner(self, family: str, table: str, name: str) -> NftOwner | None:
         """The Service port the chain or set `name` of `family table` is named after, or None."""
@@ -158,6 +203,19 @@ class NftServiceIndex:
             if candidate == element:
                 return owner
         return None
+
+    def dnat_targets(self, family: str, table: str, service_port: str) -> list[DnatTarget]:
+        """Every endpoint the chains named after `service_port` (`ns/name:port`) DNAT to, in listing order."""
+        found = []
+        for chain in self._tables[(family, table)].chains if (family, table) in self._tables else ():
+            owner = self._chains.get((family, table, chain.name))
+            if owner is None or owner.service_port != service_port:
+                continue
+            for rule in chain.rules:
+                for statement in rule.statements:
+                    if isinstance(statement, Nat) and statement.kind == "dnat":
+                        found += [DnatTarget(endpoint, rule) for endpoint in _dnat_endpoints(statement)]
+        return found
 
     def owners(self) -> Iterator[NftOwner]:
         yield from self._chains.values()
