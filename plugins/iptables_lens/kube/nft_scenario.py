@@ -30,7 +30,9 @@ image is kindest/node:v1.34.0; kubernetes sources as stored, commits named):
   Service; `--nodeport-addresses primary` (the mode's default, which kind keeps) names no IPv6 address of the
   node, whose Node object has none, so that table serves node ports on every local address but ::1.
 
-Checked here with iptables v1.8.9 and nftables v1.0.6: iptables-nft makes a base chain when a rule needs it, so
+kind's node image (images/base/Dockerfile at v0.30.0) is debian:bookworm-slim with its iptables and nftables
+packages, v1.8.9 and v1.0.6, the versions here, so `nft list ruleset` on such a node prints what it prints here.
+Checked here with those versions: iptables-nft makes a base chain when a rule needs it, so
 the chains are restored without iptables-save's base chain lines, as the kubelet and kindnetd make them one by
 one (`iptables -N`, `-I`, `-A`); `nft list ruleset` prints iptables-nft's `-m comment` matches as nothing and
 the kubelet's `-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT` as `ct status dnat`, while `nft -j` names

@@ -407,15 +407,16 @@ class ScenarioMeta(_Strict):
     def _one_dump_per_moment(self) -> None:
         """A node has one dump of each family at each moment (an nft ruleset is both families' dump)."""
         seen: dict[tuple[str, Moment, Family], str] = {}
+        families: tuple[Family, ...] = (4, 6)
         for dump in self.dumps:
-            for family in (4, 6):
-                if not dump.holds(family):  # type: ignore[arg-type]
+            for family in families:
+                if not dump.holds(family):
                     continue
                 key = (dump.node, dump.moment, family)
                 if key in seen:
                     raise ValueError(f"dumps: {seen[key]} and {dump.file} are both {dump.node}'s IPv{family} rules "
                                      f"{dump.moment}")
-                seen[key] = dump.file  # type: ignore[index]
+                seen[key] = dump.file
 
     def _ipv6_facts_agree(self) -> None:
         """The IPv6 facts, checked as the IPv4 ones are: each in the range that holds it, which is declared."""

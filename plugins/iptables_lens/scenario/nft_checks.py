@@ -15,6 +15,7 @@ them, as `nft.fmt` prints them back, so each is the first occurrence of its text
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import ipaddress
 from collections.abc import Iterator
@@ -83,7 +84,7 @@ class Listing:
                     at = block.find(text, at + 1)
                 if at < 0:
                     break
-                line_index = max(i for i, start in enumerate(starts) if start <= at)
+                line_index = bisect.bisect_right(starts, at) - 1
                 found.append((item.line + line_index, at - starts[line_index] + 1))
                 cursor = at + len(text)
         self._elements[id(item)] = found

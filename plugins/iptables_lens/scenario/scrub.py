@@ -257,6 +257,8 @@ def scrub_scenario(folder: str | Path, out: str | Path, key: bytes, rename: dict
     ones. Manifests are copied with addresses and names replaced as text.
     """
     scenario = load_scenario(folder)
+    if scenario.rulesets:
+        raise scenario.metadata_file.problem(("dumps",), "scrub does not read nft rulesets yet")
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists")
