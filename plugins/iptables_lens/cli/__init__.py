@@ -17,8 +17,8 @@ from iptables_lens.cli import arguments, terminal
 from iptables_lens.dialects import dialect_of, require_command
 from iptables_lens.errors import DumpError
 from iptables_lens.iptables.model import Dump
-from iptables_lens.kube.feature_scenarios import FEATURE_SCENARIOS
 from iptables_lens.kube.synth_nftables import LAYOUTS
+from iptables_lens.kube.synth_scenario import ALL_KINDS
 from iptables_lens.render import json as json_output
 from iptables_lens.render.text import diff_lines, explain_lines, explain_view, trace_lines
 from iptables_lens.scenario.load import load_scenario
@@ -488,18 +488,21 @@ def synth_command(ctx, services, endpoints, mix, seed, family, mode, layout, out
 
 
 @synth_command.command("scenario")
-@click.argument("kind", type=click.Choice(["clusterip", "nodeport-local", "nodeport-dual-stack", *FEATURE_SCENARIOS]))
+@click.argument("kind", type=click.Choice(ALL_KINDS))
 @click.option("-o", "--output", "folder", required=True, type=click.Path(file_okay=False),
               help="The scenario folder to write (created if missing).")
 def synth_scenario_command(kind, folder):
-    """Write a generated scenario folder (scenario.yaml, service.yaml, before/after dumps) for KIND.
+    """Write a generated scenario folder (scenario.yaml, service.yaml, before/after dumps) for KIND; as root for
+    nodeport-nftables, whose nft rulesets the kernel lists.
 
     \b
     Example:
       iptables-lens synth scenario clusterip -o dumps/synth-clusterip
     """
-    from iptables_lens.kube.synth_scenario import write_scenario
+    from iptables_lens.kube.synth_scenario import KernelNeeded, write_scenario
 
-    for path in write_scenario(kind, folder):
-        click.echo(str(path))
+    try:
+        click.echo("\n".join(str(path) for path in write_scenario(kind, folder)))
+    except KernelNeeded as error:
+        sys.exit(f"error: {error}")
 

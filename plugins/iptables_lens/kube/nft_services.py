@@ -18,6 +18,9 @@ port, so ownership is read from names, and every name's hash is verified:
 - a `hairpin-connections` element (`ENDPOINT . ENDPOINT . proto . port`, recent layouts, no comment) serves the
   Service port whose chains DNAT to that endpoint (the first by chain name, when several Service ports share
   one endpoint).
+- a Service port's endpoints are where its chains DNAT to (`dnat_targets`): an `endpoint-` chain's `dnat to
+  IP:PORT`, or, in layouts without endpoint chains, the entries of its `service-` or `local-` chain's
+  `dnat ip addr . port to numgen random mod N map { ... }`.
 
 >>> from iptables_lens.dialects import read_dump
 >>> index = NftServiceIndex.of(read_dump(
@@ -27,6 +30,8 @@ port, so ownership is read from names, and every name's hash is verified:
 ('ns1/svc1:p80', 'service', True)
 >>> index.services()[:3]
 ['ns1/svc1', 'ns2/svc2', 'ns3/svc3']
+>>> [target.endpoint for target in index.dnat_targets("ip", "kube-proxy", "ns1/svc1:p80")]
+['10.180.0.1:80']
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from iptables_lens.kube.names import nft_name_base
+from iptables_lens.kube.names import join_host_port, nft_name_base
 from iptables_lens.nft.model import (
     Concat,
     Const,
@@ -44,6 +49,7 @@ from iptables_lens.nft.model import (
     Expr,
     MapLookup,
     Nat,
+    Rule,
     Ruleset,
     Set,
     SetLiteral,
@@ -123,6 +129,31 @@ def _target(element: Element) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class DnatTarget:
+    """An endpoint a Service port's chain DNATs to: `endpoint` as kube-proxy writes it (`join_host_port`), and
+    the rule that does."""
+
+    endpoint: str
+    rule: Rule
+
+
+def _dnat_pairs(nat: Nat) -> list[tuple[str, str]]:
+    """The (address, port) endpoints a dnat statement sends to: one for `dnat to IP:PORT`, each entry of a
+    numgen map for `dnat ip addr . port to numgen ... map { N : IP . PORT, ... }`."""
+    if isinstance(nat.addr, Const) and isinstance(nat.port, Const):
+        return [(str(nat.addr.value), str(nat.port.value))]
+    if isinstance(nat.addr, MapLookup) and isinstance(nat.addr.data, SetLiteral):
+        found = []
+        for entry in nat.addr.data.elements:
+            data = entry.data
+            if isinstance(data, Concat) and len(data.items) == 2 and all(isinstance(i, Const) for i in data.items):
+                address, port = data.items
+                found.append((str(address.value), str(port.value)))  # type: ignore[union-attr]
+        return found
+    return []
+
+
 def _first_address(key: Expr) -> str | None:
     first = key.items[0] if isinstance(key, Concat) else key
     return str(first.value) if isinstance(first, Const) else None
@@ -136,9 +167,11 @@ class NftServiceIndex:
     """The Service ownership of every kube-proxy table of a ruleset (other tables own nothing)."""
 
     def __init__(self, chains: dict[tuple[str, str, str], NftOwner],
-                 elements: dict[tuple[str, str, str], list[tuple[Element, ElementOwner]]]):
+                 elements: dict[tuple[str, str, str], list[tuple[Element, ElementOwner]]],
+                 tables: tuple[Table, ...] = ()):
         self._chains = chains
         self._elements = elements
+        self._tables: dict[tuple[str, str], Table] = {(t.family, t.name): t for t in tables}
 
     @classmethod
     def of(cls, ruleset: Ruleset) -> NftServiceIndex:
@@ -163,7 +196,7 @@ class NftServiceIndex:
                             if address and (owner is None or owner.kind in ("service", "local")):
                                 by_address.setdefault(address, found.service_port)
                 elements[(table.family, table.name, item.name)] = owned
-            by_endpoint = _dnat_endpoints(table, named)
+            by_endpoint = _endpoints_by_dnat(table, named)
             for item in table.sets:
                 if item.name == "cluster-ips":
                     elements[(table.family, table.name, item.name)] = [
@@ -173,7 +206,7 @@ class NftServiceIndex:
                     elements[(table.family, table.name, item.name)] = [
                         (e, ElementOwner(by_endpoint[k], "endpoint")) for e in item.elements
                         if (k := _hairpin_endpoint(e.key)) is not None and k in by_endpoint]
-        return cls(chains, elements)
+        return cls(chains, elements, tuple(kube_proxy_tables(ruleset)))
 
     def chain_owner(self, family: str, table: str, name: str) -> NftOwner | None:
         """The Service port the chain or set `name` of `family table` is named after, or None."""
@@ -188,6 +221,19 @@ class NftServiceIndex:
             if candidate == element:
                 return owner
         return None
+
+    def dnat_targets(self, family: str, table: str, service_port: str) -> list[DnatTarget]:
+        """Every endpoint the chains named after `service_port` (`ns/name:port`) DNAT to, in listing order."""
+        found = []
+        for chain in self._tables[(family, table)].chains if (family, table) in self._tables else ():
+            owner = self._chains.get((family, table, chain.name))
+            if owner is None or owner.service_port != service_port:
+                continue
+            for rule in chain.rules:
+                for statement in rule.statements:
+                    if isinstance(statement, Nat) and statement.kind == "dnat":
+                        found += [DnatTarget(join_host_port(*pair), rule) for pair in _dnat_pairs(statement)]
+        return found
 
     def owners(self) -> Iterator[NftOwner]:
         yield from self._chains.values()
@@ -209,26 +255,18 @@ class NftServiceIndex:
         return chains, dict(elements)
 
 
-def _dnat_endpoints(table: Table, named: dict[str, NftOwner]) -> dict[tuple[str, str, str], str]:
-    """(address, protocol, port) of every endpoint a per-Service chain DNATs to (`dnat to IP:PORT`, or a
-    `numgen ... map { N : IP . PORT }`), with the Service port it serves."""
+def _endpoints_by_dnat(table: Table, named: dict[str, NftOwner]) -> dict[tuple[str, str, str], str]:
+    """(address, protocol, port) of every endpoint a per-Service chain DNATs to, with the Service port it
+    serves (the first by chain order, when several share one endpoint)."""
     found: dict[tuple[str, str, str], str] = {}
     for chain in table.chains:
         owner = named.get(chain.name)
         if owner is None:
             continue
         for stmt in (s for rule in chain.rules for s in rule.statements):
-            if not isinstance(stmt, Nat) or stmt.kind != "dnat":
-                continue
-            if isinstance(stmt.addr, Const) and isinstance(stmt.port, Const):
-                targets = [(stmt.addr, stmt.port)]
-            elif isinstance(stmt.addr, MapLookup) and isinstance(stmt.addr.data, SetLiteral):
-                targets = [tuple(e.data.items) for e in stmt.addr.data.elements  # type: ignore[misc]
-                           if isinstance(e.data, Concat) and len(e.data.items) == 2]
-            else:
-                continue
-            for address, port in targets:
-                found.setdefault((str(address.value), owner.protocol, str(port.value)), owner.service_port)
+            if isinstance(stmt, Nat) and stmt.kind == "dnat":
+                for address, port in _dnat_pairs(stmt):
+                    found.setdefault((address, owner.protocol, port), owner.service_port)
     return found
 
 

@@ -165,12 +165,14 @@ def _base_chains(tx: Transaction, layout: Layout) -> None:
 
 
 def _setup(tx: Transaction, spec: ClusterSpec, layout: Layout, service_cidrs: tuple[str, ...],
-           nodeport_addresses: tuple[str, ...], mark: str) -> None:
-    """setupNFTables: the table's fixed chains, sets, maps and rules."""
+           nodeport_addresses: tuple[str, ...] | None, mark: str) -> None:
+    """setupNFTables: the table's fixed chains, sets, maps and rules; `nodeport_addresses` None: node ports on
+    every local address."""
     w = _Words.of(spec)
     _base_chains(tx, layout)
     tx.sets["cluster-ips"] = f' type {w.addr} ; comment "Active ClusterIPs" ;'
-    tx.sets["nodeport-ips"] = f' type {w.addr} ; comment "IPs that accept NodePort traffic" ;'
+    if nodeport_addresses is not None:
+        tx.sets["nodeport-ips"] = f' type {w.addr} ; comment "IPs that accept NodePort traffic" ;'
     proto_port = "inet_proto . inet_service"
     tx.maps["firewall-ips"] = (f" type {w.addr} . {proto_port} : verdict ; "
                                'comment "destinations that are subject to LoadBalancerSourceRanges" ;')
@@ -203,31 +205,41 @@ def _setup(tx: Transaction, spec: ClusterSpec, layout: Layout, service_cidrs: tu
             tx.rule("services", f"{w.ip} daddr @cluster-ips {w.ip} saddr != {spec.pod_cidr} mark set mark or {mark}",
                     "masquerade clusterIP traffic from outside cluster")
     tx.rule("services", f"{w.ip} daddr . meta l4proto . th dport vmap @service-ips")
-    tx.rule("services", f"{w.ip} daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports")
-    tx.rule("nodeport-endpoints-check",
-            f"{w.ip} daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports")
+    if nodeport_addresses is None:
+        # nodePortAddresses.MatchAll(): any local address but localhost, which nftables mode never serves.
+        no_localhost = f"{w.ip} daddr != {'127.0.0.0/8' if spec.family == 4 else '::1'}"
+        tx.rule("services", f"fib daddr type local {no_localhost} meta l4proto . th dport vmap @service-nodeports")
+        tx.rule("nodeport-endpoints-check", f"{no_localhost} meta l4proto . th dport vmap @no-endpoint-nodeports")
+    else:
+        tx.rule("services", f"{w.ip} daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports")
+        tx.rule("nodeport-endpoints-check",
+                f"{w.ip} daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports")
     tx.rule("service-endpoints-check", f"{w.ip} daddr . meta l4proto . th dport vmap @no-endpoint-services")
-    for address in nodeport_addresses:
+    for address in nodeport_addresses or ():
         tx.element("nodeport-ips", address)
 
 
 def synth_nftables(spec: ClusterSpec, layout: Layout = "v1.34", service_cidrs: tuple[str, ...] | None = None,
-                   nodeport_addresses: tuple[str, ...] | None = None, mark: str = MASQUERADE_MARK) -> str:
+                   nodeport_addresses: tuple[str, ...] | None = None, mark: str = MASQUERADE_MARK,
+                   every_local_address: bool = False) -> str:
     """The `add …` lines kube-proxy's nftables proxier of `layout` writes for `spec` on a first (full) sync,
     as knftables' `Fake.Dump()` prints them: table `ip kube-proxy` (`ip6` for a spec of family 6).
 
     `service_cidrs` are the cluster's Service CIDRs (`cluster-ips-check` drops traffic to unallocated
     addresses in them; default kind's: 10.96.0.0/16, or fd00:10:96::/112 for family 6; empty writes no such
     rule). `nodeport_addresses` are the node IPs NodePorts are served on (default the node IP, as
-    `--nodeport-addresses primary`, the nftables mode's default, gives). Services come in the spec's order;
+    `--nodeport-addresses primary`, the nftables mode's default, gives). `every_local_address` is kube-proxy's
+    `nodePortAddresses.MatchAll()`, when `--nodeport-addresses` names no address of the table's family (the `ip6`
+    table of a single-stack IPv4 node under `primary`): no `nodeport-ips` set, and the node port rules match
+    `fib daddr type local` but localhost (setupNFTables at b0f823e6). Services come in the spec's order;
     the dump's order is knftables' (sorted by kind and name), so the order does not show.
     """
     if service_cidrs is None:
         service_cidrs = (SERVICE_CIDR_V4 if spec.family == 4 else SERVICE_CIDR_V6,)
-    if nodeport_addresses is None:
+    if nodeport_addresses is None and not every_local_address:
         nodeport_addresses = (spec.node_ip,)
     tx = Transaction("ip" if spec.family == 4 else "ip6")
-    _setup(tx, spec, layout, service_cidrs, nodeport_addresses, mark)
+    _setup(tx, spec, layout, service_cidrs, None if every_local_address else nodeport_addresses, mark)
     for svc in spec.services:
         for port in svc.ports:
             _service_port(tx, spec, layout, svc, port, mark)

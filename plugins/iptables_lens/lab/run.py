@@ -47,7 +47,7 @@ from iptables_lens.lab.kernel_trace import (
 from iptables_lens.lab.recording import read_recording, recording_text, write_recording
 from iptables_lens.lab.stats import ProportionCheck, check_proportions
 from iptables_lens.lab.topology import Lab, LabError
-from iptables_lens.scenario.flows import predict, recent_lists
+from iptables_lens.scenario.flows import predict, recent_lists, traced_dump
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Address, Flow
 from iptables_lens.trace import IPv4, Outcome
@@ -194,8 +194,7 @@ class LabRun:
         prediction = predict(self.lab.scenario, flow, self.lab.moment)
         result = FlowResult(flow, prediction)
         node = self.lab.nodes[flow.node]
-        dump = self.lab.scenario.dump_for(flow.node, self.lab.moment, flow.family)
-        assert dump is not None  # predict checked it
+        dump = traced_dump(self.lab.scenario, flow, self.lab.moment)
         lists = recorded_lists(dump)
         returning = recent_lists(dump, flow)
 

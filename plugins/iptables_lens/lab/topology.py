@@ -3,7 +3,7 @@
 - `underlay`: a namespace holding a bridge, the cluster's L2 network (172.20.0.0/16 in the seed).
 - one namespace per node: `eth0` on the underlay with the node's address of each family it has, forwarding
   on, routes to the other nodes' pod ranges via their addresses, and the node's dumps loaded with
-  iptables-restore (ip6tables-restore for an IPv6 dump), and host routes via the underlay's gateway to the
+  iptables-restore (ip6tables-restore for an IPv6 dump, nft -f for an nft ruleset), and host routes via the underlay's gateway to the
   node's flow destinations that nothing else routes, as kind's default route would.
 - one namespace per pod: `eth0` holding the pod's addresses (/32, /128), a default route per family via the
   node's pod gateway; on the node, a veth whose host side holds those gateways and a host route to the pod
@@ -271,7 +271,10 @@ class Lab:
             if dump_file.moment != self.moment:
                 continue
             text = (self.scenario.folder / dump_file.file).read_text()
-            loaded = self.nodes[dump_file.node].restore(text, self.variant, family=dump_file.family)
+            if dump_file.is_ruleset:
+                loaded = self.nodes[dump_file.node].run(["nft", "-f", "-"], input=text)
+            else:
+                loaded = self.nodes[dump_file.node].restore(text, self.variant, family=dump_file.family)
             if not loaded.ok:
                 raise LabError(f"the kernel refused {dump_file.file}: {loaded.stderr.strip()}")
 

@@ -18,29 +18,14 @@ from iptables_lens.iptables.fmt import format_rule
 from iptables_lens.iptables.model import Dump, Table
 from iptables_lens.nft.diff import diff_rulesets
 from iptables_lens.nft.model import Ruleset
+from iptables_lens.render.escape import code, indent, text
 from iptables_lens.render.mermaid import flow_diagram, service_graph
+from iptables_lens.render.nft_tables import nft_rule_tables
 from iptables_lens.render.text import SIGNS, trace_lines
 from iptables_lens.scenario.flows import predict, recent_lists
 from iptables_lens.scenario.load import Scenario
-from iptables_lens.scenario.model import Flow
+from iptables_lens.scenario.model import Family, Flow
 from iptables_lens.trace.packet import Step, Trace
-
-_MARKDOWN_SPECIAL = re.compile(r"[&<>\"'`*_\[\]|\\#~!{}()+]")
-
-
-def text(value: str) -> str:
-    """`value` as literal text in Markdown (tables included): special characters become HTML entities."""
-    return _MARKDOWN_SPECIAL.sub(lambda m: f"&#{ord(m.group(0))};", value)
-
-
-def code(value: str) -> str:
-    """`value` as inline code, literal in Markdown and in HTML."""
-    return f"<code>{text(value)}</code>"
-
-
-def indent(block: str, spaces: int = 4) -> str:
-    pad = " " * spaces
-    return "\n".join(pad + line if line.strip() else "" for line in block.splitlines())
 
 
 def anchor_moment(moment: str, family: int = 4) -> str:
@@ -342,7 +327,7 @@ def overview_page(scenario: Scenario, paths: SitePaths) -> str:
         out.append(f"Type {code(service.type)}, cluster IP {code(str(service.cluster_ip))}{ipv6}, {text(ports)}; "
                    f"endpoints {text(eps)}; external traffic policy {text(service.external_traffic_policy)}.\n")
         for d in meta.dumps:
-            if d.moment != "after":
+            if d.moment != "after" or d.file not in scenario.dumps:  # the graph reads iptables-save dumps
                 continue
             dump = scenario.dumps[d.file]
             def chain_link(table: str, chain: str, node: str = d.node) -> str:
@@ -384,23 +369,13 @@ def node_page(scenario: Scenario, node_name: str, paths: SitePaths, folder: str)
     before = scenario.dump_for(node.name, "before")
     declared = {s.key for s in meta.services}
     if node.name in paths.locators:
+        # Only iptables-save dumps are split over pages of their own (render.site).
+        assert isinstance(before, Dump | None) and isinstance(after, Dump | None)
         return "\n".join(out) + _large_node_body(scenario, node.name, paths, before, after, declared)
-    files = {(d.moment, d.family): d.file for d in meta.dumps if d.node == node.name}
-    families = sorted({family for _, family in files})
+    families = sorted({d.family for d in meta.dumps if d.node == node.name})
     for family in families:
         # A node with dumps of one family keeps the tabs' plain titles; a dual-stack one names the family.
-        label = f" (IPv{family})" if families != [4] else ""
-        after, before = scenario.dump_for(node.name, "after", family), scenario.dump_for(node.name, "before", family)
-        if after is not None:
-            out.append(f'=== "Rules after{label or " the Service"}"\n')
-            out.append(indent(_dump_intro(after) + rule_tables(after, anchor_moment("after", family))) + "\n")
-        if before is not None:
-            out.append(f'=== "Rules before{label}"\n')
-            out.append(indent(_dump_intro(before) + rule_tables(before, anchor_moment("before", family))) + "\n")
-        if before is not None and after is not None:
-            out.append(f'=== "What changed{label}"\n')
-            names = (f"{folder}/{files['before', family]}", f"{folder}/{files['after', family]}")
-            out.append(indent(diff_section(diff_dumps(before, after), declared, names=names)) + "\n")
+        out += rules_tabs(scenario, node.name, family, f" (IPv{family})" if families != [4] else "", folder)
     flows = [f for f in meta.flows if f.node == node.name]
     if flows:
         out.append('=== "Flows"\n')
@@ -411,6 +386,46 @@ def node_page(scenario: Scenario, node_name: str, paths: SitePaths, folder: str)
             body.append(outcome_table(result))
         out.append(indent("\n".join(body)) + "\n")
     return "\n".join(out)
+
+
+def rules_tabs(scenario: Scenario, node: str, family: Family, label: str, folder: str) -> list[str]:
+    """A node page's tabs of the node's rules of `family` after and before the change, and what changed, in
+    what the site knows of the rules' dialect: an iptables-save dump's explained rule tables and its semantic
+    diff by Service; an nft ruleset's explained chains, sets and maps and its diff by Service. `label` ends each
+    tab's title, `folder` is the scenario folder as a reader's shell sees it from the repository."""
+    files: dict[str, str] = {d.moment: d.file for d in scenario.meta.dumps if d.node == node and d.holds(family)}
+    before, after = (scenario.rules(files[m]) if m in files else None for m in ("before", "after"))
+    out = []
+    if isinstance(after, Ruleset) or isinstance(before, Ruleset):
+        for moment, ruleset in (("after", after), ("before", before)):
+            if isinstance(ruleset, Ruleset):
+                suffix = label or (" the Service" if moment == "after" else "")
+                tables = nft_rule_tables(ruleset, anchor_moment(moment), level=3)
+                out += [f'=== "Rules {moment}{suffix}"\n', indent(_ruleset_intro(ruleset) + tables) + "\n"]
+        if isinstance(before, Ruleset) and isinstance(after, Ruleset):
+            out.append(f'=== "What changed{label}"\n')
+            names = (f"{folder}/{files['before']}", f"{folder}/{files['after']}")
+            declared = {s.key for s in scenario.meta.services}
+            out.append(indent(diff_section(diff_of(before, after), declared, names=names)) + "\n")
+        return out
+    assert not isinstance(after, Ruleset) and not isinstance(before, Ruleset)
+    if after is not None:
+        out.append(f'=== "Rules after{label or " the Service"}"\n')
+        out.append(indent(_dump_intro(after) + rule_tables(after, anchor_moment("after", family))) + "\n")
+    if before is not None:
+        out.append(f'=== "Rules before{label}"\n')
+        out.append(indent(_dump_intro(before) + rule_tables(before, anchor_moment("before", family))) + "\n")
+    if before is not None and after is not None:
+        out.append(f'=== "What changed{label}"\n')
+        names = (f"{folder}/{files['before']}", f"{folder}/{files['after']}")
+        declared = {s.key for s in scenario.meta.services}
+        out.append(indent(diff_section(diff_dumps(before, after), declared, names=names)) + "\n")
+    return out
+
+
+def _ruleset_intro(ruleset: Ruleset) -> str:
+    tables, chains, rules = ruleset.summary()
+    return f"{rules} rules in {chains} chains of {tables} tables, as `nft list ruleset` printed them.\n\n"
 
 
 def _large_node_body(scenario: Scenario, node: str, paths: SitePaths, before: Dump | None, after: Dump | None,

@@ -25,7 +25,7 @@ from iptables_lens.nft.explain import ChainExplanation, explain_chain
 from iptables_lens.nft.explain.sets import explain_set, lookup_keys
 from iptables_lens.nft.fmtrules import format_rule
 from iptables_lens.nft.model import Chain, Expr, Ruleset, Set, Table
-from iptables_lens.render import markdown as md
+from iptables_lens.render import escape as md
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 

@@ -97,7 +97,9 @@ def _scenario_pages(scenario: Scenario, paths: SitePaths, repo_root: Path | None
     nodes_with_dumps = sorted({d.node for d in meta.dumps}, key=[n.name for n in meta.nodes].index)
     large_pages = []
     for node in nodes_with_dumps:
-        dumps = [(anchor_moment(d.moment, d.family), scenario.dumps[d.file]) for d in meta.dumps if d.node == node]
+        # Of an nft ruleset the node page shows the listing, however big.
+        dumps = [(anchor_moment(d.moment, d.family), scenario.dumps[d.file]) for d in meta.dumps
+                 if d.node == node and d.file in scenario.dumps]
         if not any(is_large(dump) for _, dump in dumps):
             continue
         locator = paths.locators[node] = ChainLocator()

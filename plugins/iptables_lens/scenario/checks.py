@@ -8,7 +8,8 @@
   Service's load balancer or external IP), pod addresses lie in some node's pod range;
 - every hashed kube-proxy chain name verifies;
 - with `kernel=True` (root), both iptables-restore variants accept every dump (`--test`), the ip6tables ones
-  each IPv6 dump.
+  each IPv6 dump;
+- an nftables-mode scenario's rulesets get the same checks from `scenario.nft_checks` (`nft -c -f` the kernel's).
 
 An IPv6 dump (`family: 6`) is checked against the IPv6 facts: the Service's `cluster_ip_v6` (a /128), its
 IPv6 endpoints, DNATed to `[address]:port`, and the `_v6` ranges.
@@ -27,7 +28,8 @@ from iptables_lens.errors import DumpError
 from iptables_lens.iptables.model import Dump
 from iptables_lens.kube.names import HASHED_FAMILIES, decode_chain
 from iptables_lens.scenario.load import Scenario
-from iptables_lens.scenario.model import Family, ScenarioMeta
+from iptables_lens.scenario.model import Address, Family, ScenarioMeta
+from iptables_lens.scenario.nft_checks import kernel_ruleset_problems, ruleset_problems
 from iptables_lens.scenario.service_checks import service_problems
 
 _HOST = {4: 32, 6: 128}
@@ -37,9 +39,12 @@ _RESTORE = {4: {"nft": "iptables-nft-restore", "legacy": "iptables-legacy-restor
 
 def check_scenario(scenario: Scenario, kernel: bool = False) -> list[DumpError]:
     """Every problem the checks find in `scenario`, dump by dump in the order of the metadata, then the
-    kernel's. A dump the scenario could not load is skipped (loading reported it)."""
+    kernel's. A dump the scenario could not load is skipped (loading reported it). An nft ruleset is checked by
+    `scenario.nft_checks`."""
     problems: list[DumpError] = []
     for entry in scenario.meta.dumps:
+        if entry.file in scenario.rulesets:
+            problems += ruleset_problems(scenario, entry, scenario.rulesets[entry.file])
         dump = scenario.dumps.get(entry.file)
         if dump is None:
             continue
@@ -76,29 +81,44 @@ def _nat_address(value: str) -> str:
     return value.split(":")[0].split("-")[0]
 
 
+class AddressFacts:
+    """Where the scenario's facts allow an address of a dump to be: on the underlay only as a node, the
+    declared gateway, or a Service's load balancer or external IP; in the pod network only in a node's range."""
+
+    def __init__(self, meta: ScenarioMeta):
+        self.meta = meta
+
+    def problem(self, address: Address) -> str | None:
+        """What is wrong with `address` (of either family) being in a dump, or None."""
+        family: Family = 6 if address.version == 6 else 4
+        meta, cluster = self.meta, self.meta.cluster
+        underlay, pod_network, gateway = cluster.underlay_of(family), cluster.pod_cidr_of(family), cluster.gateway_of(family)
+        nodes = {a for a in (n.address_of(family) for n in meta.nodes) if a is not None}
+        if underlay is not None and address in underlay:
+            # A load balancer or external IP is often an underlay address no node holds (MetalLB, cloud-provider-kind).
+            services = {a for s in meta.services for a in (*s.load_balancer_ips, *s.external_ips)}
+            if address in nodes or address in services or address == gateway:
+                return None
+            return (f"{address} is on the underlay {underlay} but is no declared node address (nodes: "
+                    f"{', '.join(str(n) for n in sorted(nodes))})")
+        pod_ranges = [r for r in (n.pod_cidr_of(family) for n in meta.nodes) if r is not None]
+        if pod_network is not None and address in pod_network and not any(address in r for r in pod_ranges):
+            return f"{address} is in the pod network but in no node's pod range"
+        return None
+
+
 def _address_problems(meta: ScenarioMeta, dump: Dump, path: Path, family: Family = 4) -> Iterator[DumpError]:
-    cluster = meta.cluster
-    underlay, pod_network, gateway = cluster.underlay_of(family), cluster.pod_cidr_of(family), cluster.gateway_of(family)
-    nodes = {a for a in (n.address_of(family) for n in meta.nodes) if a is not None}
-    # A load balancer or external IP is often an underlay address no node holds (MetalLB, cloud-provider-kind).
-    services = {a for s in meta.services for a in (*s.load_balancer_ips, *s.external_ips) if a.version == family}
-    allowed = nodes | services | ({gateway} if gateway else set())
-    pod_ranges = [r for r in (n.pod_cidr_of(family) for n in meta.nodes) if r is not None]
+    facts = AddressFacts(meta)
     reported = set()
     for rule, value in _addresses_in(dump):
         network = ipaddress.ip_network(value, strict=False)
         if network.prefixlen != _HOST[family]:
             continue
         address = network.network_address
-        if address in reported:
-            continue
-        if underlay is not None and address in underlay and address not in allowed:
+        problem = facts.problem(address) if address not in reported else None
+        if problem is not None:
             reported.add(address)
-            yield _in_dump(path, rule.line, f"{address} is on the underlay {underlay} but is no "
-                           f"declared node address (nodes: {', '.join(str(n) for n in sorted(nodes))})", rule.text)
-        elif pod_network is not None and address in pod_network and not any(address in r for r in pod_ranges):
-            reported.add(address)
-            yield _in_dump(path, rule.line, f"{address} is in the pod network but in no node's pod range", rule.text)
+            yield _in_dump(path, rule.line, problem, rule.text)
 
 
 def _hash_problems(dump: Dump, path: Path) -> Iterator[DumpError]:
@@ -115,14 +135,19 @@ def _hash_problems(dump: Dump, path: Path) -> Iterator[DumpError]:
 def _kernel_problems(scenario: Scenario) -> Iterator[DumpError]:
     from iptables_lens.netns import Namespace, can_run_kernel_lab, missing_tools
 
-    families = {entry.family for entry in scenario.meta.dumps}
-    missing = missing_tools(*(c for f in sorted(families) for c in _RESTORE[f].values()))
+    rulesets = [entry for entry in scenario.meta.dumps if entry.is_ruleset]
+    families = {entry.family for entry in scenario.meta.dumps if not entry.is_ruleset}
+    missing = missing_tools(*(c for f in sorted(families) for c in _RESTORE[f].values()),
+                            *(["nft"] if rulesets else []))
     reason = can_run_kernel_lab() or (f"needs {', '.join(missing)}" if missing else None)
     if reason:
         yield DumpError(str(scenario.folder), 0, 0, f"cannot ask the kernel: it {reason}")
         return
+    yield from kernel_ruleset_problems(scenario, rulesets)
     with Namespace("validate") as ns:
         for entry in scenario.meta.dumps:
+            if entry.is_ruleset:
+                continue
             path = scenario.folder / entry.file
             if not path.is_file():
                 continue

@@ -27,14 +27,25 @@ RECORDING_DIR = "kernel"
 def predict(scenario: Scenario, flow: Flow, moment: Moment = "after") -> Trace:
     """Every outcome of `flow` through the rules of its family its node saved at `moment`; a DumpError at the
     flow's node in scenario.yaml if the node has no such dump."""
-    dump = scenario.dump_for(flow.node, moment, flow.family)
-    if dump is None:
-        flows = scenario.meta.flows
-        where = ("flows", flows.index(flow), "node") if flow in flows else ("flows",)
-        kind = f"{moment} dump" if flow.family == 4 else f"{moment} IPv6 dump (family: 6)"
-        raise scenario.metadata_file.problem(where, f"flow {flow.id}: no {kind} for node {flow.node}")
+    dump = traced_dump(scenario, flow, moment)
     packet = Packet(flow.src, flow.dst, flow.protocol, flow.sport or DEFAULT_SPORT, flow.dport)
     return trace(dump, packet, node_context(scenario, flow.node), recent=recent_lists(dump, flow))
+
+
+def traced_dump(scenario: Scenario, flow: Flow, moment: Moment = "after") -> Dump:
+    """The dump the tracer reads for `flow`: its node's rules of its family saved at `moment`; a DumpError at the
+    flow's node in scenario.yaml if the node has none, or has an nft ruleset, which the tracer does not read
+    yet."""
+    dump = scenario.dump_for(flow.node, moment, flow.family)
+    flows = scenario.meta.flows
+    where = ("flows", flows.index(flow), "node") if flow in flows else ("flows",)
+    if dump is None:
+        kind = f"{moment} dump" if flow.family == 4 else f"{moment} IPv6 dump (family: 6)"
+        raise scenario.metadata_file.problem(where, f"flow {flow.id}: no {kind} for node {flow.node}")
+    if not isinstance(dump, Dump):
+        raise scenario.metadata_file.problem(where, f"flow {flow.id}: {flow.node}'s rules are an nft ruleset, "
+                                                    "which the tracer does not read yet")
+    return dump
 
 
 def recent_lists(dump: Dump, flow: Flow) -> frozenset[str]:

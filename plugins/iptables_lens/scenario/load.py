@@ -1,7 +1,9 @@
-"""A scenario is a folder under `dumps/`: a `scenario.yaml` of facts about a cluster and its `.rules` dumps.
+"""A scenario is a folder under `dumps/`: a `scenario.yaml` of facts about a cluster and its dumps, `.rules`
+(iptables-save) or `.nft` (`nft list ruleset`) files.
 
 `read_scenario` is the one loader. It reads the YAML keeping where each key is written, checks it against the
-schema (`scenario.model`), checks that the files it names exist and parses every dump, once. It gives back the
+schema (`scenario.model`), checks that the files it names exist and parses every dump, once, in its dialect
+(detected from the content; it must be the one the cluster's `proxy_mode` writes). It gives back the
 `Scenario` and every problem it met, each a `DumpError` with the file, the line and column, and in the
 metadata the key path (`services[0].ports`). `load_scenario` is the same for callers that want a scenario or
 an exception.
@@ -16,7 +18,7 @@ an exception.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +29,15 @@ from iptables_lens.dialects import dialect_of, read_dump
 from iptables_lens.errors import DumpError, DumpErrors
 from iptables_lens.gcpause import paused_gc
 from iptables_lens.iptables.model import Dump
-from iptables_lens.scenario.model import Family, Moment, ScenarioMeta
+from iptables_lens.nft.model import Ruleset
+from iptables_lens.scenario.model import DUMP_DIALECTS, DumpFile, Family, Moment, ScenarioMeta
 
 METADATA_FILE = "scenario.yaml"
 
 KeyPath = tuple[int | str, ...]
 """Where a value sits in scenario.yaml: `("services", 0, "ports")` is `services[0].ports`."""
+AnyDump = Dump | Ruleset
+"""A node's rules as a scenario holds them: an iptables-save dump, or an nft ruleset in nftables mode."""
 
 
 def _key_path_text(key_path: KeyPath) -> str:
@@ -83,19 +88,29 @@ class Scenario:
     folder: Path
     meta: ScenarioMeta
     dumps: dict[str, Dump]
-    """File name -> parsed dump, in the order the metadata lists them (from `read_scenario`, those that parse)."""
+    """File name -> parsed iptables-save dump, in the order the metadata lists them (from `read_scenario`, those
+    that parse); empty in nftables mode."""
     metadata_file: MetadataFile
+    rulesets: dict[str, Ruleset] = field(default_factory=dict)
+    """File name -> parsed nft ruleset, as `dumps` (nftables mode: each node's `nft list ruleset`)."""
 
     @property
     def name(self) -> str:
         return self.folder.name
 
-    def dump_for(self, node: str, moment: Moment, family: Family = 4) -> Dump | None:
-        """The dump of `node` saved at `moment` of the `family`, if the scenario has one."""
+    def dump_for(self, node: str, moment: Moment, family: Family = 4) -> AnyDump | None:
+        """The rules of `node` saved at `moment` that hold `family`'s tables, if the scenario has them: in
+        iptables mode the iptables-save (`family` 4) or ip6tables-save (6) dump; in nftables mode the node's one
+        ruleset of that moment for either family, since it holds both `table ip kube-proxy` and `table ip6
+        kube-proxy` (a caller of one family reads that family's tables of it)."""
         for d in self.meta.dumps:
-            if d.node == node and d.moment == moment and d.family == family:
-                return self.dumps[d.file]
+            if d.node == node and d.moment == moment and d.holds(family):
+                return self.rules(d.file)
         return None
+
+    def rules(self, file: str) -> AnyDump | None:
+        """The parsed rules of `file`, whatever their dialect; None if it did not parse."""
+        return self.dumps[file] if file in self.dumps else self.rulesets.get(file)
 
 
 def read_scenario(folder: str | Path) -> tuple[Scenario | None, list[DumpError]]:
@@ -115,40 +130,61 @@ def read_scenario(folder: str | Path) -> tuple[Scenario | None, list[DumpError]]
             return None, [error]
         problems: list[DumpError] = []
         dumps: dict[str, Dump] = {}
+        rulesets: dict[str, Ruleset] = {}
         for index, entry in enumerate(meta.dumps):
             path = folder / entry.file
             if not path.is_file():
                 problems.append(metadata_file.problem(("dumps", index, "file"),
                                                       f"{entry.file!r} is not a file in {folder}"))
                 continue
+            mismatch = _mode_mismatch(meta, entry)
+            if mismatch:
+                problems.append(metadata_file.problem(("dumps", index, "file"), mismatch))
+                continue
             try:
                 dump = read_dump(path)
             except DumpError as error:
                 problems.append(error)
                 continue
-            if not isinstance(dump, Dump):
-                problems.append(_not_a_scenario_dialect(metadata_file, index, entry.file, dump))
+            found = _content_mismatch(meta, entry, dump)
+            if found:
+                problems.append(metadata_file.problem(("dumps", index, found[0]), found[1]))
                 continue
-            # A dump is read in the family its header (or first address) names; the metadata must agree.
-            if getattr(dump, "family", 4) != entry.family:
-                problems.append(metadata_file.problem(
-                    ("dumps", index, "family"), f"{entry.file} is an IPv{dump.family} dump (saved by "
-                    f"{'ip6tables' if dump.family == 6 else 'iptables'}-save), not IPv{entry.family}"))
-                continue
-            dumps[entry.file] = dump
+            if isinstance(dump, Ruleset):
+                rulesets[entry.file] = dump
+            else:
+                dumps[entry.file] = dump
         for index, name in enumerate(meta.manifests):
             if not (folder / name).is_file():
                 problems.append(metadata_file.problem(("manifests", index), f"{name!r} is not a file in {folder}"))
-    return Scenario(folder, meta, dumps, metadata_file), problems
+    return Scenario(folder, meta, dumps, metadata_file, rulesets), problems
 
 
-def _not_a_scenario_dialect(metadata_file: MetadataFile, index: int, file: str, dump: object) -> DumpError:
-    """The problem of a scenario dump in a rule language scenarios do not hold yet (an nft ruleset)."""
-    dialect = dialect_of(dump)
-    readers = ", ".join(f"`{c}`" for c in sorted(dialect.commands or ()))
-    return metadata_file.problem(("dumps", index, "file"),
-                                 f"{file} is an {dialect.name} ruleset, and scenarios hold only iptables-save dumps "
-                                 f"so far; {readers} read it on its own")
+def _mode_mismatch(meta: ScenarioMeta, entry: DumpFile) -> str | None:
+    """Why the file's name says it is not what the cluster's kube-proxy mode saves, or None."""
+    mode = meta.cluster.proxy_mode
+    if entry.proxy_mode == mode:
+        return None
+    return (f"{entry.file} names {'an nft ruleset' if entry.is_ruleset else 'an iptables-save dump'}, but "
+            f"cluster.proxy_mode is {mode}, whose nodes' rules are {_WHAT_MODE_SAVES[mode]}")
+
+
+_WHAT_MODE_SAVES = {"iptables": "iptables-save dumps (.rules)", "nftables": "nft list ruleset listings (.nft)"}
+
+
+def _content_mismatch(meta: ScenarioMeta, entry: DumpFile, dump: AnyDump) -> tuple[str, str] | None:
+    """The key and the reason when the dump read from `entry` is not what its entry says: another dialect than
+    the cluster's proxy mode writes (read from the content), or, of an iptables-save dump, another family."""
+    mode = meta.cluster.proxy_mode
+    dialect = dialect_of(dump).name
+    if dialect != DUMP_DIALECTS[mode]:
+        return "file", (f"{entry.file} holds {dialect} rules, but cluster.proxy_mode is {mode}, whose nodes' rules "
+                        f"are {_WHAT_MODE_SAVES[mode]}")
+    # A dump is read in the family its header (or first address) names; the metadata must agree.
+    if isinstance(dump, Dump) and dump.family != entry.family:
+        return "family", (f"{entry.file} is an IPv{dump.family} dump (saved by "
+                          f"{'ip6tables' if dump.family == 6 else 'iptables'}-save), not IPv{entry.family}")
+    return None
 
 
 def load_scenario(folder: str | Path) -> Scenario:
@@ -217,5 +253,5 @@ def _pydantic_message(err: Any) -> str:
     return message
 
 
-__all__ = ["METADATA_FILE", "KeyPath", "MetadataFile", "Scenario", "find_scenarios", "load_scenario",
+__all__ = ["METADATA_FILE", "AnyDump", "KeyPath", "MetadataFile", "Scenario", "find_scenarios", "load_scenario",
            "read_scenario"]

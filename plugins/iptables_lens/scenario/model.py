@@ -4,6 +4,11 @@ A dual-stack cluster's facts of the second family sit beside the IPv4 ones, unde
 `_v6` (`address_v6`, `pod_cidr_v6`, `cluster_ip_v6`); an endpoint or a flow is of one family, the one its
 addresses are written in; a dump says which family it holds (`family: 6` for ip6tables-save's, 4 by default).
 
+A cluster whose kube-proxy runs in nftables mode (`proxy_mode: nftables`) has `nft list ruleset` listings as
+dumps (`.nft` files), one per node and moment: a ruleset holds the tables of both families (`table ip
+kube-proxy` and `table ip6 kube-proxy`), so its entry names no family. An iptables-mode cluster has
+iptables-save dumps (`.rules` files).
+
 Each model checks what it can check alone (a port is a port, a ClusterIP Service has no node port);
 `ScenarioMeta` checks that the facts agree with each other (every pod sits in its node's pod range). What
 needs the dumps is checked in `scenario.checks`.
@@ -31,6 +36,11 @@ Family = Literal[4, 6]
 """The address family of a dump, an endpoint or a flow: 4 (iptables) or 6 (ip6tables)."""
 Moment = Literal["before", "after"]
 """When a dump was saved: before the scenario's change (a Service created, say) or after it."""
+ProxyMode = Literal["iptables", "nftables"]
+"""kube-proxy's mode, which decides what a node's dumps are: iptables-save text, or nft rulesets."""
+DUMP_SUFFIXES: dict[ProxyMode, str] = {"iptables": ".rules", "nftables": ".nft"}
+DUMP_DIALECTS: dict[ProxyMode, str] = {"iptables": "iptables", "nftables": "nft"}
+"""The dialect (`dialects.DIALECTS`) of the dumps of each proxy mode."""
 
 
 class _Strict(BaseModel):
@@ -48,7 +58,9 @@ class Cluster(_Strict):
     name: str
     kubernetes_version: str
     iptables_version: str
-    proxy_mode: Literal["iptables"] = "iptables"
+    proxy_mode: ProxyMode = "iptables"
+    """What the dumps are: iptables-save text (`.rules`) in iptables mode, `nft list ruleset` listings (`.nft`)
+    in nftables mode."""
     underlay_cidr: Network
     underlay_gateway: IPv4 | None = None
     """An address on the underlay that is no node (kind: the Docker network's gateway), if dumps name it."""
@@ -263,17 +275,40 @@ class Service(_Strict):
 
 class DumpFile(_Strict):
     file: str
+    """A file in the scenario folder: `NAME.rules` (iptables-save) or `NAME.nft` (`nft list ruleset`)."""
     node: str
     moment: Moment
     family: Family = 4
-    """4 for an iptables-save dump, 6 for an ip6tables-save one."""
+    """4 for an iptables-save dump, 6 for an ip6tables-save one; an nft ruleset holds both and names none."""
 
     @field_validator("file")
     @classmethod
     def _plain_name(cls, value: str) -> str:
-        if "/" in value or value.startswith(".") or not value.endswith(".rules"):
-            raise ValueError("expected a file name in the scenario folder ending in .rules")
+        if "/" in value or value.startswith(".") or not value.endswith(tuple(DUMP_SUFFIXES.values())):
+            raise ValueError("expected a file name in the scenario folder ending in .rules (iptables-save) or .nft "
+                             "(nft list ruleset)")
         return value
+
+    @model_validator(mode="after")
+    def _ruleset_names_no_family(self) -> DumpFile:
+        if self.is_ruleset and "family" in self.model_fields_set:
+            raise ValueError(f"{self.file} is an nft ruleset, which holds the tables of both families: it names no "
+                             "family")
+        return self
+
+    @property
+    def is_ruleset(self) -> bool:
+        """Whether the file is an `nft list ruleset` listing, which holds both families' tables."""
+        return self.file.endswith(DUMP_SUFFIXES["nftables"])
+
+    @property
+    def proxy_mode(self) -> ProxyMode:
+        """The kube-proxy mode whose dumps the file's name says it is."""
+        return "nftables" if self.is_ruleset else "iptables"
+
+    def holds(self, family: Family) -> bool:
+        """Whether the dump holds the tables of `family`: an nft ruleset holds both."""
+        return self.is_ruleset or self.family == family
 
 
 class Flow(_Strict):
@@ -366,7 +401,22 @@ class ScenarioMeta(_Strict):
         files = [d.file for d in self.dumps]
         if len(set(files)) != len(files):
             raise ValueError("dumps: a file is listed twice")
+        self._one_dump_per_moment()
         return self
+
+    def _one_dump_per_moment(self) -> None:
+        """A node has one dump of each family at each moment (an nft ruleset is both families' dump)."""
+        seen: dict[tuple[str, Moment, Family], str] = {}
+        families: tuple[Family, ...] = (4, 6)
+        for dump in self.dumps:
+            for family in families:
+                if not dump.holds(family):
+                    continue
+                key = (dump.node, dump.moment, family)
+                if key in seen:
+                    raise ValueError(f"dumps: {seen[key]} and {dump.file} are both {dump.node}'s IPv{family} rules "
+                                     f"{dump.moment}")
+                seen[key] = dump.file
 
     def _ipv6_facts_agree(self) -> None:
         """The IPv6 facts, checked as the IPv4 ones are: each in the range that holds it, which is declared."""

@@ -233,6 +233,10 @@ def _sorted_chains(chains: list[Chain]) -> list[Chain]:
 
 def scrub_metadata(meta: ScenarioMeta, addresses: AddressMap, names: Renamer) -> dict:
     data = meta.model_dump(mode="json", exclude_none=True)
+    # An nft ruleset holds both families' tables, so its entry names none (the model refuses one).
+    for entry, dumped in zip(meta.dumps, data["dumps"], strict=True):
+        if entry.is_ruleset:
+            dumped.pop("family", None)
 
     def walk(value, key: str = ""):
         if isinstance(value, dict):
@@ -285,7 +289,8 @@ def scrub_scenario(folder: str | Path, out: str | Path, key: bytes, rename: dict
     staging.mkdir(parents=True)
     try:
         for entry in scenario.meta.dumps:
-            scrubbed = scrub_rules(scenario.dumps[entry.file], addresses, names)
+            dump = scenario.dumps.get(entry.file) or scenario.rulesets[entry.file]
+            scrubbed = scrub_rules(dump, addresses, names)
             (staging / entry.file).write_text(dialect_of(scrubbed).format(scrubbed))
         for name in scenario.meta.manifests:
             text = (scenario.folder / name).read_text()

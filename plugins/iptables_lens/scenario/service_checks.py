@@ -122,20 +122,20 @@ def _nothing_written(at: Problem, s_index: int, service: Service, rules: _Rules,
                  f"kube-proxy writes none for {what}")
 
 
-class _PortCheck:
-    """The facts of one Service port against one dump."""
+class PortFacts:
+    """What kube-proxy on `node` does with one port of a declared Service in the rules of `family`, by the
+    scenario's facts: which endpoints it uses, whether traffic from inside (`has_internal`) and from outside
+    (`has_external`) reaches one, through which addresses. `key` is the Service's key path in scenario.yaml,
+    `at` makes a problem at a key path there."""
 
     def __init__(self, at: Problem, key: KeyPath, service: Service, port: ServicePort, p_index: int, node: str,
-                 rules: _Rules):
-        self.at, self.key, self.service, self.port, self.p_index, self.node, self.rules = (
-            at, key, service, port, p_index, node, rules)
-        family = rules.family
-        self.family = family
+                 family: Family):
+        self.at, self.key, self.service, self.port, self.p_index, self.node, self.family = (
+            at, key, service, port, p_index, node, family)
         self.name = service.key + (f":{port.name}" if port.name else "")
+        """kube-proxy's name of the Service port (`ServicePortName`): `ns/name`, plus `:port` if it is named."""
         self.proto = port.protocol.lower()
         self.where = f"{service.key} port {port.port}/{port.protocol}"
-        self.svc, self.svl, self.ext, self.fw = (service_chain(prefix, self.name, self.proto)
-                                                 for prefix in ("KUBE-SVC", "KUBE-SVL", "KUBE-EXT", "KUBE-FW"))
         self.internal_local = service.internal_traffic_policy == "Local"
         self.external_local = service.externally_accessible and service.external_traffic_policy == "Local"
         policies = EndpointPolicies(self.internal_local, self.external_local, service.externally_accessible)
@@ -147,15 +147,41 @@ class _PortCheck:
         self.ranges = [(i, r) for i, r in enumerate(service.load_balancer_source_ranges) if r.version == family]
         self.uses_fw = self.use.has_any and bool(self.lb_ips) and bool(service.load_balancer_source_ranges)
 
-    def _verdict(self) -> str:
-        return "REJECT" if not self.use.has_any else "DROP"
+    def external_addresses(self) -> list[tuple[KeyPath, Address, str]]:
+        """The Service's load balancer and external IPs of the family: their key path, address and kind."""
+        found: list[tuple[KeyPath, Address, str]] = [(("load_balancer_ips", i), a, "load balancer IP")
+                                                     for i, a in self.lb_ips]
+        return found + [(("external_ips", i), a, "external IP")
+                         for i, a in enumerate(self.service.external_ips) if a.version == self.family]
 
-    def _why_not(self) -> tuple[KeyPath, str]:
+    def why_no_endpoint(self) -> tuple[KeyPath, str]:
         """Why no endpoint takes traffic this node cannot send to a local endpoint, and the fact to look at."""
         if not self.use.has_any:
             return self.key + ("endpoints",), "the Service has no usable endpoint"
         return self.key + ("internal_traffic_policy" if not self.has_internal else "external_traffic_policy",), (
             f"its traffic policy is Local and {self.node} has no endpoint of it")
+
+    def unused(self, endpoint: Endpoint) -> str:
+        """Why the node sends the port's traffic to none of `endpoint`."""
+        if not endpoint.ready and not (endpoint.serving and endpoint.terminating):
+            return "it is neither ready nor serving while terminating"
+        if not endpoint.ready and any(e.ready for e in self.declared):
+            return "it is terminating, and other endpoints are ready"
+        return f"it runs on {endpoint.node or 'another node'}, and the Service's internal_traffic_policy is Local"
+
+
+class _PortCheck(PortFacts):
+    """The facts of one Service port against one iptables-save dump."""
+
+    def __init__(self, at: Problem, key: KeyPath, service: Service, port: ServicePort, p_index: int, node: str,
+                 rules: _Rules):
+        super().__init__(at, key, service, port, p_index, node, rules.family)
+        self.rules = rules
+        self.svc, self.svl, self.ext, self.fw = (service_chain(prefix, self.name, self.proto)
+                                                 for prefix in ("KUBE-SVC", "KUBE-SVL", "KUBE-EXT", "KUBE-FW"))
+
+    def _verdict(self) -> str:
+        return "REJECT" if not self.use.has_any else "DROP"
 
     def cluster_ip(self) -> Iterator[DumpError]:
         rules, at = self.rules, self.at
@@ -166,7 +192,7 @@ class _PortCheck:
         other = self.svc if self.internal_local else self.svl
         if not self.has_internal:
             verdict = self._verdict()
-            key, reason = self._why_not()
+            key, reason = self.why_no_endpoint()
             if _find(rules.of("filter", "KUBE-SERVICES"), verdict, rules.host(cluster_ip), self.port.port) is None:
                 yield at(key, f"{rules.file} has no filter KUBE-SERVICES rule that {verdict}s {self.where} at "
                               f"{cluster_ip}, which kube-proxy writes when {reason}")
@@ -211,10 +237,8 @@ class _PortCheck:
                 yield at(port_key, f"{rules.file} line {nodeport.line} opens node port {_dport(nodeport) or 'any'} "
                                    f"for {self.where}, not {port.node_port}")
         lb_chain = self.fw if self.uses_fw else self.ext
-        addresses: list[tuple[KeyPath, Address, str, str]] = [
-            (("load_balancer_ips", i), a, "load balancer IP", lb_chain) for i, a in self.lb_ips]
-        addresses += [(("external_ips", i), a, "external IP", self.ext)
-                      for i, a in enumerate(self.service.external_ips) if a.version == self.family]
+        addresses = [(fact, a, kind, lb_chain if kind == "load balancer IP" else self.ext)
+                     for fact, a, kind in self.external_addresses()]
         services = rules.of("nat", "KUBE-SERVICES")
         for fact, address, kind, chain in addresses:
             if self.use.has_any and _find(services, chain, rules.host(address), port.port) is None:
@@ -222,7 +246,7 @@ class _PortCheck:
                                          f"{address} to {chain}")
         if not self.has_external:
             verdict = self._verdict()
-            key, reason = self._why_not()
+            key, reason = self.why_no_endpoint()
             stopped = rules.of("filter", "KUBE-EXTERNAL-SERVICES")
             if port.node_port is not None and _find(stopped, verdict, None, port.node_port) is None:
                 yield at(key, f"{rules.file} has no filter KUBE-EXTERNAL-SERVICES rule that {verdict}s {self.where} "
@@ -316,14 +340,7 @@ class _PortCheck:
             elif endpoint not in reachable and rules.has_chain(sep):
                 yield self.at(self.key + ("endpoints", e_index), f"{rules.file} has endpoint chain {sep} for "
                                                                   f"{target}, but kube-proxy on {self.node} sends "
-                                                                  f"{self.where} no traffic there: {self._unused(endpoint)}")
-
-    def _unused(self, endpoint: Endpoint) -> str:
-        if not endpoint.ready and not (endpoint.serving and endpoint.terminating):
-            return "it is neither ready nor serving while terminating"
-        if not endpoint.ready and any(e.ready for e in self.declared):
-            return "it is terminating, and other endpoints are ready"
-        return f"it runs on {endpoint.node or 'another node'}, and the Service's internal_traffic_policy is Local"
+                                                                  f"{self.where} no traffic there: {self.unused(endpoint)}")
 
     def affinity(self) -> Iterator[DumpError]:
         """ClientIP affinity: every Service chain checks `-m recent --rcheck --seconds TIMEOUT` first."""
