@@ -88,7 +88,6 @@ NFT_LISTING = REPO_ROOT / "tests" / "data" / "kube-proxy-nftables" / "listings" 
 
 @pytest.mark.parametrize("argv", [
     ["trace", str(NFT_LISTING), "--src", "10.0.0.1", "--dst", "172.30.0.41", "--dport", "80"],
-    ["render", str(NFT_LISTING), "-o", "unused"],
 ])
 def test_a_command_that_does_not_read_a_dialect_yet_says_so_without_a_traceback(argv):
     result = CliRunner().invoke(main, argv)
@@ -102,3 +101,14 @@ def test_check_and_fmt_read_an_nft_listing_through_the_registry():
     assert CliRunner().invoke(main, ["check", str(NFT_LISTING)]).exit_code == 0
     formatted = CliRunner().invoke(main, ["fmt", str(NFT_LISTING)])
     assert formatted.exit_code == 0 and formatted.output == NFT_LISTING.read_text()
+
+
+def test_render_writes_an_nft_rulesets_explained_tables_and_the_diff_of_two(tmp_path):
+    before = REPO_ROOT / "tests" / "data" / "nft-diff" / "v1.34" / "before.nft"
+    after = REPO_ROOT / "tests" / "data" / "nft-diff" / "v1.34" / "after.nft"
+    result = CliRunner().invoke(main, ["render", str(before), str(after), "-o", str(tmp_path / "pages")])
+    assert result.exit_code == 0, result.output
+    changed = (tmp_path / "pages" / "what-changed.md").read_text()
+    after_page = (tmp_path / "pages" / "after.md").read_text()
+    assert "<code>table ip kube-proxy</code>" in after_page and "service-ips" in after_page
+    assert "<code>shop/web</code>" in changed or "shop/web" in changed

@@ -240,7 +240,7 @@ def _parse_nft_file(path: str | Path, source: str | None = None, *, family: int 
         raise script_error from None
 
 
-_NFT_READERS = frozenset({"check", "diff", "explain", "fmt", "scrub"})
+_NFT_READERS = frozenset({"check", "diff", "explain", "fmt", "render", "scrub"})
 """The `iptables-lens` commands that read nft rulesets."""
 
 

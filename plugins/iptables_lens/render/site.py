@@ -19,6 +19,7 @@ from typing import Literal
 
 from iptables_lens.gcpause import paused_gc
 from iptables_lens.iptables.model import Dump
+from iptables_lens.nft.model import Ruleset
 from iptables_lens.render.features import features_page
 from iptables_lens.render.large import ChainLocator, is_large, large_dump_pages
 from iptables_lens.render.markdown import SitePaths, anchor_moment, flow_page, node_page, overview_page
@@ -123,24 +124,25 @@ def _scenario_pages(scenario: Scenario, paths: SitePaths, repo_root: Path | None
     return pages + large_pages
 
 
-def dump_pages(dumps: list[Dump]) -> list[GeneratedPage]:
+def dump_pages(dumps: list[Dump | Ruleset]) -> list[GeneratedPage]:
     """Pages for dumps that come without a scenario (`iptables-lens render`): one page of explained rule
-    tables per dump, and, for two dumps, what changed from the first to the second."""
-    from iptables_lens.iptables.diff import diff_dumps
-    from iptables_lens.render.markdown import diff_section, rule_tables, text
+    tables per dump (an iptables-save dump's tables, or an nft ruleset's chains, sets and maps), and, for two
+    dumps of one dialect, what changed from the first to the second."""
+    from iptables_lens.render.markdown import diff_of, diff_section, rule_tables, text
+    from iptables_lens.render.nft_tables import nft_rule_tables
 
     pages = []
     for index, dump in enumerate(dumps):
         name = Path(dump.source).name or f"dump-{index + 1}"
         slug = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(name).stem).strip("-") or f"dump-{index + 1}"
         tables, chains, rules = dump.summary()
-        body = (f"# {text(name)}\n\n{rules} rules in {chains} chains of {tables} tables.\n\n"
-                + rule_tables(dump, "rules"))
+        explained = nft_rule_tables(dump, "rules") if isinstance(dump, Ruleset) else rule_tables(dump, "rules")
+        body = f"# {text(name)}\n\n{rules} rules in {chains} chains of {tables} tables.\n\n" + explained
         pages.append(GeneratedPage(f"{slug}.md", name, body, "dumps", "node"))
     if len(dumps) == 2:
         before, after = dumps
         body = (f"# What changed\n\nFrom {text(before.source)} to {text(after.source)}.\n\n"
-                + diff_section(diff_dumps(before, after), set()))
+                + diff_section(diff_of(before, after), set()))
         pages.append(GeneratedPage("what-changed.md", "What changed", body, "dumps", "diff"))
     index_body = "# Dumps\n\n" + "\n".join(f"- [{text(p.title)}]({p.path})" for p in pages) + "\n"
     return [GeneratedPage("index.md", "Dumps", index_body, "dumps", "overview"), *pages]
