@@ -543,3 +543,17 @@ def test_nfts_listing_of_a_nodeport_service_is_tied_to_it(layout):
     data = json.loads(CliRunner().invoke(main, ["explain", "-", "--service", "default/my-nginx-service", "--json"],
                                          input=listing).output)
     assert {e["service"] for s in data["sets"] for e in s["elements"]} == {"default/my-nginx-service"}
+
+
+@pytest.mark.parametrize("name", ["worker-1-after.nft", "worker-2-after.nft"])
+def test_explain_ties_the_nftables_scenarios_elements_and_chains_to_the_seed_service(name):
+    # Issue 17's "Must show" 2, on the site's own nftables-mode scenario: every service-ips and service-nodeports
+    # element and every per-Service chain is tied to its Service, with the hash verified.
+    ruleset = read_dump(REPO_ROOT / "dumps" / "kind-nodeport-nftables" / name)
+    assert assert_tied(ruleset) >= 4  # kubernetes, kube-dns (3 ports) and the seed's Service and node port
+    result = CliRunner().invoke(main, ["explain", str(REPO_ROOT / "dumps" / "kind-nodeport-nftables" / name),
+                                       "--service", "default/my-nginx-service", "--json"])
+    data = json.loads(result.output)
+    elements = [e for s in data["sets"] for e in s["elements"]]
+    assert {e["service"] for e in elements} == {"default/my-nginx-service"}
+    assert {s["name"] for s in data["sets"]} >= {"service-ips", "service-nodeports", "cluster-ips"}
