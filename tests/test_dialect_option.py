@@ -143,7 +143,7 @@ def nft_scenario(tmp_path: Path) -> Path:
     return folder
 
 
-def test_validate_says_a_scenario_does_not_hold_an_nft_ruleset_yet_at_its_metadata_entry(tmp_path):
+def test_validate_says_an_nft_ruleset_in_an_iptables_mode_scenario_disagrees_with_its_proxy_mode(tmp_path):
     folder = nft_scenario(tmp_path)
     result = invoke(["validate", "--no-kernel", str(folder)])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
@@ -151,9 +151,7 @@ def test_validate_says_a_scenario_does_not_hold_an_nft_ruleset_yet_at_its_metada
     metadata = (folder / "scenario.yaml").read_text().splitlines()
     number = next(n for n, text in enumerate(metadata, 1) if text.strip() == f"- file: {IPTABLES.name}")
     assert line.startswith(f"error: {folder}/scenario.yaml:{number}:")
-    readers = ", ".join(f"`{c}`" for c in sorted(DIALECTS["nft"].commands or ()))
-    assert line.endswith(f"{IPTABLES.name} is an nft ruleset, and scenarios hold only iptables-save dumps so far; "
-                         f"{readers} read it on its own")
+    assert line.endswith(f"{IPTABLES.name} holds nft rules, but cluster.proxy_mode is iptables, whose nodes' rules are iptables-save dumps (.rules)")
 
 
 @pytest.mark.kernel
@@ -163,10 +161,10 @@ def test_validate_does_not_hand_an_nft_ruleset_to_iptables_restore(tmp_path):
 
     # The kernel is asked about the iptables-save dumps only: they are all sound, the nft one is named once.
     problems = validate_scenario(nft_scenario(tmp_path), kernel=True)
-    assert len(problems) == 1 and f"{IPTABLES.name} is an nft ruleset" in problems[0].message
+    assert len(problems) == 1 and f"{IPTABLES.name} holds nft rules, but cluster.proxy_mode is iptables, whose nodes' rules are iptables-save dumps (.rules)" in problems[0].message
 
 
-def test_scrub_of_a_scenario_holding_an_nft_ruleset_says_so(tmp_path):
+def test_scrub_of_a_scenario_whose_ruleset_disagrees_with_its_proxy_mode_says_so(tmp_path):
     result = invoke(["scrub", str(nft_scenario(tmp_path)), "-o", str(tmp_path / "out")])
-    assert result.exit_code == 1 and "is an nft ruleset, and scenarios hold only iptables-save dumps" in result.output
+    assert result.exit_code == 1 and "holds nft rules, but cluster.proxy_mode is iptables, whose nodes' rules are iptables-save dumps (.rules)" in result.output
     assert not (tmp_path / "out").exists()
