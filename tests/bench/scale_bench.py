@@ -55,9 +55,10 @@ def bench_nft_site(folder: Path, reference: float | None = None) -> list[dict]:
     """Build the site with the 10,000-Service scenario in nftables mode (its listings by tests/nftgen.py) in
     `folder`; with the iptables-mode build's seconds from the same run, the ratio to it."""
     scenario = write_nft_scale_scenario(folder / f"scale-nft-{SERVICES}", SERVICES)
-    site = folder / "site-nft"
+    site, config = folder / "site-nft", folder / "nft-config"
+    config.mkdir()
     start = time.perf_counter()
-    result = build(site, variant_config(folder / "nft", scenario))
+    result = build(site, variant_config(config, scenario))
     seconds = time.perf_counter() - start
     if result.returncode:
         raise RuntimeError(result.stderr[-2000:])
