@@ -30,3 +30,12 @@ def build(site: Path, config: Path | None = None) -> subprocess.CompletedProcess
     if config is not None:
         argv += ["--config-file", str(config)]
     return subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+
+
+def built_site(folder: Path, scenario: Path) -> Path:
+    """The site of the seed and `scenario`, built with --strict into `folder / "site"`; it asserts that the build
+    succeeds without a warning."""
+    result = build(folder / "site", variant_config(folder, scenario))
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+    return folder / "site"

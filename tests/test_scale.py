@@ -11,7 +11,7 @@ from iptables_lens.kube.synth import cluster_ip, pod_ip
 from iptables_lens.render.large import ROWS_PER_PART
 
 from tests.bench.scale import write_scale_scenario
-from tests.site_build import build, variant_config
+from tests.site_build import built_site
 
 SERVICES = 400  # 10,800 rules: big enough to be split
 
@@ -19,11 +19,7 @@ SERVICES = 400  # 10,800 rules: big enough to be split
 @pytest.fixture(scope="module")
 def big_site(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("big")
-    scenario = write_scale_scenario(folder / "scale-400", SERVICES)
-    result = build(folder / "site", variant_config(folder, scenario))
-    assert result.returncode == 0, result.stderr
-    assert "WARNING" not in result.stderr, result.stderr
-    return folder / "site"
+    return built_site(folder, write_scale_scenario(folder / "scale-400", SERVICES))
 
 
 def _rows(html: str) -> int:

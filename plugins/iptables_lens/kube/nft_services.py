@@ -254,6 +254,26 @@ class NftServiceIndex:
                     elements[key].append(element)
         return chains, dict(elements)
 
+    def by_service(self) -> dict[str, ServiceObjects]:
+        """`of_service` of every Service at once, in one pass over the index: `ns/name` -> the (family, table,
+        name) of each chain and set named after it and the elements serving it by set, in listing order."""
+        found: dict[str, ServiceObjects] = defaultdict(lambda: ServiceObjects([], {}))
+        for key, owner in self._chains.items():
+            found[owner.service].named.append(key)
+        for key, owned in self._elements.items():
+            for element, element_owner in owned:
+                found[_service_key(element_owner.service_port)].elements.setdefault(key, []).append(element)
+        return dict(found)
+
+
+@dataclass(frozen=True)
+class ServiceObjects:
+    """What serves one Service: the (family, table, name) of the chains and sets named after it, and the
+    elements of each set or map (by (family, table, set)) tied to it."""
+
+    named: list[tuple[str, str, str]]
+    elements: dict[tuple[str, str, str], list[Element]]
+
 
 def _endpoints_by_dnat(table: Table, named: dict[str, NftOwner]) -> dict[tuple[str, str, str], str]:
     """(address, protocol, port) of every endpoint a per-Service chain DNATs to, with the Service port it

@@ -369,8 +369,6 @@ def node_page(scenario: Scenario, node_name: str, paths: SitePaths, folder: str)
     before = scenario.dump_for(node.name, "before")
     declared = {s.key for s in meta.services}
     if node.name in paths.locators:
-        # Only iptables-save dumps are split over pages of their own (render.site).
-        assert isinstance(before, Dump | None) and isinstance(after, Dump | None)
         return "\n".join(out) + _large_node_body(scenario, node.name, paths, before, after, declared)
     families = sorted({d.family for d in meta.dumps if d.node == node.name})
     for family in families:
@@ -428,25 +426,25 @@ def _ruleset_intro(ruleset: Ruleset) -> str:
     return f"{rules} rules in {chains} chains of {tables} tables, as `nft list ruleset` printed them.\n\n"
 
 
-def _large_node_body(scenario: Scenario, node: str, paths: SitePaths, before: Dump | None, after: Dump | None,
-                     declared: set[str]) -> str:
+def _large_node_body(scenario: Scenario, node: str, paths: SitePaths, before: Dump | Ruleset | None,
+                     after: Dump | Ruleset | None, declared: set[str]) -> str:
+    """The node page of a node whose dumps (or nft rulesets) are big: links to their pages (render.large), the
+    semantic diff by Service without the textual one, and the flows."""
     source = paths.node(node)
-    out = ["The dumps of this node are big, so their rules are on pages of their own, with the Services' chains "
+    kind = "rulesets" if isinstance(after or before, Ruleset) else "dumps"
+    out = [f"The {kind} of this node are big, so their rules are on pages of their own, with the Services' chains "
            "grouped by Service:\n"]
     for moment, dump in (("after", after), ("before", before)):
         if dump is None or (moment == "before" and after is not None):
             continue
-        tables, chains, rules = dump.summary()
         link = paths.link(source, f"{paths.large_base(node, moment)}/index.md")
-        out.append(f"- [The rules {moment}]({link}): {rules} rules in {chains} chains.")
+        out.append(f"- [The rules {moment}]({link}): {_counts(dump)}.")
     if before is not None and after is not None:
-        tables, chains, rules = before.summary()
-        out.append(f"- The rules before: {rules} rules in {chains} chains; they are the rules after, less the "
-                   "changes below.")
+        out.append(f"- The rules before: {_counts(before)}; they are the rules after, less the changes below.")
     out.append("")
     if before is not None and after is not None:
         out.append("## What changed\n")
-        out.append(diff_section(diff_dumps(before, after), declared, textual=False))
+        out.append(diff_section(diff_of(before, after), declared, textual=False))
     flows = [f for f in scenario.meta.flows if f.node == node]
     if flows:
         out.append("## Flows\n")
@@ -454,6 +452,16 @@ def _large_node_body(scenario: Scenario, node: str, paths: SitePaths, before: Du
             out.append(f"**[{text(flow.title)}]({paths.link(source, paths.flow(flow.id))})**\n")
             out.append(outcome_table(predict(scenario, flow)))
     return "\n".join(out)
+
+
+def _counts(dump: Dump | Ruleset) -> str:
+    """"140022 rules in 70015 chains", and of an nft ruleset ", 30001 elements in 7 sets and maps"."""
+    tables, chains, rules = dump.summary()
+    counts = f"{rules} rules in {chains} chains"
+    if isinstance(dump, Ruleset):
+        sets = [item for table in dump.tables for item in table.sets]
+        counts += f", {sum(len(s.elements) for s in sets)} elements in {len(sets)} sets and maps"
+    return counts
 
 
 def _both(v4: object, v6: object | None) -> str:

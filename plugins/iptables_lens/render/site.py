@@ -23,6 +23,7 @@ from iptables_lens.nft.model import Ruleset
 from iptables_lens.render.features import features_page
 from iptables_lens.render.large import ChainLocator, is_large, large_dump_pages
 from iptables_lens.render.markdown import SitePaths, anchor_moment, flow_page, node_page, overview_page
+from iptables_lens.render.nft_large import large_ruleset_pages
 from iptables_lens.scenario.flows import recording_path
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.validate import load_checked
@@ -98,9 +99,8 @@ def _scenario_pages(scenario: Scenario, paths: SitePaths, repo_root: Path | None
     nodes_with_dumps = sorted({d.node for d in meta.dumps}, key=[n.name for n in meta.nodes].index)
     large_pages = []
     for node in nodes_with_dumps:
-        # Of an nft ruleset the node page shows the listing, however big.
-        dumps = [(anchor_moment(d.moment, d.family), scenario.dumps[d.file]) for d in meta.dumps
-                 if d.node == node and d.file in scenario.dumps]
+        dumps = [(anchor_moment(d.moment, d.family), rules) for d in meta.dumps
+                 if d.node == node and (rules := scenario.rules(d.file)) is not None]
         if not any(is_large(dump) for _, dump in dumps):
             continue
         locator = paths.locators[node] = ChainLocator()
@@ -108,8 +108,10 @@ def _scenario_pages(scenario: Scenario, paths: SitePaths, repo_root: Path | None
         # the node page lists.
         shown = [(m, d) for m, d in dumps if m in ("after", anchor_moment("after", 6))] or dumps
         for moment, dump in shown:
-            for page in large_dump_pages(dump, moment, paths.large_base(node, moment), f"{node}: the rules {moment}",
-                                         locator):
+            base, title = paths.large_base(node, moment), f"{node}: the rules {moment}"
+            split = (large_ruleset_pages(dump, moment, base, title, locator) if isinstance(dump, Ruleset)
+                     else large_dump_pages(dump, moment, base, title, locator))
+            for page in split:
                 large_pages.append(GeneratedPage(page.path, page.title, page.body, scenario.name, "rules",
                                                  in_nav=False, deferred=page.deferred))
     pages = [GeneratedPage(paths.index(), meta.title, overview_page(scenario, paths), scenario.name, "overview")]
