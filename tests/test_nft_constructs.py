@@ -88,6 +88,12 @@ def test_a_bound_chains_jumps_are_its_rules_chains():
     assert "cannot jump to base chain 'c'" in loop.message and loop.line == 15
 
 
+def test_a_bound_chains_last_rule_ends_before_its_closing_brace():
+    assert parse("table ip t {\n\tchain c {\n\t\tjump { accept; }\n\t\tjump { }\n\t}\n}\n")
+    error = _refusal("jump { accept }")
+    assert error.column == len("jump { accept }") + 2 and "new line or ';'" in error.message
+
+
 def test_a_binding_inside_a_binding_is_refused_where_it_opens():
     error = _refusal("jump {\n\t\t\tjump {\n\t\t\t\taccept\n\t\t\t}\n\t\t}")
     assert (error.line, error.column) == (15, 4) and "too many levels of nesting" in error.message

@@ -96,6 +96,10 @@ def chain_binding(cur: Cursor, family: str, set_types: SetTypes | None, read_rul
             depth += 1 if token.text == "{" else -1
     if end is None:
         raise cur.error(brace, "a '{' this rule opens is never closed")
+    closing, last = cur.tokens[end], cur.tokens[end - 1]
+    if last is not brace and last.line == closing.line and not (last.kind == "p" and last.text == ";"):
+        raise cur.error(closing, "expected a new line or ';' before the '}' closing the bound chain: nft reads its "
+                        "last rule up to either")
     rules = []
     for group in _rule_groups(cur.tokens[cur.pos:end]):
         for first, second in zip(group, group[1:], strict=False):
