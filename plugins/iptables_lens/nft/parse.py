@@ -1,8 +1,10 @@
 """`nft list ruleset` text (and `nft -a list ruleset`) -> the ruleset model. The only code that reads it.
 
 The listing is read as nft prints it: one declaration or rule per line, blocks opened by `{` at the end of a
-line and closed by a line `}`, a set's `elements = { ... }` the one thing that spans lines. Blank lines,
-indentation and `#` comments are free; `# handle N` at the end of a line is the handle `nft -a` shows.
+line and closed by a line `}`, a set's `elements = { ... }` and a chain binding's `jump { ... }` the things
+that span lines. Blank lines, indentation and `#` comments are free (but in the tables iptables-nft keeps,
+where nft leaves blanks for a comment match: `statements.rule_body`); `# handle N` at the end of a line is
+the handle `nft -a` shows.
 Everything else is checked: each word where it stands, each value against the datatype of what it is
 compared with, each name a rule uses against the table's chains, sets, maps, objects and flowtables
 (`check`). Every problem is a `DumpError` with the line and column of the offending text.
