@@ -14,9 +14,8 @@ from iptables_lens.nft.parse import parse
 from tests.nftcorpus import corpus
 from tests.nftgen import kube_proxy_listing
 from tests.nftmutate import mutations
-from tests.test_nft_parse import UNSUPPORTED
 
-LISTED = [r for r in corpus() if r.listed("alist").exists() and r.name not in UNSUPPORTED]
+LISTED = [r for r in corpus() if r.listed("alist").exists()]
 
 
 def _outcome(text: str, fast: bool):

@@ -19,7 +19,8 @@ from tests.nftgen import kube_proxy_listing
 ENTRY_POINT = "iptables_lens.nft.lexer:NftablesLexer"
 DATA = REPO_ROOT / "tests" / "data"
 LISTINGS = sorted((DATA / "nft" / "listed").glob("*.alist")) + sorted(
-    (DATA / "kube-proxy-nftables" / "listings").glob("*.nft"))
+    (DATA / "kube-proxy-nftables" / "listings").glob("*.nft")) + sorted(
+    (REPO_ROOT / "dumps" / "kind-nodeport-nftables").glob("*.nft"))
 # What the corpus holds as it was written (listings, and nft scripts): shown on a page all the same.
 WRITTEN = sorted(p for p in (DATA / "nft").rglob("*.nft") if "listed" not in p.parts) + sorted(
     (DATA / "kube-proxy-nftables").glob("*.nft"))

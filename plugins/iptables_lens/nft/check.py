@@ -5,18 +5,22 @@ naming a chain the table lacks, or a base chain (the kernel refuses both); a set
 object the table lacks, a set used as a map or a map of the wrong kind, a key whose datatypes are not the
 set's; a prefix or range in a set without `flags interval`; protocols that cannot both hold (`ip` and `ip6`
 in one rule, `ip6` in an ip table, `tcp` in an arp table); a translation to a port with no transport
-protocol matched before it; and, from each base chain down the chains it reaches, a jump loop, a nat
-statement in a chain that is not a nat chain or at a hook where the kernel refuses it, `rt mtu` before the
-route is known, a flow offload outside forward. The kernel validates other hook-bound expressions too (which
+protocol matched before it; a map's update without a value (or a set's with one), a meter named as a set or
+another meter; and, from each base chain down the chains it reaches (a chain binding's rules are its rule's
+chain's), a jump loop, a nat statement in a chain that is not a nat chain or at a hook where the kernel refuses
+it, `rt mtu` before the route is known, a flow offload outside forward, osf and ipsec at hooks their kernel
+modules refuse. The kernel validates other hook-bound expressions too (which
 meta keys may be set where, sockets, fib results); those are not modelled here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from iptables_lens.nft import exprs as ex
 from iptables_lens.nft.model import (
+    BoundChain,
     Chain,
     Concat,
     Const,
@@ -24,12 +28,16 @@ from iptables_lens.nft.model import (
     Element,
     Expr,
     FlowOffload,
+    IpOption,
+    Ipsec,
     Mangle,
     MapLookup,
     Match,
     Meta,
+    Meter,
     Nat,
     ObjectRef,
+    Osf,
     Payload,
     Prefix,
     Range,
@@ -54,6 +62,9 @@ _TRANSPORT = ("tcp", "udp", "udplite", "sctp", "dccp")
 _FAMILY_NETWORK = {"ip": "ip", "ip6": "ip6", "arp": "arp"}
 _USES_SETS = frozenset({Match, VerdictMap, SetUpdate, ObjectRef, Nat, Mangle})
 _HOOK_BOUND = frozenset({Nat, Mangle, FlowOffload, Tproxy})
+_HOOK_BOUND_SELECTORS = frozenset({Osf, Ipsec})
+_OSF_HOOKS = ("prerouting", "input", "forward")
+_IPSEC_HOOKS = {"in": ("prerouting", "input", "forward"), "out": ("forward", "output", "postrouting")}
 _OBJECT_MAPS = tuple((kind,) for kind in ("counter", "quota", "limit", "ct helper", "ct timeout", "ct expectation",
                                            "secmark", "synproxy"))
 
@@ -80,7 +91,7 @@ def _set_uses(stmt: Statement) -> Iterator[tuple[str, str, Expr | None]]:
     elif isinstance(stmt, VerdictMap) and isinstance(stmt.data, SetRef):
         yield "vmap", stmt.data.name, stmt.key
     elif isinstance(stmt, SetUpdate):
-        yield "update", stmt.set, None
+        yield ("update", stmt.set, None) if stmt.data is None else ("map update", stmt.set, stmt.data)
     if isinstance(stmt, ObjectRef) and isinstance(stmt.name, MapLookup) and isinstance(stmt.name.data, SetRef):
         yield stmt.kind, stmt.name.data.name, stmt.name.key
     # (Not getattr with a default: on slotted classes a missing attribute costs an exception.)
@@ -113,10 +124,18 @@ def _set_use_problem(how: str, item: Set | None, name: str, key: Expr | None) ->
         return f"{item.kind} {name!r} is not a verdict map" if item.kind == "map" else f"{name!r} is not a map"
     if how == "map" and (item.kind != "map" or item.is_verdict_map or item.data_types[:1] in _OBJECT_MAPS):
         return f"{name!r} is not a map of values"
-    if how not in ("set", "vmap", "map", "update") and (item.kind != "map" or item.data_types != (how,)):
+    if how == "update" and item.kind == "map":
+        return f"map {name!r} maps its elements to values: its update gives one after ':'"
+    if how == "map update" and (item.kind != "map" or item.is_verdict_map or item.data_types[:1] in _OBJECT_MAPS):
+        return f"{name!r} is not a map of values: a rule gives no value to its elements"
+    if how not in ("set", "vmap", "map", "update", "map update") and (item.kind != "map"
+                                                                        or item.data_types != (how,)):
         return f"{name!r} is not a map of {how} objects"
     if key is not None:
         wanted, found = _set_key_names(item), _key_names(key)
+        if how == "map update":
+            types = ex.key_types(item.data_typeof) if item.data_typeof else None
+            wanted = tuple(t.datatype.name for t in types) if types else item.data_types
         plain = {"xinteger": "integer"}
         if wanted and found and tuple(plain.get(n, n) for n in found) != tuple(plain.get(n, n) for n in wanted):
             return f"datatype mismatch: {item.kind} {name!r} holds {' . '.join(wanted)}, not {' . '.join(found)}"
@@ -150,6 +169,7 @@ class _Graph:
         self.targets: dict[str, tuple[str, ...]] = {}
         self.bound: dict[str, dict[tuple[type, object], tuple[Rule, Statement]]] = {}
         self.named: dict[str, list[str | None]] = {}
+        self.meters: set[str] = set()
 
     def named_targets(self, name: str) -> list[str | None]:
         found = self.named.get(name)
@@ -184,6 +204,11 @@ def _rule_problem(rule: Rule, table: Table, chains: dict[str, Chain], sets: dict
                     if verdict.target is not None and verdict.target not in regular:
                         return _verdict_problem(verdict, rule, table, chains, lines)
             left = stmt.left if kind is Match else stmt.key  # type: ignore[union-attr]
+            for item in left.items if type(left) is Concat else (left,):  # type: ignore[union-attr]
+                if type(item) in _HOOK_BOUND_SELECTORS:
+                    if type(item) is Ipsec and table.family not in ("ip", "ip6", "inet"):
+                        return rule.line or 1, 1, "ipsec expression is only valid in ip/ip6/inet tables"
+                    graph.bound.setdefault(rule.chain, {}).setdefault((type(item), item), (rule, stmt))  # type: ignore[union-attr]
             if type(left) is not Meta:
                 message, network = _protocols(left, table.family, network, transport)
                 if message is not None:
@@ -198,6 +223,13 @@ def _rule_problem(rule: Rule, table: Table, chains: dict[str, Chain], sets: dict
                     return _verdict_problem(stmt, rule, table, chains, lines)  # type: ignore[arg-type]
             continue
         elif kind is Counter:
+            continue
+        elif kind is BoundChain:
+            for bound in stmt.rules:  # type: ignore[union-attr]
+                inner = replace(rule, statements=bound.statements, line=bound.line or rule.line)
+                problem = _rule_problem(inner, table, chains, sets, lines, graph, targets)
+                if problem is not None:
+                    return problem
             continue
         else:
             problem = _other_problem(index, stmt, rule, table, sets, lines, graph)
@@ -232,6 +264,13 @@ def _other_problem(index: int, stmt: Statement, rule: Rule, table: Table, sets: 
         if stmt.flowtable not in {f.name for f in table.flowtables}:  # type: ignore[union-attr]
             return (*_where(lines, rule.line, f"@{stmt.flowtable}"),  # type: ignore[union-attr]
                     f"no flowtable named {stmt.flowtable!r}")  # type: ignore[union-attr]
+    elif isinstance(stmt, Meter):
+        meter = stmt.name
+        if meter in sets or meter in graph.meters:
+            what = "a set or map" if meter in sets else "another meter"
+            return (*_where(lines, rule.line, f"meter {meter}"),
+                    f"meter {meter!r}: the table has {what} of that name (the kernel refuses it: File exists)")
+        graph.meters.add(meter)
     elif kind is ObjectRef and isinstance(stmt.name, Const):  # type: ignore[union-attr]
         name = stmt.name.value  # type: ignore[union-attr]
         if not any(o.kind == stmt.kind and o.name == name for o in table.objects):  # type: ignore[union-attr]
@@ -261,6 +300,8 @@ def _protocols(expr: Expr, family: str, network: str | None, transport: list[str
         kind = type(item)
         if kind is Payload:
             protocol = item.protocol  # type: ignore[union-attr]
+        elif kind is IpOption:
+            protocol = "ip"
         elif isinstance(item, ex.Ct) and item.key[:3] in ("ip ", "ip6"):
             protocol = item.key.split()[0]
         else:
@@ -378,14 +419,29 @@ def _bound_problem(bases: list[Chain], targets: dict[str, tuple[str, ...]],
             for i, base in enumerate(bases):
                 if bits >> i & 1:
                     assert base.hook is not None
-                    message = _hook_problem(stmt, base.hook.hook, base.hook.type, base.name)
+                    message = _hook_problem(stmt, base.hook.hook, base.hook.type, base.name, base.family)
                     if message is not None:
                         return rule.line or 1, 1, message
             answered.add((bits, key))
     return None
 
 
-def _hook_problem(stmt: Statement, hook: str, chain_type: str, base: str) -> str | None:
+def _selector_problem(stmt: Statement, hook: str, base: str, family: str) -> str | None:
+    """osf and ipsec where the kernel refuses them: by hook, and osf outside ip and inet tables (Linux 6.18 here;
+    nft_osf_validate, nft_xfrm_validate)."""
+    left = stmt.left if isinstance(stmt, Match) else stmt.key if isinstance(stmt, VerdictMap) else None
+    for item in left.items if isinstance(left, Concat) else (left,):
+        if isinstance(item, Osf) and (hook not in _OSF_HOOKS or family not in ("ip", "inet")):
+            return f"osf only works at the prerouting, input and forward hooks of ip and inet tables (base chain " \
+                   f"{base!r})"
+        if isinstance(item, Ipsec) and hook not in _IPSEC_HOOKS[item.direction]:
+            return f"ipsec {item.direction} does not work at the {hook} hook (base chain {base!r})"
+    return None
+
+
+def _hook_problem(stmt: Statement, hook: str, chain_type: str, base: str, family: str) -> str | None:
+    if isinstance(stmt, (Match, VerdictMap)):
+        return _selector_problem(stmt, hook, base, family)
     if isinstance(stmt, Nat):
         if chain_type != "nat":
             return f"{stmt.kind} only works in a nat chain, and base chain {base!r} is a {chain_type} chain"

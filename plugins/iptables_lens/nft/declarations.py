@@ -97,6 +97,10 @@ def type_names(cur: Cursor, what: str) -> tuple[str, ...]:
     names = []
     while True:
         token = cur.take_word(what)
+        if token.text in ty.DATATYPES and token.text not in ty.SET_TYPE_NAMES:
+            # What nft's JSON gives for a `typeof` key (the datatype of its expression), and nft refuses here.
+            raise cur.error(token, f"unqualified type {token.text} specified in set definition: nft needs "
+                            "`typeof EXPRESSION` for it")
         if token.text not in ty.SET_TYPE_NAMES:
             raise cur.error(token, f"unknown datatype {token.text!r} (such as ipv4_addr, inet_service, ifname)")
         names.append(token.text)

@@ -53,6 +53,7 @@ from iptables_lens.nft.fmt import format_ruleset, format_table
 from iptables_lens.nft.fmtrules import format_element, format_rule
 from iptables_lens.nft.jsonread import json_view
 from iptables_lens.nft.model import (
+    BoundChain,
     Chain,
     ConnLimit,
     Const,
@@ -62,6 +63,7 @@ from iptables_lens.nft.model import (
     Limit,
     MapLookup,
     Match,
+    Meter,
     NamedObject,
     Numgen,
     ObjectRef,
@@ -80,7 +82,7 @@ from iptables_lens.nft.values import format_duration
 
 _COUNTER = Counter()
 # What a rule may hold and still only match and count: it changes no packet, no state and no walk.
-_PASSIVE = (Match, Counter, Limit, Quota, ConnLimit)
+_PASSIVE = (Match, Counter, Limit, Quota, ConnLimit, Meter)
 _COUNTING_OBJECTS = ("counter", "quota", "limit")
 _SHOWN = 3  # elements or handles a noise item quotes
 
@@ -125,7 +127,8 @@ def diff_rulesets(before: Ruleset, after: Ruleset) -> DumpDiff:
 def _folded_statements(statements: tuple[Statement, ...]) -> tuple[Statement, ...]:
     return tuple(_COUNTER if type(s) is Counter else
                  replace(s, statements=_folded_statements(s.statements)) if type(s) is SetUpdate and s.statements
-                 else s for s in statements)
+                 else replace(s, rules=tuple(replace(r, statements=_folded_statements(r.statements)) for r in s.rules))
+                 if type(s) is BoundChain else s for s in statements)
 
 
 def _rule_key(rule: Rule) -> tuple:
@@ -139,7 +142,9 @@ def _folded_element(element: Element) -> Element:
 
 
 def _rule_text(rule: Rule) -> str:
-    return format_rule(replace(rule, statements=_folded_statements(rule.statements), handle=None))
+    """The rule as nft lists it, counters and handle folded, on one line (a chain binding's rules too)."""
+    text = format_rule(replace(rule, statements=_folded_statements(rule.statements), handle=None))
+    return " ".join(line.strip() for line in text.splitlines())
 
 
 def _identities(rules: Sequence[Rule]) -> list[tuple[tuple, int]]:
@@ -470,13 +475,8 @@ def _uncounted(obj: NamedObject) -> NamedObject:
 
 
 def _count_text(rules: Iterator[Rule]) -> str:
-    packets = total = 0
-    for rule in rules:
-        for stmt in _nodes(rule.statements):
-            if isinstance(stmt, Counter):
-                packets += stmt.packets or 0
-                total += stmt.bytes or 0
-    return f"packets {packets} bytes {total}"
+    counters = [node for rule in rules for node in _nodes(rule.statements) if isinstance(node, Counter)]
+    return f"packets {sum(c.packets or 0 for c in counters)} bytes {sum(c.bytes or 0 for c in counters)}"
 
 
 def _element_noise(kind: str, element: Element) -> str:

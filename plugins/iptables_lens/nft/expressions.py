@@ -1,116 +1,19 @@
 """The expressions and statements of a rule, as trees: what a rule reads, and what it does.
 
-A `Match` is (what is read: `Payload`, `Meta`, `Ct`, `Fib`, `Numgen`, `Hash`, ...; the operator; the
-right-hand side: a `Const`, `Prefix`, `Range`, `Concat`, `ValueList`, `SetLiteral` or `SetRef`). Constants
-carry the name of their nft datatype and a value in the form `nft -j` gives it (see `model`).
+A `Match` is (what is read: `Payload`, `Meta`, `Ct`, `Fib`, `Numgen`, `Hash`, ... of `selectors`; the
+operator; the right-hand side: a `Const`, `Prefix`, `Range`, `Concat`, `ValueList`, `SetLiteral` or `SetRef`).
+Constants carry the name of their nft datatype and a value in the form `nft -j` gives it (see `model`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from iptables_lens.nft import selectors as sel
 from iptables_lens.nft import types as ty
 
-# -- expressions: what a rule reads -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Payload:
-    """A header field: `ip daddr` is Payload("ip", "daddr"), `th dport` Payload("th", "dport"), `arp saddr ip`
-    Payload("arp", "saddr ip")."""
-
-    protocol: str
-    field: str
-
-
-@dataclass(frozen=True, slots=True)
-class RawPayload:
-    """Raw bits of a header: `@nh,16,16` is RawPayload("nh", 16, 16) (base ll, nh, th or ih; offset and length
-    in bits)."""
-
-    base: str
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True, slots=True)
-class Meta:
-    """Packet metadata: `meta l4proto`, `iifname` (printed without `meta`), `meta mark`."""
-
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class Ct:
-    """Conntrack state of the packet's flow: `ct state`, `ct original ip saddr` (direction "original").
-    `ct original saddr`, which iptables-nft's translations print, has the address family of its table."""
-
-    key: str
-    direction: str | None = None
-    family: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Fib:
-    """A routing lookup: `fib daddr type` is Fib(("daddr",), "type"); `fib saddr . iif oif` has flags
-    ("saddr", "iif")."""
-
-    flags: tuple[str, ...]
-    result: str
-
-
-@dataclass(frozen=True, slots=True)
-class Numgen:
-    """A number from 0 to mod - 1 (plus offset), random or incrementing: `numgen random mod 2`."""
-
-    mode: Literal["random", "inc"]
-    mod: int
-    offset: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Hash:
-    """`jhash EXPR mod N [seed S] [offset O]` or `symhash mod N [offset O]`."""
-
-    kind: Literal["jhash", "symhash"]
-    mod: int
-    expr: Expr | None = None
-    seed: int | None = None
-    offset: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Rt:
-    """Routing data: `rt mtu`, `rt ip nexthop` (family "ip")."""
-
-    key: str
-    family: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Socket:
-    """The packet's socket: `socket transparent`, `socket mark`, `socket cgroupv2 level 1`."""
-
-    key: str
-    level: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Exthdr:
-    """An IPv6 extension header: `exthdr frag exists` is Exthdr("frag", None); `frag more-fragments` has a
-    field."""
-
-    name: str
-    field: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TcpOption:
-    """A TCP option: `tcp option maxseg size`."""
-
-    name: str
-    field: str | None = None
+# -- values: what a selector is compared with ------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +108,9 @@ class MapLookup:
     data: SetLiteral | SetRef
 
 
-Expr = (Payload | RawPayload | Meta | Ct | Fib | Numgen | Hash | Rt | Socket | Exthdr | TcpOption | Const | Prefix
-        | Range | Concat | ValueList | Binop | Verdict | SetLiteral | SetRef | MapLookup)
+Expr = (sel.Payload | sel.RawPayload | sel.Meta | sel.Ct | sel.Fib | sel.Numgen | sel.Hash | sel.Rt | sel.Socket
+        | sel.Exthdr | sel.TcpOption | sel.IpOption | sel.SctpChunk | sel.Osf | sel.Ipsec | Const | Prefix | Range
+        | Concat | ValueList | Binop | Verdict | SetLiteral | SetRef | MapLookup)
 
 # -- statements: what a rule does ---------------------------------------------------------------------------
 
@@ -313,13 +217,46 @@ class Reject:
 @dataclass(frozen=True, slots=True)
 class SetUpdate:
     """`add @SET { KEY ... }`, `update @SET { ip saddr }` or `delete`: the packet's KEY goes into (or out of) a
-    dynamic set, with the statements kept per element (`timeout`, `counter`)."""
+    dynamic set, with the statements kept per element (`timeout`, `counter`). A map's update gives the value
+    KEY maps to as `data` (`update @m { ip saddr : meta mark }`)."""
 
     op: Literal["add", "update", "delete"]
     set: str
     key: Expr
     timeout: int | None = None
     statements: tuple[Statement, ...] = ()
+    data: Expr | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    """`meter NAME size N { KEY [timeout T] STATEMENT }`: a set of the rule's own, filled from the packet path,
+    that keeps a stateful statement (counter, limit, quota or connection count) for each KEY; the rule goes on
+    as that statement says for the packet's KEY."""
+
+    name: str
+    size: int
+    key: Expr
+    statement: Statement
+    timeout: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BoundRule:
+    """A rule of a chain bound to a rule (`jump { ... }`): its statements and comment."""
+
+    statements: tuple[Statement, ...]
+    comment: str | None = None
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BoundChain:
+    """`jump { ... }` or `goto { ... }`: the jump to a chain with no name of its own, bound to the rule, whose
+    rules are written in the braces, one a line."""
+
+    kind: Literal["jump", "goto"]
+    rules: tuple[BoundRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,40 +325,50 @@ class ConnLimit:
 @dataclass(frozen=True, slots=True)
 class Xt:
     """An iptables match, target or watcher kept by iptables-nft (`nft -j` names it; the text listing shows
-    its translation, or nothing)."""
+    its translation, or nothing: the comment match, whose translation nft 1.0.6 prints as nothing, leaves two
+    blanks between the statements around it, or one after the rule's indentation)."""
 
     kind: Literal["match", "target", "watcher"]
     name: str
 
 
 Statement = (Match | VerdictMap | Mangle | Verdict | Counter | ObjectRef | Log | Limit | Quota | Nat | Reject
-             | SetUpdate | Notrack | Dup | Fwd | Tproxy | Synproxy | Queue | FlowOffload | ConnLimit | Xt)
+             | SetUpdate | Notrack | Dup | Fwd | Tproxy | Synproxy | Queue | FlowOffload | ConnLimit | Xt | Meter
+             | BoundChain)
 
 
 def selector_type(expr: Expr) -> ty.Typed | None:
     """The datatype of what a selector reads (None for anything else): the type its values are written in."""
-    if isinstance(expr, Payload):
+    if isinstance(expr, sel.Payload):
         return ty.PAYLOAD_FIELDS[expr.protocol][expr.field]
-    if isinstance(expr, Meta):
+    if isinstance(expr, sel.Meta):
         return ty.META_KEYS[expr.key]
-    if isinstance(expr, Ct):
+    if isinstance(expr, sel.Ct):
         if expr.key in ty.CT_FAMILY_KEYS:
             return ty.family_address(expr.family)
         return ty.CT_KEYS[expr.key]
-    if isinstance(expr, Fib):
+    if isinstance(expr, sel.Fib):
         return ty.FIB_RESULTS[expr.result]
-    if isinstance(expr, (Numgen, Hash)):
+    if isinstance(expr, (sel.Numgen, sel.Hash)):
         return ty.INTEGER32
-    if isinstance(expr, Rt):
+    if isinstance(expr, sel.Rt):
         return ty.typed("ipv6_addr") if expr.key == "nexthop" and expr.family == "ip6" else ty.RT_KEYS[expr.key]
-    if isinstance(expr, Socket):
+    if isinstance(expr, sel.Socket):
         return ty.SOCKET_KEYS[expr.key]
-    if isinstance(expr, RawPayload):
+    if isinstance(expr, sel.RawPayload):
         return ty.typed("xinteger", expr.length)
-    if isinstance(expr, TcpOption):
+    if isinstance(expr, sel.TcpOption):
         return ty.TCP_OPTIONS[expr.name][expr.field] if expr.field else ty.BOOLEAN
-    if isinstance(expr, Exthdr):
+    if isinstance(expr, sel.Exthdr):
         return ty.EXTHDR_FIELDS[expr.name][expr.field] if expr.field else ty.BOOLEAN
+    if isinstance(expr, sel.IpOption):
+        return ty.IP_OPTIONS[expr.name][expr.field] if expr.field else ty.BOOLEAN
+    if isinstance(expr, sel.SctpChunk):
+        return ty.SCTP_CHUNKS[expr.name][expr.field] if expr.field else ty.BOOLEAN
+    if isinstance(expr, sel.Osf):
+        return ty.OSF_NAME
+    if isinstance(expr, sel.Ipsec):
+        return ty.family_address(expr.family) if expr.family else ty.IPSEC_KEYS[expr.key]
     if isinstance(expr, Binop):
         return selector_type(expr.left)
     return None

@@ -10,6 +10,7 @@ the cursor's DumpError, at the offending token, for anything it does not underst
 
 from __future__ import annotations
 
+from iptables_lens.nft import rareselectors as rare
 from iptables_lens.nft import types as ty
 from iptables_lens.nft.expressions import key_types, selector_type  # noqa: F401  (used by the grammar's callers)
 from iptables_lens.nft.model import (
@@ -50,7 +51,7 @@ PRECEDENCE = {"<<": 1, ">>": 1, "&": 2, "^": 3, "|": 4}
 VERDICTS = ("accept", "drop", "continue", "return", "jump", "goto")
 _RAW_BASES = ("ll", "nh", "th", "ih")
 SELECTOR_WORDS = (frozenset(ty.PAYLOAD_FIELDS) | ty.BARE_META_INPUT | frozenset(ty.EXTHDR_FIELDS)
-                  | {"meta", "ct", "fib", "numgen", "jhash", "symhash", "rt", "socket", "exthdr"})
+                  | {"meta", "ct", "fib", "numgen", "jhash", "symhash", "rt", "socket", "exthdr", "osf", "ipsec"})
 
 
 def integer_word(cur: Cursor, what: str, bits: int = 32) -> int:
@@ -89,6 +90,12 @@ def selector(cur: Cursor, family: str) -> tuple[Expr, ty.Typed] | None:
         if word == "tcp" and cur.word() == "option":
             cur.pos += 1
             return _tcp_option(cur)
+        if word == "ip" and cur.word() == "option":
+            cur.pos += 1
+            return rare.ip_option(cur)
+        if word == "sctp" and cur.word() == "chunk":
+            cur.pos += 1
+            return rare.sctp_chunk(cur)
         name, typed = _field(cur, ty.PAYLOAD_FIELDS[word], word)
         return Payload(word, name), typed
     if word == "meta":
@@ -100,6 +107,10 @@ def selector(cur: Cursor, family: str) -> tuple[Expr, ty.Typed] | None:
         return _ct(cur, family)
     if word == "fib":
         return _fib(cur)
+    if word == "osf":
+        return rare.osf(cur)
+    if word == "ipsec":
+        return rare.ipsec(cur)
     if word == "numgen":
         mode_token = cur.take_word("random or inc")
         if mode_token.text not in ("random", "inc"):

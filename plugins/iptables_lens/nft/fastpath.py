@@ -112,7 +112,9 @@ class RuleCache:
         line = parser.lines[lineno - 1]
         text = line.strip()
         body = None
-        if self.enabled:
+        # In a table iptables-nft keeps, a blank more at either end is a comment match (statements.rule_body).
+        plain = not table.vanished_comments or not (line.endswith(" ") or line[-len(text) - 1:-len(text)] == " ")
+        if self.enabled and plain:
             self._enter(table)
             body = self.lines.get(text)
             if body is None:
@@ -122,8 +124,8 @@ class RuleCache:
         if body is None:
             if cur is None:
                 cur = parser.cursor(tokenize(line, lineno, parser.source), lineno)
-            body = statements.rule_body(cur, table.family, table.set_keys)
-            if self.enabled:
+            body = statements.rule_body(cur, table.family, table.set_types, table.vanished_comments)
+            if self.enabled and plain:
                 self.lines[text] = body
         found, comment, handle = body
         return Rule(table.family, table.name, chain, position, found, comment, handle, lineno, text)
@@ -136,6 +138,8 @@ class RuleCache:
         family, table_name, chain, rules = table.family, table.name, block.name, block.rules
         memo, fast = self.lines, self._fast
         index, end = start, len(lines)
+        if table.vanished_comments:
+            return index  # its blanks may say something: the grammar reads its rules (RuleCache.rule)
         while index < end:
             text = lines[index].strip()
             if not text or text[0] in "}#;" or text.startswith(("type ", "comment ")) or ";" in text \

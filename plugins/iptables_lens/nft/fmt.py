@@ -17,12 +17,11 @@ from iptables_lens.nft.fmtrules import (
     format_limit,
     format_quota,
     format_rule,
-    format_statement,
     handle_comment,
+    stateless_statement,
 )
 from iptables_lens.nft.model import (
     Chain,
-    Counter,
     Expr,
     Flowtable,
     Limit,
@@ -31,7 +30,6 @@ from iptables_lens.nft.model import (
     Quota,
     Ruleset,
     Set,
-    Statement,
     Table,
 )
 from iptables_lens.nft.types import DATATYPES
@@ -115,7 +113,7 @@ def _set(item: Set) -> str:
     if [flag for flag in item.flags if not (flag == "timeout" and item.timeout)]:
         lines.append("\t\tflags " + ",".join(item.flags))
     if item.statements:
-        lines.append("\t\t" + " ".join(_stateless(s) for s in item.statements))
+        lines.append("\t\t" + " ".join(stateless_statement(s) for s in item.statements))
     if item.auto_merge:
         lines.append("\t\tauto-merge")
     if item.timeout:
@@ -127,14 +125,6 @@ def _set(item: Set) -> str:
     if item.elements:
         lines.append(f"\t\telements = {_elements(item)}")
     return "\n".join(lines) + "\n\t}\n"
-
-
-def _stateless(stmt: Statement) -> str:
-    if isinstance(stmt, Counter):
-        return "counter"
-    if isinstance(stmt, Quota):
-        return format_quota(stmt, stateless=True)
-    return format_statement(stmt)
 
 
 def _object(obj: NamedObject) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from iptables_lens.nft import exprs as ex
 from iptables_lens.nft.model import (
     Binop,
+    BoundChain,
     Concat,
     ConnLimit,
     Const,
@@ -21,16 +22,20 @@ from iptables_lens.nft.model import (
     FlowOffload,
     Fwd,
     Hash,
+    IpOption,
+    Ipsec,
     Limit,
     Log,
     Mangle,
     MapLookup,
     Match,
     Meta,
+    Meter,
     Nat,
     Notrack,
     Numgen,
     ObjectRef,
+    Osf,
     Payload,
     Prefix,
     Queue,
@@ -40,6 +45,7 @@ from iptables_lens.nft.model import (
     Reject,
     Rt,
     Rule,
+    SctpChunk,
     SetLiteral,
     SetRef,
     SetUpdate,
@@ -142,6 +148,15 @@ def _selector(expr: Expr) -> str:
         return f"tcp option {expr.name}" + (f" {expr.field}" if expr.field else "")
     if isinstance(expr, RawPayload):
         return f"@{expr.base},{expr.offset},{expr.length}"
+    if isinstance(expr, IpOption):
+        return f"ip option {expr.name}" + (f" {expr.field}" if expr.field else "")
+    if isinstance(expr, SctpChunk):
+        return f"sctp chunk {expr.name}" + (f" {expr.field}" if expr.field else "")
+    if isinstance(expr, Osf):
+        return f"osf {f'ttl {expr.ttl} ' if expr.ttl else ''}{expr.key}"
+    if isinstance(expr, Ipsec):
+        spnum = f" spnum {expr.spnum}" if expr.spnum else ""
+        return f"ipsec {expr.direction}{spnum} {f'{expr.family} ' if expr.family else ''}{expr.key}"
     raise AssertionError(f"cannot print {expr!r}")
 
 
@@ -304,7 +319,8 @@ def format_statement(stmt: Statement, family: str = "inet") -> str:
         if stmt.timeout:
             inner.append(f"timeout {format_duration(stmt.timeout)}")
         inner.extend(format_statement(s) for s in stmt.statements)
-        return f"{stmt.op} @{stmt.set} {{ {' '.join(inner)} }}"
+        data = f" : {format_expr(stmt.data)}" if stmt.data is not None else ""
+        return f"{stmt.op} @{stmt.set} {{ {' '.join(inner)}{data} }}"
     if kind is Reject:
         return _reject(stmt, family)  # type: ignore[arg-type]
     if kind is Log:
@@ -315,10 +331,19 @@ def format_statement(stmt: Statement, family: str = "inet") -> str:
         return format_quota(stmt)  # type: ignore[arg-type]
     if kind is ObjectRef:
         return _object_ref(stmt)  # type: ignore[arg-type]
-    return _other_statement(stmt)
+    return _other_statement(stmt, family)
 
 
-def _other_statement(stmt: Statement) -> str:
+def stateless_statement(stmt: Statement) -> str:
+    """A statement as nft prints it where it keeps no state of its own (a set's, a meter's): `counter`."""
+    if isinstance(stmt, Counter):
+        return "counter"
+    if isinstance(stmt, Quota):
+        return format_quota(stmt, stateless=True)
+    return format_statement(stmt)
+
+
+def _other_statement(stmt: Statement, family: str) -> str:
     if isinstance(stmt, Notrack):
         return "notrack"
     if isinstance(stmt, FlowOffload):
@@ -326,7 +351,15 @@ def _other_statement(stmt: Statement) -> str:
     if isinstance(stmt, ConnLimit):
         return f"ct count {'over ' if stmt.over else ''}{stmt.count}"
     if isinstance(stmt, Xt):
-        return f"xt {stmt.kind} {stmt.name}"
+        # iptables' comment match translates to a comment nft 1.0.6 does not print: it prints nothing.
+        return "" if (stmt.kind, stmt.name) == ("match", "comment") else f"xt {stmt.kind} {stmt.name}"
+    if isinstance(stmt, Meter):
+        timeout = f" timeout {format_duration(stmt.timeout)}" if stmt.timeout else ""
+        return (f"meter {stmt.name} size {stmt.size} {{ {format_expr(stmt.key)}{timeout} "
+                f"{stateless_statement(stmt.statement)} }}")
+    if isinstance(stmt, BoundChain):
+        rules = "".join(f"\t\t\t{format_rule_body(rule.statements, rule.comment, family)}\n" for rule in stmt.rules)
+        return f"{stmt.kind} {{\n{rules}\t\t}}"
     if isinstance(stmt, Dup):
         text = "dup to " + format_expr(stmt.addr if stmt.addr is not None else stmt.device)  # type: ignore[arg-type]
         return text + (f" device {format_expr(stmt.device)}" if stmt.addr is not None and stmt.device else "")
@@ -356,9 +389,13 @@ def _other_statement(stmt: Statement) -> str:
     raise AssertionError(f"cannot print {stmt!r}")
 
 
+def format_rule_body(statements: tuple[Statement, ...], comment: str | None, family: str) -> str:
+    """A rule's statements and comment, as nft prints them on the rule's line."""
+    text = " ".join(format_statement(s, family) for s in statements)
+    return text + f' comment "{comment}"' if comment is not None else text
+
+
 def format_rule(rule: Rule) -> str:
-    """The rule as one line (without its indentation), with its comment and handle."""
-    text = " ".join(format_statement(s, rule.family) for s in rule.statements)
-    if rule.comment is not None:
-        text += f' comment "{rule.comment}"'
-    return text + handle_comment(rule.handle)
+    """The rule as one line (without its indentation; a chain binding's rules on the lines after it), with its
+    comment and handle."""
+    return format_rule_body(rule.statements, rule.comment, rule.family) + handle_comment(rule.handle)

@@ -134,7 +134,7 @@ class _Reader:
                 table = self._table(body, item)
                 found = self._set(kind, body, item)
                 table["sets"].append(found)
-                table["set_keys"][found.name] = tuple(ty.typed(name) for name in found.key_types)
+                table["set_types"][found.name] = _set_types(found)
             elif kind == "rule":
                 self._rule(body, item)
             elif kind in _OBJECT_KINDS:
@@ -154,7 +154,7 @@ class _Reader:
             raise js.JsonProblem(where, f"table {family} {name} is listed twice")
         self.order.append(key)
         self.tables[key] = {"body": body, "chains": [], "sets": [], "objects": [], "flowtables": [], "rules": {},
-                            "set_keys": {}}
+                            "set_types": {}}
 
     def _chain(self, body: dict, where: object) -> dict:
         family = body["family"]
@@ -200,7 +200,12 @@ class _Reader:
     def _rule(self, body: dict, where: object) -> None:
         table = self._table(body, where)
         family = body["family"]
-        statements = tuple(js.statement(s, family, table["set_keys"]) for s in body.get("expr", ()))
+        try:
+            statements = tuple(js.statement(s, family, table["set_types"]) for s in body.get("expr", ()))
+        except js.JsonProblem as problem:
+            if getattr(problem.where, "offset", None) is None:
+                problem.where = body  # a statement nft gave as its text: reported at its rule
+            raise
         rules = table["rules"].setdefault(body["chain"], [])
         rules.append(Rule(family, body["table"], body["chain"], len(rules) + 1, statements, body.get("comment"),
                           body.get("handle"), line=self._line(body)))
@@ -255,6 +260,14 @@ class _Reader:
         body = pending["body"]
         return Table(family, name, (), None, tuple(pending["objects"]), tuple(pending["sets"]),  # type: ignore[arg-type]
                      tuple(pending["flowtables"]), chains, body.get("handle"))
+
+
+def _set_types(item: Set) -> tuple[js.Types, js.Types | None]:
+    """A set's key types and, for a map, its value types (() for a map of objects), as the grammar wants them."""
+    keys = tuple(ty.typed(name) for name in item.key_types)
+    if item.kind != "map":
+        return keys, None
+    return keys, tuple(ty.typed(name) for name in item.data_types if name in ty.DATATYPES)
 
 
 def _ms(seconds: object) -> int | None:

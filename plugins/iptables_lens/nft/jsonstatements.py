@@ -8,7 +8,9 @@ in a listing are the same Const.
 
 from __future__ import annotations
 
+from iptables_lens.errors import DumpError
 from iptables_lens.nft import exprs as ex
+from iptables_lens.nft import nested, statements
 from iptables_lens.nft import types as ty
 from iptables_lens.nft.model import (
     Binop,
@@ -25,16 +27,20 @@ from iptables_lens.nft.model import (
     FlowOffload,
     Fwd,
     Hash,
+    IpOption,
+    Ipsec,
     Limit,
     Log,
     Mangle,
     MapLookup,
     Match,
     Meta,
+    Meter,
     Nat,
     Notrack,
     Numgen,
     ObjectRef,
+    Osf,
     Payload,
     Prefix,
     Queue,
@@ -43,6 +49,7 @@ from iptables_lens.nft.model import (
     RawPayload,
     Reject,
     Rt,
+    SctpChunk,
     SetLiteral,
     SetRef,
     SetUpdate,
@@ -57,6 +64,7 @@ from iptables_lens.nft.model import (
     Xt,
 )
 from iptables_lens.nft.stateful import BYTE_UNITS
+from iptables_lens.nft.tokens import Cursor, shown, tokenize
 from iptables_lens.nft.values import ValueProblem, read_value
 
 Types = tuple[ty.Typed, ...]
@@ -131,6 +139,14 @@ def selector(obj: object, family: str) -> tuple[Expr, ty.Typed] | None:
         expr = Exthdr(str(body.get("name")), body.get("field"))
     elif key == "tcp option" and isinstance(body, dict):
         expr = TcpOption(str(body.get("name")), body.get("field"))
+    elif key == "ip option" and isinstance(body, dict):
+        expr = IpOption(str(body.get("name")), body.get("field"))
+    elif key == "sctp chunk" and isinstance(body, dict):
+        expr = SctpChunk(str(body.get("name")), body.get("field"))
+    elif key == "osf" and isinstance(body, dict):
+        expr = Osf(body.get("key"), body.get("ttl"))  # type: ignore[arg-type]
+    elif key == "ipsec" and isinstance(body, dict):
+        expr = Ipsec(body.get("dir"), body.get("key"), body.get("family"), int(body.get("spnum", 0)))  # type: ignore[arg-type]
     else:
         return None
     try:
@@ -244,7 +260,7 @@ def _match(body: dict, family: str, where: object) -> Statement:
     op = body.get("op")
     if op not in ("==", "!=", "<", ">", "<=", ">=", "in"):
         raise JsonProblem(where, f"unknown operator {op!r}")
-    if isinstance(left, (Fib, Exthdr, TcpOption)) and isinstance(right_obj, bool):
+    if isinstance(left, (Fib, Exthdr, TcpOption, IpOption, SctpChunk)) and isinstance(right_obj, bool):
         types = (ty.BOOLEAN,)
     right: Expr
     if isinstance(right_obj, str) and right_obj.startswith("@") or isinstance(right_obj, dict) and "set" in right_obj:
@@ -291,11 +307,38 @@ def _named(kind: str, body: object, family: str, where: object) -> Statement | N
     return None
 
 
-SetKeys = dict[str, Types] | None
+SetTypes = nested.SetTypes | None
 
 
-def statement(obj: object, family: str, set_keys: SetKeys = None) -> Statement:
-    """One JSON statement of a rule (`set_keys`: the key types of the table's sets, for a set update)."""
+def text_statement(text: str, family: str, set_types: SetTypes, where: object) -> Statement:
+    """A statement nft 1.0.6 has no JSON form for, which its JSON gives as its text (`"jump {\\n...}"`, `"update
+    @m { ip saddr : 0x1 }"`), read with the listing's grammar."""
+    lines = text.split("\n")
+    tokens = [token for number, line in enumerate(lines, 1) for token in tokenize(line, number, "<json>")]
+    if not tokens:
+        raise JsonProblem(where, "expected a statement, got an empty string")
+    cur = Cursor(tokens, "<json>", lines, tokens[-1].line, tokens[-1].end)
+    try:
+        found = statements.statement(cur, family, set_types)
+        if not cur.at_end():
+            raise cur.error(cur.peek(), f"unexpected {shown(cur.peek())} after the statement")
+    except DumpError as error:
+        raise JsonProblem(where, f"{error.message} (in the statement's text {text!r})") from None
+    return found
+
+
+def _timed(raw: object) -> tuple[object, int | None]:
+    """A set element or meter key, and its timeout in milliseconds (`{"elem": {"val": ..., "timeout": 10}}`)."""
+    if isinstance(raw, dict) and isinstance(raw.get("elem"), dict):
+        return raw["elem"].get("val"), raw["elem"].get("timeout", 0) * 1000 or None
+    return raw, None
+
+
+def statement(obj: object, family: str, set_types: SetTypes = None) -> Statement:
+    """One JSON statement of a rule (`set_types`: the key and value types of the table's sets, for a set
+    update)."""
+    if isinstance(obj, str):
+        return text_statement(obj, family, set_types, obj)
     key, body = _one(obj, "a statement")
     found = verdict(obj)
     if found is not None:
@@ -327,25 +370,25 @@ def statement(obj: object, family: str, set_keys: SetKeys = None) -> Statement:
                    body.get("level"), (flags,) if isinstance(flags, str) else tuple(flags))
     if key in ("snat", "dnat", "masquerade", "redirect"):
         return _nat(key, body, family, obj)
-    return _other(key, body, family, obj, set_keys)
+    return _other(key, body, family, obj, set_types)
 
 
-def _other(key: str, body: object, family: str, where: object, set_keys: SetKeys) -> Statement:
+def _other(key: str, body: object, family: str, where: object, set_types: SetTypes) -> Statement:
     if key == "reject":
         if body is None:
             return Reject({"ip": "icmp", "ip6": "icmpv6"}.get(family, "icmpx"), "port-unreachable")
         assert isinstance(body, dict)
         return Reject(body["type"], body.get("expr"))
     if key == "set" and isinstance(body, dict):
-        raw = body.get("elem")
-        timeout = None
-        if isinstance(raw, dict) and "elem" in raw:
-            timeout = raw["elem"].get("timeout", 0) * 1000 or None
-            raw = raw["elem"].get("val")
+        raw, timeout = _timed(body.get("elem"))
         name = str(body["set"]).lstrip("@")
-        elem, _ = expression(raw, family, (set_keys or {}).get(name), where)
+        elem, _ = expression(raw, family, (set_types or {}).get(name, (None,))[0], where)
         stmts = tuple(statement(s, family) for s in body.get("stmt", ()))
         return SetUpdate(body["op"], name, elem, timeout, stmts)
+    if key == "meter" and isinstance(body, dict):
+        raw, timeout = _timed(body.get("key"))
+        return Meter(str(body["name"]), int(body["size"]), expression(raw, family, None, where)[0],
+                     statement(body["stmt"], family), timeout)
     if key == "notrack":
         return Notrack()
     if key == "xt" and isinstance(body, dict):

@@ -29,9 +29,12 @@ from iptables_lens.nft.types import (
     DATATYPES,
     EXTHDR_FIELDS,
     FIB_RESULTS,
+    IP_OPTIONS,
+    IPSEC_KEYS,
     META_KEYS,
     PAYLOAD_FIELDS,
     RT_KEYS,
+    SCTP_CHUNKS,
     SOCKET_KEYS,
     TCP_OPTIONS,
 )
@@ -59,16 +62,16 @@ _STATEMENTS = ("dnat", "snat", "masquerade", "redirect", "reject", "log", "count
                "queue", "update", "add", "delete", "vmap", "map", "set", "to", "with", "prefix", "level", "group",
                "snaplen", "queue-threshold", "numgen", "random", "inc", "mod", "offset", "seed", "jhash", "symhash",
                "fully-random", "persistent", "rate", "over", "burst", "used", "dup", "fwd", "tproxy", "flow",
-               "name", "fanout", "bypass", "tcp reset", "icmpx", "ct count", "xt", "mss", "wscale",
+               "name", "fanout", "bypass", "tcp reset", "icmpx", "ct count", "xt", "mss", "wscale", "spnum", "loose", "skip",
                "synproxy", "monitor", "trace", "flush", "insert", "create", "replace", "rule", "ruleset", "element",
                "destroy", "list")
 _VERDICTS = ("accept", "drop", "continue", "return")
 # Where a rule reads from: header protocols, meta, conntrack, routing, sockets, IPv6 extension headers.
 _SELECTORS = (*PAYLOAD_FIELDS, *EXTHDR_FIELDS, "meta", "ct", "fib", "rt", "socket", "osf", "ipsec", "option",
-              "exthdr", "frag", "hbh", "mh", "srh", "th", "ih", "nh", "ll", *CT_DIRECTIONS)
+              "chunk", "exthdr", "frag", "hbh", "mh", "srh", "th", "ih", "nh", "ll", *CT_DIRECTIONS)
 _FIELD_TABLES: tuple[Mapping[str, object], ...] = (
     *PAYLOAD_FIELDS.values(), *EXTHDR_FIELDS.values(), *TCP_OPTIONS.values(), META_KEYS, CT_KEYS, FIB_RESULTS, RT_KEYS,
-    SOCKET_KEYS, TCP_OPTIONS)
+    SOCKET_KEYS, TCP_OPTIONS, *IP_OPTIONS.values(), IP_OPTIONS, *SCTP_CHUNKS.values(), SCTP_CHUNKS, IPSEC_KEYS)
 _FIELDS = tuple(sorted({word for table in _FIELD_TABLES for key in table for word in key.split()} - set(_SELECTORS)))
 # Hooks, chain types and named priorities of base chains.
 _HOOK_WORDS = tuple(sorted({hook for hooks in HOOKS.values() for hook in hooks} | set(CHAIN_TYPES)

@@ -1,8 +1,10 @@
 """`nft list ruleset` text (and `nft -a list ruleset`) -> the ruleset model. The only code that reads it.
 
 The listing is read as nft prints it: one declaration or rule per line, blocks opened by `{` at the end of a
-line and closed by a line `}`, a set's `elements = { ... }` the one thing that spans lines. Blank lines,
-indentation and `#` comments are free; `# handle N` at the end of a line is the handle `nft -a` shows.
+line and closed by a line `}`, a set's `elements = { ... }` and a chain binding's `jump { ... }` the things
+that span lines. Blank lines, indentation and `#` comments are free (but in the tables iptables-nft keeps,
+where nft leaves blanks for a comment match: `statements.rule_body`); `# handle N` at the end of a line is
+the handle `nft -a` shows.
 Everything else is checked: each word where it stands, each value against the datatype of what it is
 compared with, each name a rule uses against the table's chains, sets, maps, objects and flowtables
 (`check`). Every problem is a `DumpError` with the line and column of the offending text.
@@ -146,7 +148,8 @@ class ListingParser(SetLines):
             raise cur.error(name_token, f"table {family_token.text} {name} is declared twice (first on line "
                             f"{self.seen_tables[key]})")
         self.seen_tables[key] = token.line
-        self.table = PendingTable(family_token.text, name, token.line, handle, owner)  # type: ignore[arg-type]
+        self.table = PendingTable(family_token.text, name, token.line, handle, owner,  # type: ignore[arg-type]
+                                  vanished_comments=(family_token.text, name) in statements.IPTABLES_NFT_TABLES)
 
     def _table_line(self, cur: Cursor, lineno: int) -> None:
         table = self.table
@@ -262,7 +265,8 @@ class ListingParser(SetLines):
             self._rules(tokens, block, tokens[0].line)
 
     def _rules(self, tokens: list[Token], block: Block, lineno: int) -> None:
-        """The rules of a chain line: one, or several separated by `;` as nft also reads them."""
+        """The rules of a chain line (or of the lines a rule's braces span): one, or several separated by `;`
+        outside braces, as nft also reads them. A `#` comment before the last line of a rule is left out."""
         table = self.table
         assert table is not None
         if not any(t.kind == "p" and t.text == ";" for t in tokens) and tokens[-1].line == lineno:
@@ -270,19 +274,21 @@ class ListingParser(SetLines):
             block.rules.append(self.rules.rule(self, cur, table, block.name, len(block.rules) + 1, lineno))
             return
         group: list[Token] = []
+        depth, last = 0, tokens[-1]
         for token in [*tokens, None]:
-            if token is None or token.kind == "p" and token.text == ";" or token.kind == "#":
+            if token is None or depth == 0 and token.kind == "p" and token.text == ";":
                 if group:
-                    last = group[-1]
-                    cur = Cursor(group, self.source, self.lines, last.line, last.end)
-                    stmts, comment, handle = statements.rule_body(cur, table.family, table.set_keys)
-                    text = " ".join(t.text if t.kind != "q" else f'"{t.text}"' for t in group)
+                    end = group[-1]
+                    cur = Cursor(group, self.source, self.lines, end.line, end.end)
+                    stmts, comment, handle = statements.rule_body(cur, table.family, table.set_types,
+                                                                  table.vanished_comments)
+                    text = " ".join(t.text if t.kind != "q" else f'"{t.text}"' for t in group if t.kind != "#")
                     block.rules.append(Rule(table.family, table.name, block.name, len(block.rules) + 1, stmts,
                                             comment, handle, group[0].line, text))
                 group = []
-                if token is not None and token.kind == "#":
-                    break
-            else:
+            elif token.kind != "#" or token is last:
+                if token.kind == "p" and token.text in ("{", "}"):
+                    depth += 1 if token.text == "{" else -1
                 group.append(token)
 
     def _finish_block(self) -> None:
@@ -297,7 +303,8 @@ class ListingParser(SetLines):
                                       seen.get("comment"), block.handle, block.line))  # type: ignore[arg-type]
         elif block.kind in ("set", "map", "meter"):
             table.sets.append(self._build_set(block))
-            table.set_keys[block.name] = seen["key_types"]  # type: ignore[assignment]
+            data = seen.get("data_types") if block.kind == "map" else None
+            table.set_types[block.name] = (seen["key_types"], data)
         elif block.kind == "flowtable":
             if "hook" not in seen:
                 raise self.error(block.line, 1, f"flowtable {block.name!r} has no hook")

@@ -48,7 +48,9 @@ class PendingTable:
     flowtables: list[Flowtable] = field(default_factory=list)
     chains: list[Chain] = field(default_factory=list)
     names: dict[str, int] = field(default_factory=dict)  # "kind name" -> the line declaring it
-    set_keys: dict[str, tuple] = field(default_factory=dict)  # set name -> its key's datatypes
+    # set name -> its key's datatypes, and a map's value datatypes (None for a set)
+    set_types: dict[str, tuple] = field(default_factory=dict)
+    vanished_comments: bool = False  # whether it is a table iptables-nft keeps (`statements.rule_body`)
 
 
 

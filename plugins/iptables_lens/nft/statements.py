@@ -4,12 +4,13 @@
 A statement starting with a selector is a match (`ip daddr 10.0.0.1`, `ct state established,related`,
 `tcp flags syn / fin,syn,rst,ack`), a verdict map (`... vmap @service-ips`) or a change (`meta mark set ...`);
 the others start with their keyword (counter, log, limit, quota, reject, snat, dnat, masquerade, redirect,
-add/update/delete @set, notrack, dup, fwd, tproxy, synproxy, queue, flow add, ct count, xt, verdicts).
+add/update/delete @set, meter, notrack, dup, fwd, tproxy, synproxy, queue, flow add, ct count, xt, verdicts,
+`jump { ... }`); `nested` reads those that hold statements.
 """
 
 from __future__ import annotations
 
-from iptables_lens.nft import exprs
+from iptables_lens.nft import exprs, nested
 from iptables_lens.nft import types as ty
 from iptables_lens.nft.model import (
     Binop,
@@ -21,6 +22,7 @@ from iptables_lens.nft.model import (
     Fib,
     FlowOffload,
     Fwd,
+    IpOption,
     Log,
     Mangle,
     MapLookup,
@@ -33,7 +35,7 @@ from iptables_lens.nft.model import (
     Queue,
     Range,
     Reject,
-    SetUpdate,
+    SctpChunk,
     Statement,
     Synproxy,
     TcpOption,
@@ -42,7 +44,7 @@ from iptables_lens.nft.model import (
     VerdictMap,
     Xt,
 )
-from iptables_lens.nft.stateful import counter, duration, limit, quota, stateful
+from iptables_lens.nft.stateful import counter, limit, quota
 from iptables_lens.nft.tokens import Cursor, Token, shown
 from iptables_lens.nft.values import ValueProblem, read_value
 
@@ -54,29 +56,55 @@ REJECT_DEFAULT = {"ip": "icmp", "ip6": "icmpv6"}  # other families reject with i
 OBJECT_SETTERS = {"helper": "ct helper", "timeout": "ct timeout", "expectation": "ct expectation"}
 
 
-SetKeys = dict[str, exprs.Types] | None  # the key types of the table's sets, by name, where known
+SetTypes = nested.SetTypes | None  # the key (and value) types of the table's sets and maps, where known
+# The tables iptables-nft (and ip6tables-, arptables-, ebtables-nft) keep: where nft prints the translation of
+# an iptables comment match, which is nothing, between the blanks that separate statements.
+IPTABLES_NFT_TABLES = frozenset({(family, name) for family in ("ip", "ip6")
+                                 for name in ("filter", "nat", "mangle", "raw", "security")}
+                                | {("arp", "filter"), ("bridge", "filter"), ("bridge", "nat"), ("bridge", "broute")})
+_VANISHED = Xt("match", "comment")
 
 
-def rule_body(cur: Cursor, family: str, set_keys: SetKeys = None
+def rule_body(cur: Cursor, family: str, set_types: SetTypes = None, vanished_comments: bool = False
               ) -> tuple[tuple[Statement, ...], str | None, int | None]:
-    """A rule's statements, its comment and its handle (`set_keys`: the key types of the table's sets, for
-    a set update's constants)."""
+    """A rule's statements, its comment and its handle (`set_types`: the key and value types of the table's
+    sets, for a set update's constants). With `vanished_comments` (a rule of `IPTABLES_NFT_TABLES`), each
+    blank more than nft puts between two statements, or after the rule's indentation, is an iptables comment
+    match."""
     statements: list[Statement] = []
     comment = None
     while not cur.at_end():
         token = cur.peek()
         assert token is not None
+        if vanished_comments:
+            statements.extend([_VANISHED] * _blanks_before(cur, token))
         if token.kind == "#":
             break
         if token.kind == "w" and token.text == "comment":
             cur.pos += 1
             comment = cur.quoted("the rule's comment")
             break
-        statements.append(statement(cur, family, set_keys))
+        statements.append(statement(cur, family, set_types))
+    if vanished_comments and comment is None and cur.at_end() and cur.tokens:
+        last = cur.tokens[-1]
+        line = cur.lines[last.line - 1]
+        statements.extend([_VANISHED] * (len(line) - len(line.rstrip(" "))))
     handle = trailing_handle(cur)
     if not statements and comment is None:
         raise cur.error(cur.peek(), "a rule needs at least one statement")
     return tuple(statements), comment, handle
+
+
+def _blanks_before(cur: Cursor, token: Token) -> int:
+    """How many blanks more than nft prints come before `token` on its line (after `\t\t`, the first)."""
+    line = cur.lines[token.line - 1]
+    if cur.pos == 0:
+        before = line[:token.column - 1]
+        return len(before) - 2 if before.startswith("\t\t ") and not before.strip(" \t") else 0
+    previous = cur.tokens[cur.pos - 1]
+    if previous.line != token.line or line[previous.end - 1:token.column - 1].strip(" "):
+        return 0
+    return max(token.column - previous.end - 1, 0)
 
 
 def trailing_handle(cur: Cursor) -> int | None:
@@ -93,17 +121,19 @@ def trailing_handle(cur: Cursor) -> int | None:
     return None
 
 
-def statement(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def statement(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     token = cur.peek()
     assert token is not None
     word = token.text if token.kind == "w" else ""
+    if word in ("jump", "goto") and cur.word(1) == "{":
+        return nested.chain_binding(cur, family, set_types, rule_body)
     found = exprs.verdict(cur)
     if found is not None:
         return found
     keyword = _KEYWORDS.get(word)
     if keyword is not None:
         cur.pos += 1
-        return keyword(cur, family, set_keys)
+        return keyword(cur, family, set_types)
     if word == "ct":
         next_word = cur.word(1)
         if next_word == "count":
@@ -129,7 +159,7 @@ def _probe(cur: Cursor) -> Cursor:
     return probe
 
 
-def _selector_statement(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def _selector_statement(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     left, types = exprs.left_side(cur, family)
     if cur.accept("set"):
         if len(types) != 1:
@@ -141,7 +171,7 @@ def _selector_statement(cur: Cursor, family: str, set_keys: SetKeys = None) -> S
     op: Operator | None = OPERATORS.get(op_word or "")
     if op is not None:
         cur.pos += 1
-    if isinstance(left, (Fib, Exthdr, TcpOption)) and cur.word() in ("exists", "missing"):
+    if isinstance(left, (Fib, Exthdr, TcpOption, IpOption, SctpChunk)) and cur.word() in ("exists", "missing"):
         # Whether the route, header or option is there at all (nft's NFTA_FIB_F_PRESENT, exthdr's F_PRESENT).
         types = (ty.BOOLEAN,)
     right = exprs.right_side(cur, types, family)
@@ -176,19 +206,19 @@ def _named_or(cur: Cursor, family: str, kind: str, plain) -> Statement:
     return plain(cur)
 
 
-def _counter(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def _counter(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     return _named_or(cur, family, "counter", counter)
 
 
-def _quota(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def _quota(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     return _named_or(cur, family, "quota", quota)
 
 
-def _limit(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def _limit(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     return _named_or(cur, family, "limit", limit)
 
 
-def _log(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def _log(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     prefix = level = None
     group = snaplen = threshold = None
     flags: list[str] = []
@@ -238,7 +268,7 @@ def _log_flags(cur: Cursor) -> list[str]:
     raise cur.error(token, f"expected log flags (all, tcp, ip options, skuid, ether), got {shown(token)}")
 
 
-def _reject(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def _reject(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     if not cur.accept("with"):
         return Reject(REJECT_DEFAULT.get(family, "icmpx"), "port-unreachable")
     token = cur.take_word("icmp, icmpv6, icmpx or tcp reset")
@@ -332,7 +362,7 @@ def _translation(cur: Cursor, family: str | None, table_family: str, addr_needed
 
 
 def _nat(kind: str):
-    def read(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+    def read(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
         nat_family = None
         if cur.word() in ("ip", "ip6") and kind in ("snat", "dnat"):
             nat_family = cur.take("ip or ip6").text
@@ -346,26 +376,7 @@ def _nat(kind: str):
     return read
 
 
-def _set_update(op: str):
-    def read(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
-        name = cur.name(f"the set to {op} to, @name", "@")
-        cur.expect("{")
-        key = exprs.set_key(cur, family, (set_keys or {}).get(name))
-        timeout = None
-        statements: list[Statement] = []
-        while True:
-            if cur.accept("timeout"):
-                timeout = duration(cur)
-            elif cur.word() in ("counter", "quota", "limit"):
-                statements.append(stateful(cur))
-            else:
-                break
-        cur.expect("}", "'}' closing the element")
-        return SetUpdate(op, name, key, timeout, tuple(statements))  # type: ignore[arg-type]
-    return read
-
-
-def _dup(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def _dup(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     cur.expect("to")
     token = cur.take("the address or device to duplicate to")
     if token.kind == "q":
@@ -379,7 +390,7 @@ def _dup(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     return Dup(addr, device)
 
 
-def _fwd(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def _fwd(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     fwd_family = cur.take("ip or ip6").text if cur.word() in ("ip", "ip6") else None
     cur.expect("to")
     if fwd_family is None:
@@ -392,14 +403,14 @@ def _fwd(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     return Fwd(Const("string", name.text), fwd_family, addr)
 
 
-def _tproxy(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def _tproxy(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     tproxy_family = cur.take("ip or ip6").text if cur.word() in ("ip", "ip6") else None
     cur.expect("to")
     addr, port = _translation(cur, tproxy_family, family, False)
     return Tproxy(tproxy_family, addr, port)
 
 
-def _synproxy(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def _synproxy(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     if cur.accept("name"):
         return ObjectRef("synproxy", _object_name(cur, family))
     mss = exprs.integer_word(cur, "the MSS", 16) if cur.accept("mss") else None
@@ -408,7 +419,7 @@ def _synproxy(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     return Synproxy(mss, wscale, flags)
 
 
-def _queue(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def _queue(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     flags: tuple[str, ...] = ()
     if cur.accept("flags"):
         flags = _flags(cur, ("bypass", "fanout"))
@@ -423,13 +434,13 @@ def _queue(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     return Queue(num, flags)
 
 
-def _flow(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def _flow(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     if not (cur.accept("add") or cur.accept("offload")):
         raise cur.error(cur.peek(), f"expected 'add @flowtable' after flow, got {shown(cur.peek())}")
     return FlowOffload(cur.name("the flowtable, @name", "@"))
 
 
-def _xt(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def _xt(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     kind = cur.take_word("match, target or watcher")
     if kind.text not in ("match", "target", "watcher"):
         raise cur.error(kind, f"expected match, target or watcher after xt, got {shown(kind)}")
@@ -437,13 +448,22 @@ def _xt(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
     return Xt(kind.text, name.text)  # type: ignore[arg-type]
 
 
-def _notrack(cur: Cursor, family: str, set_keys: SetKeys = None) -> Statement:
+def _notrack(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
     return Notrack()
+
+
+def _set_update(op: str):
+    return lambda cur, family, set_types=None: nested.set_update(op, cur, family, set_types)
+
+
+def _meter(cur: Cursor, family: str, set_types: SetTypes = None) -> Statement:
+    return nested.meter(cur, family, set_types, statement)
 
 
 _KEYWORDS = {
     "counter": _counter, "quota": _quota, "limit": _limit, "log": _log, "reject": _reject, "notrack": _notrack,
     "snat": _nat("snat"), "dnat": _nat("dnat"), "masquerade": _nat("masquerade"), "redirect": _nat("redirect"),
     "add": _set_update("add"), "update": _set_update("update"), "delete": _set_update("delete"), "dup": _dup,
+    "meter": _meter,
     "fwd": _fwd, "tproxy": _tproxy, "synproxy": _synproxy, "queue": _queue, "flow": _flow, "xt": _xt,
 }

@@ -212,6 +212,36 @@ EXTHDR_FIELDS: dict[str, dict[str, Typed]] = {
     "mh": _fields(_NEXT, ("hdrlength", "integer", 8), ("type", "mh_type", 8), ("reserved", "integer", 8),
                   ("checksum", "integer", 16)),
 }
+# IPv4 options (nftables 1.0.6's src/ipopt.c: every field an integer, the addresses too) and SCTP chunks (its
+# src/sctp_chunk.c: `initial-tsn` is how it prints and reads the init chunk's TSN).
+_ROUTE = _fields(("type", "integer", 8), ("length", "integer", 8), ("ptr", "integer", 8), ("addr", "integer", 32))
+IP_OPTIONS: dict[str, dict[str, Typed]] = {
+    "lsrr": _ROUTE, "rr": _ROUTE, "ssrr": _ROUTE,
+    "ra": _fields(("type", "integer", 8), ("length", "integer", 8), ("value", "integer", 16)),
+}
+_CHUNK = (("type", "integer", 8), ("flags", "integer", 8), ("length", "integer", 16))
+_INIT = _fields(*_CHUNK, ("init-tag", "integer", 32), ("a-rwnd", "integer", 32),
+                ("num-outbound-streams", "integer", 16), ("num-inbound-streams", "integer", 16),
+                ("initial-tsn", "integer", 32))
+SCTP_CHUNKS: dict[str, dict[str, Typed]] = {
+    "data": _fields(*_CHUNK, ("tsn", "integer", 32), ("stream", "integer", 16), ("ssn", "integer", 16),
+                    ("ppid", "integer", 32)),
+    "init": _INIT, "init-ack": _INIT,
+    "sack": _fields(*_CHUNK, ("cum-tsn-ack", "integer", 32), ("a-rwnd", "integer", 32),
+                    ("num-gap-ack-blocks", "integer", 16), ("num-dup-tsns", "integer", 16)),
+    "shutdown": _fields(*_CHUNK, ("cum-tsn-ack", "integer", 32)),
+    "ecne": _fields(*_CHUNK, ("lowest-tsn", "integer", 32)), "cwr": _fields(*_CHUNK, ("lowest-tsn", "integer", 32)),
+    "asconf-ack": _fields(*_CHUNK, ("seqno", "integer", 32)), "asconf": _fields(*_CHUNK, ("seqno", "integer", 32)),
+    "forward-tsn": _fields(*_CHUNK, ("new-cum-tsn", "integer", 32)),
+    **{name: _fields(*_CHUNK) for name in ("heartbeat", "heartbeat-ack", "abort", "shutdown-ack", "error",
+                                           "cookie-echo", "cookie-ack", "shutdown-complete")},
+}
+# `osf name` and `osf version`: a string of up to 16 bytes (NFT_OSF_MAXGENRELEN).
+OSF_NAME = typed("string", 128)
+OSF_TTLS = ("loose", "skip")
+# `ipsec in reqid`, `ipsec out spi`; `ipsec in ip saddr` reads an address of its family (nftables' src/xfrm.c).
+IPSEC_KEYS: dict[str, Typed] = _fields(("reqid", "integer", 32), ("spi", "integer", 32))
+IPSEC_DIRECTIONS = ("in", "out")
 BOOLEAN = typed("boolean")
 VERDICT = typed("verdict")
 INTEGER32 = typed("integer")

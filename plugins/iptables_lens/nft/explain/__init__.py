@@ -27,7 +27,7 @@ from iptables_lens.kube.nft_families import describe_nft_family, name_explanatio
 from iptables_lens.kube.nft_services import NftOwner, NftServiceIndex, kube_proxy_tables
 from iptables_lens.nft.explain.place import Place
 from iptables_lens.nft.explain.sets import ElementExplanation, SetExplanation, explain_set, lookup_keys
-from iptables_lens.nft.explain.statements import STATEMENTS, phrase_of
+from iptables_lens.nft.explain.statements import STATEMENTS, sentence
 from iptables_lens.nft.hooks import BRIDGE_PRIORITIES, STANDARD_PRIORITIES
 from iptables_lens.nft.model import Chain, Hook, Rule, Ruleset, Table
 
@@ -131,32 +131,11 @@ def _hook(hook: Hook, family: str) -> HookExplanation:
 def explain_rule(rule: Rule, place: Place) -> RuleExplanation:
     """Explain `rule`, at `place` (its table and chain: some phrases depend on them). Never raises for a rule
     the parser accepted: every statement kind has its phrase."""
-    conditions: list[str] = []
-    actions: list[str] = []
-    sentence: list[str] = []
-    pending: list[str] = []
-    for stmt in rule.statements:
-        role, phrase = phrase_of(stmt, place)
-        if role == "condition":
-            conditions.append(phrase)
-            pending.append(phrase)
-            continue
-        actions.append(phrase)
-        if pending:
-            # Conditions after an action test the packet only once the action is done: "…, then only if …".
-            lead = ", ".join(pending)
-            sentence.append(f"{lead}: {phrase}" if not sentence else f"then, {lead}: {phrase}")
-            pending = []
-        else:
-            sentence.append(phrase if not sentence else f"then {phrase}")
+    conditions, actions, words = sentence(rule.statements, place)
     action = ", then ".join(actions) if actions else "nothing else happens; the packet goes on to the next rule"
-    if pending or not actions:
-        lead = ", ".join(pending)
-        tail = "nothing else happens; the packet goes on to the next rule"
-        sentence.append(f"{lead}: {tail}" if not sentence else f"then, {lead}: {tail}")
     owner = place.owner(rule.chain)
     return RuleExplanation(position=rule.position, conditions=tuple(conditions), actions=tuple(actions),
-                           action=action, summary=capitalized(", ".join(sentence)) + ".", comment=rule.comment,
+                           action=action, summary=capitalized(words) + ".", comment=rule.comment,
                            service=owner.service_port if owner else None)
 
 

@@ -19,6 +19,7 @@ from iptables_lens.nft.explain.place import Place
 from iptables_lens.nft.explain.words import noun, value_words
 from iptables_lens.nft.model import (
     Binop,
+    BoundChain,
     Concat,
     ConnLimit,
     Const,
@@ -34,6 +35,7 @@ from iptables_lens.nft.model import (
     MapLookup,
     Match,
     Meta,
+    Meter,
     Nat,
     Notrack,
     ObjectRef,
@@ -163,14 +165,19 @@ def _reject(stmt: Reject, place: Place | None) -> str:
 
 def _set_update(stmt: SetUpdate, place: Place | None) -> str:
     key = noun(stmt.key)
+    where = f"the set {stmt.set}" if stmt.data is None else f"the map {stmt.set}"
     if stmt.op == "delete":
-        return f"removes {key} from the set {stmt.set}"
+        return f"removes {key} from {where}"
+    if stmt.data is not None:
+        items = stmt.data.items if isinstance(stmt.data, Concat) else (stmt.data,)
+        value = value_words(stmt.data) if all(isinstance(i, Const) for i in items) else noun(stmt.data)
+        key = f"{key}, mapped to {value},"
     timeout = f" for {format_duration(stmt.timeout)}" if stmt.timeout else ""
     kept = [phrase_of(s, place)[1] for s in stmt.statements]
     per_element = f", with what it keeps per element: {join_and(kept)}" if kept else ""
     if stmt.op == "add":
-        return f"adds {key} to the set {stmt.set}{timeout} (if it is not there yet){per_element}"
-    return f"adds {key} to the set {stmt.set}{timeout}, or restarts its timeout if it is there{per_element}"
+        return f"adds {key} to {where}{timeout} (if it is not there yet){per_element}"
+    return f"adds {key} to {where}{timeout}, or restarts its timeout if it is there{per_element}"
 
 
 # -- what goes on beside the packet -----------------------------------------------------------------------------
@@ -259,11 +266,30 @@ def _queue(stmt: Queue, place: Place | None) -> str:
 
 
 def _xt(stmt: Xt, place: Place | None) -> str:
+    if (stmt.kind, stmt.name) == ("match", "comment"):
+        return "carries an iptables comment (iptables-nft keeps it; nft's listing does not show it)"
     if stmt.kind == "match":
         return (f"only if the iptables match {stmt.name} holds (iptables-nft keeps it as it is: nft cannot show "
                 "what it tests)")
     what = "target" if stmt.kind == "target" else "watcher"
     return f"applies the iptables {what} {stmt.name} (iptables-nft keeps it as it is: nft cannot show what it does)"
+
+
+def _meter(stmt: Meter, place: Place | None) -> str:
+    kept = f", each kept {format_duration(stmt.timeout)}" if stmt.timeout else ""
+    each = noun(stmt.key).removeprefix("the ")
+    return (f"{phrase_of(stmt.statement, None)[1]}, for each {each} apart (the meter {stmt.name} keeps up to "
+            f"{stmt.size} of them{kept})")
+
+
+def _bound_chain(stmt: BoundChain, place: Place | None) -> str:
+    head = "jump to a chain bound to this rule" if stmt.kind == "jump" else (
+        "goes to a chain bound to this rule (and does not come back here)")
+    if not stmt.rules:
+        return f"{head}, which has no rules"
+    rules = "; ".join(f"({number}) {sentence(rule.statements, None)[2]}" for number, rule in enumerate(stmt.rules, 1))
+    count = "one rule" if len(stmt.rules) == 1 else f"{len(stmt.rules)} rules"
+    return f"{head}, with {count}: {rules}"
 
 
 def _condition(explain: Callable[[Any], str]) -> Callable[[Any, Place | None], str]:
@@ -293,16 +319,48 @@ STATEMENTS: dict[type, tuple[Role, Callable[[Any, Place | None], str]]] = {
     FlowOffload: ("action", lambda stmt, place: f"offloads the connection to the flowtable {stmt.flowtable}: its "
                   "later packets skip the rules"),
     Xt: ("action", _xt),
+    Meter: ("action", _meter),
+    BoundChain: ("action", _bound_chain),
 }
 """Every statement kind of the model, with its role and its phrase (given the statement and its rule's place)."""
 
 _CONDITION_OBJECTS = ("quota", "limit")
+_NOTHING_ELSE = "nothing else happens; the packet goes on to the next rule"
 
 
 def phrase_of(stmt: Any, place: Place | None) -> tuple[Role, str]:
-    """The role and phrase of one statement of a rule at `place` (None: a statement kept in a set's element)."""
+    """The role and phrase of one statement of a rule at `place` (None: a statement kept in a set's element or
+    in a chain bound to the rule)."""
     role, explain = STATEMENTS[type(stmt)]
-    if isinstance(stmt, ObjectRef) and stmt.kind in _CONDITION_OBJECTS or isinstance(stmt, Xt) and stmt.kind == "match":
+    if isinstance(stmt, ObjectRef) and stmt.kind in _CONDITION_OBJECTS or isinstance(stmt, Xt) and stmt.kind == "match" \
+            and stmt.name != "comment" or isinstance(stmt, Meter) and STATEMENTS[type(stmt.statement)][0] == "condition":
         role = "condition"
     return role, explain(stmt, place)
+
+
+def sentence(statements: tuple[Any, ...], place: Place | None) -> tuple[list[str], list[str], str]:
+    """A rule's statements in words: what it tests, what it does, and the two as one sentence (no capital, no
+    full stop), each action after the conditions before it: "only TCP: accepts the packet"."""
+    conditions: list[str] = []
+    actions: list[str] = []
+    parts: list[str] = []
+    pending: list[str] = []
+    for stmt in statements:
+        role, phrase = phrase_of(stmt, place)
+        if role == "condition":
+            conditions.append(phrase)
+            pending.append(phrase)
+            continue
+        actions.append(phrase)
+        if pending:
+            # Conditions after an action test the packet only once the action is done: "…, then only if …".
+            lead = ", ".join(pending)
+            parts.append(f"{lead}: {phrase}" if not parts else f"then, {lead}: {phrase}")
+            pending = []
+        else:
+            parts.append(phrase if not parts else f"then {phrase}")
+    if pending or not actions:
+        lead = ", ".join(pending)
+        parts.append(f"{lead}: {_NOTHING_ELSE}" if not parts else f"then, {lead}: {_NOTHING_ELSE}")
+    return conditions, actions, ", ".join(parts)
 

@@ -25,14 +25,18 @@ from iptables_lens.nft.model import (
     Exthdr,
     Fib,
     Hash,
+    IpOption,
+    Ipsec,
     MapLookup,
     Meta,
     Numgen,
+    Osf,
     Payload,
     Prefix,
     Range,
     RawPayload,
     Rt,
+    SctpChunk,
     SetLiteral,
     SetRef,
     Socket,
@@ -115,6 +119,21 @@ EXTHDRS: dict[str, str] = {"hbh": "hop-by-hop options", "rt": "routing", "frag":
                            "dst": "destination options", "mh": "mobility", "rt0": "type 0 routing",
                            "rt2": "type 2 routing", "srh": "segment routing"}
 RAW_BASES: dict[str, str] = {"ll": "link layer", "nh": "network", "th": "transport", "ih": "inner"}
+IP_OPTIONS: dict[str, str] = {"lsrr": "loose source route", "rr": "record route", "ssrr": "strict source route",
+                              "ra": "router alert"}
+IP_OPTION_FIELDS: dict[str, str] = {"type": "type", "length": "length", "ptr": "pointer", "addr": "first address",
+                                    "value": "value"}
+SCTP_CHUNK_FIELDS: dict[str, str] = {
+    "type": "type", "flags": "flags", "length": "length", "tsn": "TSN", "stream": "stream identifier",
+    "ssn": "stream sequence number", "ppid": "payload protocol identifier", "init-tag": "initiate tag",
+    "a-rwnd": "advertised receiver window", "num-outbound-streams": "number of outbound streams",
+    "num-inbound-streams": "number of inbound streams", "initial-tsn": "initial TSN",
+    "cum-tsn-ack": "cumulative TSN acknowledged", "num-gap-ack-blocks": "number of gap ack blocks",
+    "num-dup-tsns": "number of duplicate TSNs", "lowest-tsn": "lowest TSN", "seqno": "sequence number",
+    "new-cum-tsn": "new cumulative TSN"}
+IPSEC_KEYS: dict[str, str] = {"reqid": "request ID", "spi": "security parameter index", "saddr": "source address",
+                              "daddr": "destination address"}
+_OSF_TTL = {None: "", "loose": " (its TTL at most the fingerprint's)", "skip": " (its TTL not compared)"}
 PROTOCOLS: dict[str, str] = {"icmpv6": "ICMPv6", "ipv6-icmp": "ICMPv6", "udplite": "UDP-Lite", "ipv6": "IPv6",
                              "ipip": "IP-in-IP", "ipv4": "IPv4"}
 CT_STATES: dict[str, str] = {"new": "new", "established": "established", "related": "related",
@@ -159,6 +178,20 @@ def _hash_noun(expr: Hash) -> str:
     return f"a hash of {noun(expr.expr)} {span}"
 
 
+def _chunk_noun(expr: SctpChunk) -> str:
+    chunk = f"the SCTP {expr.name.upper().replace('-', ' ')} chunk"
+    return f"the {SCTP_CHUNK_FIELDS[expr.field]} of {chunk}" if expr.field else chunk
+
+
+def _ipsec_noun(expr: Ipsec) -> str:
+    key = IPSEC_KEYS[expr.key]
+    if expr.family:
+        key = f"{'IPv4' if expr.family == 'ip' else 'IPv6'} {key}"
+    way = "came in by" if expr.direction == "in" else "leaves by"
+    state = f"IPsec state {expr.spnum} on its path" if expr.spnum else "IPsec state"
+    return f"the {key} of the {state} the packet {way}"
+
+
 def _binop_noun(expr: Binop) -> str:
     if is_value(expr):
         return _flags_words(expr)
@@ -186,6 +219,12 @@ NOUNS: dict[type, Callable[[Any], str]] = {
                        else f"the IPv6 {EXTHDRS[e.name]} header"),
     TcpOption: lambda e: (f"the {TCP_OPTION_FIELDS[e.field]} of the TCP {TCP_OPTIONS[e.name]} option" if e.field
                           else f"the TCP {TCP_OPTIONS[e.name]} option"),
+    IpOption: lambda e: (f"the {IP_OPTION_FIELDS[e.field]} of the IPv4 {IP_OPTIONS[e.name]} option" if e.field
+                         else f"the IPv4 {IP_OPTIONS[e.name]} option"),
+    SctpChunk: _chunk_noun,
+    Osf: lambda e: (f"the operating system {'and version ' if e.key == 'version' else ''}the TCP SYN's fingerprint "
+                    f"names{_OSF_TTL[e.ttl]}"),
+    Ipsec: _ipsec_noun,
     Binop: _binop_noun,
     Concat: lambda e: "the " + join_and([noun(item).removeprefix("the ") for item in e.items]),
 }
