@@ -64,6 +64,21 @@ def test_a_kind_nodes_listing_formats_back_byte_for_byte(path):
     assert format_ruleset(parse(listing, path.name)) == listing
 
 
+def test_iptables_spelling_of_a_translation_formats_back_as_listed_and_reads_as_nfts():
+    # nft 1.0.6 lists an xt extension's translation in the tables iptables-nft keeps in iptables' spelling.
+    listing = ("table ip mangle {\n\tchain PREROUTING {\n"
+               "\t\tmeta mark set mark or 0x4000 counter packets 0 bytes 0 # handle 3\n"
+               "\t\tip ttl gt 5 accept # handle 4\n\t\tip saddr 10.0.0.1 accept # handle 5\n\t}\n}\n")
+    nfts = listing.replace("mark or 0x4000", "meta mark | 0x00004000").replace("ttl gt 5", "ttl > 5")
+    read = parse(listing)
+    assert format_ruleset(read) == listing
+    assert read == parse(nfts) and format_ruleset(parse(nfts)) == nfts
+    assert [r.spelled is not None for r in read.rules] == [True, True, False]
+    # Outside those tables the same text reads the same and prints as nft prints it.
+    other = parse(listing.replace("mangle", "other"))
+    assert format_ruleset(other) == nfts.replace("mangle", "other")
+
+
 # nftables' own tests hold the listings nft 1.0.6 is expected to print, including those whose features this
 # machine's kernel lacks (flowtables, secmark, queue): they too print back byte for byte. One of them
 # (chains/0043chain_ingress) is a listing nft cannot read back: its device name is written `\"lo\"`.

@@ -16,6 +16,7 @@ import re
 
 from iptables_lens.nft import statements
 from iptables_lens.nft import types as ty
+from iptables_lens.nft.fmtrules import format_rule_body, handle_comment
 from iptables_lens.nft.model import (
     Concat,
     Const,
@@ -128,7 +129,8 @@ class RuleCache:
             if self.enabled and plain:
                 self.lines[text] = body
         found, comment, handle = body
-        return Rule(table.family, table.name, chain, position, found, comment, handle, lineno, text)
+        spelled = _spelling(line, found, comment, handle, table.family) if table.vanished_comments else None
+        return Rule(table.family, table.name, chain, position, found, comment, handle, lineno, text, spelled)
 
     def read_rules(self, parser, lines: list[str], start: int, block) -> int:
         """Read the rule lines of `block` (a chain) from lines[start] on, as long as the fast path is sure of
@@ -307,3 +309,16 @@ class RuleCache:
             found.append(Element(key, datum, None, None, comment))
         return tuple(found)
 
+
+def _spelling(line: str, found: tuple[Statement, ...], comment: str | None, handle: int | None,
+              family: str) -> str | None:
+    """The statements and comment of the rule line `line` as written, if nft would print what they read as
+    otherwise (an iptables extension's translation in iptables' spelling), else None. Only a line as nft lists
+    it (indented by two tabs, a handle as nft prints it, no other `#` note) keeps its spelling."""
+    suffix = handle_comment(handle)
+    if not line.startswith("\t\t") or not line.endswith(suffix):
+        return None
+    written = line[2:len(line) - len(suffix)]
+    if written == format_rule_body(found, comment, family) or comment is None and "#" in written:
+        return None
+    return written

@@ -58,7 +58,9 @@ def _chain(chain: Chain) -> str:
         if hook.offload:
             text += " flags offload;"
         lines.append(text)
-    lines.extend(f"\t\t{format_rule(rule)}" for rule in chain.rules)
+    # A rule nft listed in iptables' spelling of an extension's translation prints back as it was listed.
+    lines.extend(f"\t\t{rule.spelled}{handle_comment(rule.handle)}" if rule.spelled is not None
+                 else f"\t\t{format_rule(rule)}" for rule in chain.rules)
     return "\n".join(lines) + "\n\t}\n"
 
 

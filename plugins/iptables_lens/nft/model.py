@@ -86,7 +86,10 @@ class Rule:
     """One rule of a chain: its statements in order, the comment and handle (`nft -a`) nft keeps with it.
 
     `position` counts from 1 in the chain; `line` is the rule's line in the text it was read from (0 when read
-    from JSON) and `text` that line's statements as written."""
+    from JSON) and `text` that line's statements as written. `spelled` is the statements and comment as
+    written where they are not as nft prints what they read as: in a table iptables-nft keeps, nft lists an
+    iptables extension's translation in iptables' own spelling (`meta mark set mark or 0x4000`), and fmt prints
+    that spelling back; it says nothing the statements do not."""
 
     family: Family
     table: str
@@ -97,6 +100,7 @@ class Rule:
     handle: int | None = None
     line: int = field(default=0, compare=False)
     text: str = field(default="", compare=False)
+    spelled: str | None = field(default=None, compare=False)
 
     @property
     def anchor(self) -> str:
