@@ -25,7 +25,7 @@ from fractions import Fraction
 
 from iptables_lens.iptables.model import Dump
 from iptables_lens.netns import Namespace
-from iptables_lens.scenario.flows import predict
+from iptables_lens.scenario.flows import predict, recording_rules
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Address, Family, Flow, Moment, ScenarioMeta
 from iptables_lens.trace import Trace
@@ -53,15 +53,7 @@ class AffinityCheck:
 
 def recorded_lists(dump: Dump) -> frozenset[str]:
     """The names of the `recent` lists the dump's nat rules add clients to (`--set --name NAME`)."""
-    if not dump.has_table("nat"):
-        return frozenset()
-    names = set()
-    for rule in dump.table("nat").rules:
-        recent = rule.match("recent")
-        name = recent.option("--name") if recent is not None and recent.option("--set") is not None else None
-        if name is not None:
-            names.add(name.value)
-    return frozenset(names)
+    return frozenset(name for name, _ in recording_rules(dump))
 
 
 def reset_recent(node: Namespace, lists: frozenset[str], returning: frozenset[str], client: Address) -> None:

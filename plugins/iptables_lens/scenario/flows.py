@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
-from iptables_lens.iptables.model import Dump
+from iptables_lens.iptables.model import Dump, Rule
 from iptables_lens.iptables.values import BadValue, nat_range
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Flow, Moment
@@ -48,25 +49,34 @@ def traced_dump(scenario: Scenario, flow: Flow, moment: Moment = "after") -> Dum
     return dump
 
 
+def recording_rules(dump: Dump) -> Iterator[tuple[str, Rule]]:
+    """(list name, rule) for every nat rule that records its client in a `-m recent` list (`--set --name`)."""
+    if not dump.has_table("nat"):
+        return
+    for rule in dump.table("nat").rules:
+        recent = rule.match("recent")
+        name = recent.option("--name") if recent is not None and recent.option("--set") is not None else None
+        if name is not None:
+            yield name.value, rule
+
+
 def recent_lists(dump: Dump, flow: Flow) -> frozenset[str]:
     """The `-m recent` lists a returning client (`flow.returning_to`) is in: those of the rules that record a
     client as they DNAT to that endpoint (kube-proxy's `-m recent --set --name KUBE-SEP-...` before its DNAT,
     the list named after the endpoint's chain). Empty for a first request."""
-    if flow.returning_to is None or not dump.has_table("nat"):
+    if flow.returning_to is None:
         return frozenset()
     lists = set()
-    for rule in dump.table("nat").rules:
-        recent = rule.match("recent")
+    for name, rule in recording_rules(dump):
         to = rule.target.option("--to-destination") if rule.target and rule.target.name == "DNAT" else None
-        if recent is None or recent.option("--set") is None or to is None:
+        if to is None:
             continue
         try:
             destination = nat_range(to.value, flow.family)
         except BadValue:
             continue  # the parser has read it already; a range kube-proxy never writes is no endpoint
-        name = recent.option("--name")
-        if destination.first == flow.returning_to == destination.last and name is not None:
-            lists.add(name.value)
+        if destination.first == flow.returning_to == destination.last:
+            lists.add(name)
     return frozenset(lists)
 
 
