@@ -30,6 +30,8 @@ from iptables_lens.kube.synth_nftables import LAYOUTS, Layout
 from iptables_lens.nft import parse_ruleset
 from iptables_lens.trace import Interface, NodeContext, Packet, Route, Trace, Tracer
 
+from tests.test_kube_proxy_conformance import Flow  # one packetFlowTest, as the iptables mode's tests keep it
+
 DATA = Path(__file__).parent / "data" / "kube-proxy-nftables" / "flows"
 
 # What reading the test files gave, for each layout: the test functions that call runPacketFlowTests, their
@@ -38,19 +40,6 @@ DATA = Path(__file__).parent / "data" / "kube-proxy-nftables" / "flows"
 FUNCTIONS = 10
 CASES = 207
 LEFT_OUT = 54
-
-
-@dataclass(frozen=True)
-class Flow:
-    """One packetFlowTest, its overrides applied: a packet and what the test expects of it."""
-
-    name: str
-    protocol: str
-    source: str
-    destination: str
-    port: int
-    output: str
-    masq: bool
 
 
 @dataclass(frozen=True)
