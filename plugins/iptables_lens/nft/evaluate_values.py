@@ -104,10 +104,7 @@ def _payload(e: sel.Payload, r: Reading) -> Any:
         if p.protocol not in _TRANSPORT or (proto != "th" and p.protocol != proto):
             return ABSENT
         if name in ("sport", "dport"):
-            port = p.sport if name == "sport" else p.dport
-            if port is None:
-                raise Undecided(f"the packet's {name} is not known")
-            return port
+            return _known(p.sport if name == "sport" else p.dport, name)
         if proto == "tcp" and name == "flags":
             return sum(_TCP_FLAG_BITS.get(f.upper(), 0) for f in p.tcp_flags)
         raise Undecided(f"{proto} {name} of the packet is not known to the tracer")
@@ -115,11 +112,14 @@ def _payload(e: sel.Payload, r: Reading) -> Any:
         if p.protocol != proto or (proto == "icmp") != (p.family == 4):
             return ABSENT
         if name in ("type", "code"):
-            value = p.icmp_type if name == "type" else p.icmp_code
-            if value is None:
-                raise Undecided(f"the packet's {proto} {name} is not known")
-            return value
+            return _known(p.icmp_type if name == "type" else p.icmp_code, f"{proto} {name}")
     raise Undecided(f"{proto} {name} of the packet is not known to the tracer")
+
+
+def _known(value: int | None, what: str) -> int:
+    if value is None:
+        raise Undecided(f"the packet's {what} is not known")
+    return value
 
 
 def _meta(e: sel.Meta, r: Reading) -> Any:
