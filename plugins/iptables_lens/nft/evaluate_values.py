@@ -190,9 +190,16 @@ def _fib(e: sel.Fib, r: Reading) -> Any:
         return DATATYPES["fib_addrtype"].number(r.node.address_type(address, interface).lower())
     if e.result in ("oif", "oifname"):
         route = r.node.route(address)
-        if route is None or (interface is not None and route.device != interface and route.device != "lo"):
-            return None  # no route (by that interface): `missing`
-        return route.device
+        if route is None:
+            return None  # no route: `missing`
+        device = route.device
+        if device == "lo" and s.iif != "lo":
+            # For one of the node's own addresses the kernel's nft_fib4_eval stores no device, unless the packet
+            # came in on the loopback (checked on 6.18: `fib daddr oif missing` holds for a packet from eth0).
+            return None
+        if interface is not None and device != interface:
+            return None  # not by that interface
+        return device
     raise Undecided(f"fib {e.result} is not known to the tracer")
 
 
