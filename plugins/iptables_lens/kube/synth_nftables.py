@@ -249,7 +249,8 @@ def synth_transaction(spec: ClusterSpec, layout: Layout = "v1.34", service_cidrs
         nodeport_addresses = (spec.node_ip,)
     tx = Transaction("ip" if spec.family == 4 else "ip6")
     _setup(tx, spec, layout, service_cidrs, None if every_local_address else nodeport_addresses, mark)
-    for svc in spec.services:
+    # Neither proxier serves a headless or an ExternalName Service (ShouldSkipService, pkg/proxy/util).
+    for svc in (s for s in spec.services if s.proxied):
         for port in svc.ports:
             _service_port(tx, spec, layout, svc, port, mark)
     return tx
