@@ -84,8 +84,8 @@ NFTABLES_KINDS = ("nodeport-nftables",)
 """The kinds in nftables mode, whose listings the kernel makes (`kube.nft_scenario`)."""
 ALL_KINDS = SCENARIO_KINDS + DUAL_STACK_KINDS + FEATURE_KINDS + NFTABLES_KINDS
 __all__ = ["ALL_KINDS", "CONTROL_PLANE", "DUAL_STACK_KINDS", "DUAL_STACK_NODEPORT", "FEATURE_KINDS", "NFTABLES_KINDS",
-           "SCENARIO_KINDS", "WORKER_1", "WORKER_2", "WORKER_3", "KernelNeeded", "scenario_files", "write_atomically",
-           "write_scenario"]
+           "SCENARIO_KINDS", "WORKER_1", "WORKER_2", "WORKER_3", "KernelNeeded", "node_spec", "scenario_spec",
+           "scenario_files", "write_atomically", "write_scenario"]
 
 
 class KernelNeeded(RuntimeError):
@@ -198,13 +198,18 @@ _SCENARIOS = {"clusterip": _clusterip, "nodeport-local": _nodeport_local, "nodep
               **FEATURE_SCENARIOS}
 
 
-def _dump(scenario: ScenarioSpec, node: ClusterNode, moment: str, family: Family = 4) -> str:
+def node_spec(scenario: ScenarioSpec, node: ClusterNode, moment: str, family: Family = 4) -> ClusterSpec:
+    """The cluster `node`'s dump of `family` at `moment` ("before" or "after") is written for."""
     services = kind_system_services(CONTROL_PLANE.name, CONTROL_PLANE.address)
     if moment == "after":
         services += scenario.services + scenario.unlisted
     kind = KindNode(dns_tcp_port=node.dns_ports[0], dns_udp_port=node.dns_ports[1])
     spec = ClusterSpec(services, node=node.name, node_ip=node.address, kind=kind)
-    return synth_cluster(spec if family == 4 else ipv6_cluster(spec, dual_stack=True))
+    return spec if family == 4 else ipv6_cluster(spec, dual_stack=True)
+
+
+def _dump(scenario: ScenarioSpec, node: ClusterNode, moment: str, family: Family = 4) -> str:
+    return synth_cluster(node_spec(scenario, node, moment, family))
 
 
 def _dump_file(node: ClusterNode, moment: str, family: Family) -> str:
@@ -375,14 +380,19 @@ def manifests_text(scenario: ScenarioSpec) -> str:
     return "---\n".join(documents)
 
 
+def scenario_spec(kind: str) -> ScenarioSpec:
+    """The scenario of `kind` (one of SCENARIO_KINDS, DUAL_STACK_KINDS or FEATURE_KINDS); ValueError for another."""
+    if kind not in _SCENARIOS:
+        raise ValueError(f"unknown scenario kind {kind!r} (one of {', '.join(_SCENARIOS)})")
+    return _SCENARIOS[kind]()
+
+
 def scenario_files(kind: str) -> dict[str, str]:
     """File name -> text of the scenario folder for `kind` (one of SCENARIO_KINDS, DUAL_STACK_KINDS or
     FEATURE_KINDS)."""
     if kind in NFTABLES_KINDS:
         raise ValueError(f"the kernel makes scenario kind {kind!r}: write_scenario writes it, as root")
-    if kind not in _SCENARIOS:
-        raise ValueError(f"unknown scenario kind {kind!r} (one of {', '.join(_SCENARIOS)})")
-    scenario = _SCENARIOS[kind]()
+    scenario = scenario_spec(kind)
     files = {"scenario.yaml": _metadata(scenario),
              "service.yaml": manifests_text(scenario)}
     for node in scenario.dumped:
