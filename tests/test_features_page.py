@@ -20,6 +20,7 @@ from iptables_lens.errors import DumpError
 from iptables_lens.iptables.diff import diff_dumps
 from iptables_lens.kube.services import ServiceIndex, names_service
 from iptables_lens.render.features import PAGE, feature_changes
+from iptables_lens.render.features_nft import nft_feature
 from iptables_lens.render.site import site_pages
 from iptables_lens.scenario import load_scenario
 from iptables_lens.scenario.flows import predict
@@ -298,6 +299,98 @@ def test_the_features_page_is_no_scenario_s_page_in_the_pull_request_summary(mad
     folder = made / "scenarios"
     changes = site_changes(folder, folder, {})
     assert all(p.path != f"scenarios/{PAGE}" for c in changes for p in c.pages)
+
+
+# -- nftables mode -----------------------------------------------------------------------------------------------
+
+
+def nft_rows(page_html: str) -> list[str]:
+    table = re.search(r'<h2 id="the-same-features-in-nftables-mode">.*?<table>(.*?)</table>', page_html, re.S).group(1)
+    return re.findall(r"<tr>(.*?)</tr>", table.split("</thead>")[1], re.S)
+
+
+def nft_tab(page_html: str, feature_id: str) -> str:
+    """The "nftables mode" tab of a feature's section: from its anchor to the section's flows (or its end)."""
+    body = section(page_html, feature_id)
+    start = body.index(f'id="{feature_id}-nftables"')
+    return body[start:body.find("<strong>Its flows</strong>", start) % (len(body) + 1)]
+
+
+def test_the_nftables_table_has_a_row_per_feature_in_their_order_each_linking_its_tab(site):
+    firsts = [re.search(r'href="#([^"]+)"', row).group(1) for row in nft_rows(features_html(site))]
+    assert firsts == [f"{feature_id}-nftables" for feature_id in ORDER]
+
+
+def test_each_nftables_cell_lands_in_its_feature_s_nftables_tab(site):
+    page_html = features_html(site)
+    checked = 0
+    for feature_id, row in zip(ORDER, nft_rows(page_html), strict=True):
+        tab = nft_tab(page_html, feature_id)
+        assert 'tabbed-block' not in tab.split(f'id="{feature_id}-nftables"')[0]
+        for href in cell_links(row):
+            assert f'id="{href.removeprefix("#")}"' in tab, (feature_id, href)
+            checked += 1
+    assert checked > 10
+
+
+def test_an_nftables_cell_counts_the_elements_and_chains_its_tab_shows(site):
+    page_html = features_html(site)
+    header = re.search(r'<h2 id="the-same-features-in-nftables-mode">.*?<thead>(.*?)</thead>', page_html, re.S).group(1)
+    places = [visible_text(th) for th in re.findall(r"<th[^>]*>(.*?)</th>", header, re.S)][1:]
+    checked = 0
+    for feature_id, row in zip(ORDER, nft_rows(page_html), strict=True):
+        tab = visible_text(nft_tab(page_html, feature_id))
+        cells = [visible_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)[1:]]
+        for place, cell in zip(places, cells, strict=True):
+            counts = dict((word.rstrip("s"), int(n)) for n, word in re.findall(r"(\d+) (\w+)", cell))
+            if place.endswith("-*") and place != "affinity-*":
+                assert counts.get("chain", 0) == len(re.findall(rf"^\s*chain {re.escape(place[:-1])}", tab, re.M))
+                checked += 1
+            elif "element" in counts:
+                rows = re.findall(rf"^{re.escape(place)}\n", tab, re.M)
+                assert counts["element"] == len(rows), (feature_id, place, cell)
+                checked += 1
+    assert checked > 10
+
+
+def _ends(trace) -> list[tuple]:
+    return sorted((str(o.probability), o.endpoint, o.verdict, o.masquerade) for o in trace.outcomes)
+
+
+def test_each_flow_shows_its_nftables_outcomes_beside_its_iptables_ones_and_whether_they_agree(site, scenarios):
+    page_html = features_html(site)
+    agreed = set()
+    for feature_id, scenario in scenarios.items():
+        nft = nft_feature(scenario)
+        text = visible_text(section(page_html, feature_id))
+        for flow in scenario.meta.flows:
+            after = text.split(flow.title, 1)[1]
+            if not nft.flows:
+                assert "In nftables mode" not in after, (feature_id, flow.id)
+                continue
+            shown = after.split("In nftables mode", 1)[1]
+            same = _ends(predict(scenario, flow)) == _ends(nft.flows[flow.id].trace)
+            agreed.add(same)
+            words = "the same outcomes as in iptables mode" if same else "other outcomes than in iptables mode"
+            assert shown.lstrip().startswith(f"(v1.34, synth's rules): {words}"), (feature_id, flow.id)
+            for outcome in nft.flows[flow.id].trace.outcomes:
+                assert str(outcome.probability) in shown and outcome.delivery in shown
+    # The copy whose Service is gone sends its flows to a cluster IP no Service has: nftables mode drops them.
+    assert agreed == {True, False}
+
+
+def test_a_feature_whose_facts_do_not_describe_its_dumps_says_why_it_has_no_nftables_rules(site):
+    page_html = features_html(site)
+    tab = visible_text(nft_tab(page_html, "dual-stack"))
+    assert "Not made" in tab and "default/no-endpoints" in tab
+    row = dict(zip(ORDER, nft_rows(page_html), strict=True))["dual-stack"]
+    assert "not made" in visible_text(row) and len(cell_links(row)) == 0
+
+
+def test_a_feature_kube_proxy_writes_nothing_for_says_so_in_nftables_mode_too(site):
+    tab = visible_text(nft_tab(features_html(site), "nothing"))
+    assert "kube-proxy's nftables mode writes nothing for it either" in tab
+    assert "not a captured dump" in tab
 
 
 # -- escaping and mistakes ---------------------------------------------------------------------------------------

@@ -21,17 +21,27 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from iptables_lens.iptables.diff import ChangeKind, DumpDiff, diff_dumps
 from iptables_lens.kube.names import HASHED_FAMILIES, family
+from iptables_lens.render.features_nft import (
+    NftFeature,
+    change_summary,
+    nft_feature,
+    nft_flow_lines,
+    nft_section,
+    nft_table,
+)
 from iptables_lens.render.markdown import (
     SitePaths,
     anchor_id,
     anchor_moment,
     code,
     diff_section,
+    indent,
     outcome_table,
     provenance_note,
     text,
@@ -111,22 +121,11 @@ class PlaceChanges:
     place: Place
     written: tuple[Written, ...]
 
-    def count(self, kind: ChangeKind, chains: bool) -> int:
-        return sum(1 for w in self.written if w.kind == kind and (w.position is None) == chains)
-
     @property
     def summary(self) -> str:
         """`1 chain, 3 rules`; what was removed follows, `1 rule removed`."""
-        added = [_count(self.count("added", chains), word) for chains, word in ((True, "chain"), (False, "rule"))]
-        removed = [_count(self.count("removed", chains), word) for chains, word in ((True, "chain"), (False, "rule"))]
-        parts = [", ".join(p for p in added if p)]
-        if any(removed):
-            parts.append(", ".join(p for p in removed if p) + " removed")
-        return "; ".join(p for p in parts if p)
-
-
-def _count(number: int, word: str) -> str:
-    return "" if not number else f"{number} {word}" + ("s" if number != 1 else "")
+        counts = Counter((w.kind, "chain" if w.position is None else "rule") for w in self.written)
+        return change_summary(counts, (("chain", "chain"), ("rule", "rule")))
 
 
 @dataclass(frozen=True)
@@ -207,6 +206,7 @@ class _Shown:
     folder: str
     diffs: list[NodeDiff]
     changes: list[PlaceChanges]
+    nft: NftFeature
 
     @property
     def feature(self) -> Feature:
@@ -238,10 +238,13 @@ def features_page(scenarios: list[tuple[Scenario, SitePaths]], root: str, repo_r
         ids[feature.id] = scenario.name
         diffs = feature_diffs(scenario)
         folder = os.path.relpath(scenario.folder, repo_root)
-        shown.append(_Shown(scenario, paths, folder, diffs, feature_changes(scenario, diffs)))
+        shown.append(_Shown(scenario, paths, folder, diffs, feature_changes(scenario, diffs), nft_feature(scenario)))
     shown.sort(key=lambda s: (s.feature.order, s.feature.id))
     columns = sorted({c.place for s in shown for c in s.changes}, key=_place_key)
     out = [f"# {TITLE}\n", _INTRO, _table(shown, columns, source), _AFTER_TABLE]
+    if shown:
+        out += [_NFT_TABLE, nft_table([(s.feature.id, prose(s.feature.title), s.nft) for s in shown])]
+    out.append(_HOW_MADE)
     for item in shown:
         out.append(_section(item, source))
     if shown:
@@ -265,7 +268,26 @@ _AFTER_TABLE = """\
 An empty cell means the feature writes nothing there. On a real cluster another Service can change between the
 two saves (the API server's endpoint, say): that is not the feature's doing, so the table leaves it out, and
 the diffs below flag it as an unrelated change.
+"""
 
+_NFT_TABLE = """\
+## The same features in nftables mode
+
+In nftables mode (`--proxy-mode nftables`, kind's `kubeProxyMode: nftables`; iptables mode stays the default)
+kube-proxy writes one table, `ip kube-proxy`, in which a Service port is mostly elements of shared maps and
+sets rather than rules of shared chains: `service-ips` sends its cluster, external and load balancer IPs to its
+chain, `service-nodeports` its node port, and `no-endpoint-services` and `no-endpoint-nodeports` reject or drop
+what has no endpoint to go to. The chains and sets of its own are named after it, as in iptables mode, with the
+Service port in words after the hash: `service-*` and `local-*` pick an endpoint, `external-*` takes outside
+traffic and marks what must be masqueraded, `firewall-*` drops sources outside the load balancer's source
+ranges, `endpoint-*` DNATs, and an `affinity-*` set remembers an endpoint's recent clients.
+
+This table has a row per feature and a column per such place. A cell counts what the feature adds there, in
+kube-proxy v1.34's nftables mode on the same node, and links to it in the feature's section below (its
+"nftables mode" tab). These rules are synth's rendering of the same cluster, not a capture (see below).
+"""
+
+_HOW_MADE = """\
 ## How these rules were made
 
 A scenario marked *captured* was saved with `iptables-save` on a real kind cluster running Kubernetes v1.29.
@@ -275,8 +297,18 @@ tests (`pkg/proxy/iptables/proxier_test.go`), and its title says "(generated)". 
 loads the rules into real netfilter and replays the flows; a flow's page shows the kernel's own trace where one
 was recorded.
 
-Each section below gives a feature's scenario, what changed on its node, and the packets that tell the feature
-apart, each traced to its outcomes: the probability of each endpoint, the verdict and the address translation.
+The nftables-mode rules of every feature are generated, whatever its scenario: `iptables-lens synth --mode
+nftables --listing` writes what kube-proxy v1.34's nftables proxier sends for the cluster the scenario's facts
+describe (its Services, their ports, endpoints and nodes, the node's address and the pod range), as `nft list
+ruleset` lists it once loaded. Its tests check the transaction against the expected output of kube-proxy's own
+unit tests (`pkg/proxy/nftables/proxier_test.go`), and the listing against what nft prints once the kernel has
+loaded it. Before they are used here, the facts are checked against the dumps: kube-proxy v1.29's iptables
+rules for them must be those the node saved after the change, Service by Service; where they are not, the
+section says so and shows no nftables rules. These nftables rules have not been through the kernel lab.
+
+Each section below gives a feature's scenario, what changed on its node in each mode, and the packets that tell
+the feature apart, each traced to its outcomes in both modes: the probability of each endpoint, the verdict and
+the address translation.
 """
 
 
@@ -362,19 +394,27 @@ def _section(item: _Shown, source: str) -> str:
     if not item.changes:
         out.append(f"kube-proxy writes nothing for this Service: no rule or chain of {text(node)} changed for it, "
                    "as the diff shows.\n")
+    iptables_mode = []
     for node_diff in item.diffs:
         label = f" (IPv{node_diff.family})" if len(item.diffs) > 1 else ""
-        out.append(f"**What changed on {text(node)}{label}**\n")
+        iptables_mode.append(f"**What changed on {text(node)}{label}**\n")
         textual = node not in paths.locators
         names = (f"{item.folder}/{node_diff.before_file}", f"{item.folder}/{node_diff.after_file}")
-        out.append(diff_section(node_diff.diff, declared, textual=textual, names=names))
+        iptables_mode.append(diff_section(node_diff.diff, declared, textual=textual, names=names))
+    out.append('=== "iptables mode"\n')
+    out.append(indent("\n".join(iptables_mode)) + "\n")
+    out.append('=== "nftables mode"\n')
+    out.append(indent(nft_section(feature.id, item.nft)) + "\n")
     flows = scenario.meta.flows
     if flows:
         out.append("**Its flows**\n")
     for flow in flows:
         recorded = " (the kernel's trace is recorded)" if recording_path(scenario, flow).is_file() else ""
         out.append(f"[{text(flow.title)}]({paths.link(source, paths.flow(flow.id))}){recorded}:\n")
-        out.append(outcome_table(predict(scenario, flow)))
+        iptables = predict(scenario, flow)
+        out.append(outcome_table(iptables))
+        if flow.id in item.nft.flows:
+            out.append(nft_flow_lines(flow, iptables, item.nft.flows[flow.id]))
     return "\n".join(out)
 
 
