@@ -108,3 +108,36 @@ def test_every_rule_link_of_the_table_names_a_row_the_node_page_shows_when_opene
                 assert row["id"] == anchor and row["inView"], (page_url, anchor, row)
                 assert f"-A {ROW_ANCHOR.fullmatch(anchor).group(1)} " in row["text"], (anchor, row["text"])
             assert load_problems(visit) == []
+
+
+_TARGET_IN_TAB = """() => {
+  const target = document.querySelector(":target");
+  if (!target) return null;
+  const block = target.closest(".tabbed-block");
+  if (!block) return {id: target.id, tab: null};
+  const index = Array.from(block.parentElement.children).indexOf(block);
+  const label = block.closest(".tabbed-set").querySelectorAll(".tabbed-labels > label")[index];
+  const box = target.getBoundingClientRect();
+  const header = document.querySelector(".md-header").getBoundingClientRect().bottom;
+  return {id: target.id, tab: label.innerText.trim(), shown: block.getClientRects().length > 0,
+          inView: box.top >= header - 1 && box.top < window.innerHeight};
+}"""
+
+
+def test_clicking_an_nftables_cell_opens_its_feature_s_nftables_tab_at_what_it_counts(browser, features_url):
+    with visiting(browser, features_url + FEATURES_URL) as visit:
+        links = visit.page.locator("table").nth(1).locator("tbody td a")
+        hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    # One link to a set's elements and one to a family of per-Service chains, each in a tab shown second.
+    chosen = [next(h for h in hrefs if h.endswith("-nft-service-ips")), next(h for h in hrefs if h.endswith("-nft-endpoint"))]
+    for href in chosen:
+        with visiting(browser, features_url + FEATURES_URL) as visit:
+            page = visit.page
+            page.locator(f"table a[href='{href}']").first.click()
+            page.wait_for_url(f"**{href}")
+            page.wait_for_function("() => { const t = document.querySelector(':target');"
+                                   " return t && t.closest('.tabbed-block').getClientRects().length > 0; }")
+            found = page.evaluate(_TARGET_IN_TAB)
+            assert found["id"] == href.removeprefix("#") and found["tab"] == "nftables mode", found
+            assert found["shown"] and found["inView"], found
+            assert load_problems(visit) == []
