@@ -31,8 +31,10 @@ TRACE_TABLE = "iptables-lens-trace"
 """The inet table the lab adds to an nft ruleset's node to set `meta nftrace` on a traced packet."""
 TRACE_PRIORITY = "raw - 50"
 # What the TRACE rule adds to match a connection's first packet only: TCP's SYN, SCTP's INIT (a UDP
-# client's first datagram is the first the rule sees).
-FIRST_PACKET = {"tcp": ["--syn"], "sctp": ["--chunk-types", "only", "INIT"]}
+# client's first datagram is the first the rule sees). An INIT is never bundled with another chunk (RFC 9260,
+# 6.10), so `any INIT` is `only INIT`; nft 1.0.6 lists `only` as a test of every chunk type it knows, some of
+# which (i-data, re-config, pad, i-forward-tsn) the nft parser does not, and `any` as `xt match sctp`.
+FIRST_PACKET = {"tcp": ["--syn"], "sctp": ["--chunk-types", "any", "INIT"]}
 # The same for the trace table: iptables' --syn is SYN set among SYN, RST, ACK and FIN.
 NFT_FIRST_PACKET = {"tcp": "tcp flags & (fin | syn | rst | ack) == syn ", "sctp": "sctp chunk init exists "}
 
