@@ -9,7 +9,6 @@ import pytest
 from click.testing import CliRunner
 from iptables_lens.cli import main
 from iptables_lens.dialects import detect_dialect, dialect_of, read_dump
-from iptables_lens.errors import DumpError
 from iptables_lens.nft import Ruleset
 
 from tests.nftcorpus import corpus
@@ -62,7 +61,11 @@ def test_fmt_prints_the_listing_back(tmp_path):
     assert result.exit_code == 0 and result.output == text
 
 
-def test_what_is_not_done_yet_says_so():
+def test_the_walk_gets_an_nft_rulesets_base_chains_at_their_hooks_and_priorities():
     ruleset = read_dump(KUBE_PROXY.listed("alist"))
-    with pytest.raises(DumpError, match="not done yet"):
-        dialect_of(ruleset).base_chains(ruleset)
+    chains = {(c.table, c.name): (c.hook, c.priority, c.kind) for c in dialect_of(ruleset).base_chains(ruleset)}
+    assert chains[("ip kube-proxy", "filter-prerouting-pre-dnat")] == ("PREROUTING", -110, "filter")
+    assert chains[("ip kube-proxy", "nat-prerouting")] == ("PREROUTING", -100, "nat")
+    assert chains[("ip kube-proxy", "nat-postrouting")] == ("POSTROUTING", 100, "nat")
+    assert chains[("ip kube-proxy", "filter-output-pre-dnat")] == ("OUTPUT", -110, "filter")
+    assert len(chains) == sum(c.is_base for t in ruleset.tables for c in t.chains)

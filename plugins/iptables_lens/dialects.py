@@ -27,6 +27,7 @@ from iptables_lens.iptables.fmt import format_dump
 from iptables_lens.iptables.model import Dump
 from iptables_lens.iptables.parse import parse, parse_file
 from iptables_lens.nft import Ruleset, format_ruleset, looks_like_nft, parse_ruleset, parse_ruleset_file
+from iptables_lens.nft import evaluate as nft_evaluate
 from iptables_lens.nft.explain import ChainExplanation as NftChainExplanation
 from iptables_lens.nft.explain import explain_ruleset
 from iptables_lens.source import STDIN, read_bytes, source_name
@@ -58,8 +59,6 @@ class Dialect(Generic[DumpT]):
     format: Callable[[DumpT], str]
     explain: Callable[[DumpT], tuple[Any, ...]]
     base_chains: Callable[[DumpT], tuple[BaseChain, ...]]
-    commands: frozenset[str] | None = None
-    """The `iptables-lens` commands that read this dialect; None: every command."""
 
 
 DIALECTS: dict[str, Dialect[Any]] = {}
@@ -125,15 +124,6 @@ def dialect_of(dump: object) -> Dialect[Any]:
         if isinstance(dump, dialect.dump_type):
             return dialect
     raise TypeError(f"{type(dump).__name__} is not the dump of any dialect ({', '.join(DIALECTS)})")
-
-
-def require_command(dump: object, command: str) -> None:
-    """DumpError unless the `iptables-lens` command `command` reads `dump`'s dialect."""
-    dialect = dialect_of(dump)
-    if dialect.commands is not None and command not in dialect.commands:
-        source = getattr(dump, "source", "<dump>")
-        raise DumpError(source, 0, 0, f"`iptables-lens {command}` does not read {dialect.name} rulesets yet; "
-                        f"{', '.join(sorted(dialect.commands))} do")
 
 
 def base_chains(dump: object) -> tuple[BaseChain, ...]:
@@ -240,17 +230,6 @@ def _parse_nft_file(path: str | Path, source: str | None = None, *, family: int 
         raise script_error from None
 
 
-_NFT_READERS = frozenset({"check", "diff", "explain", "fmt", "render", "scrub"})
-"""The `iptables-lens` commands that read nft rulesets."""
-
-
-def _nft_not_yet(what: str) -> Callable[[Ruleset], tuple]:
-    def refuse(ruleset: Ruleset) -> tuple:
-        raise DumpError(ruleset.source, 0, 0, f"{what} of nft listings is not done yet (issue 17): "
-                        f"{', '.join(sorted(_NFT_READERS))} read them")
-    return refuse
-
-
 def _explain_nft(ruleset: Ruleset) -> tuple[NftChainExplanation, ...]:
     return tuple(chain for table in explain_ruleset(ruleset) for chain in table.chains)
 
@@ -263,6 +242,5 @@ register(Dialect(
     parse_file=_parse_nft_file,
     format=format_ruleset,
     explain=_explain_nft,
-    base_chains=_nft_not_yet("tracing packets through the base chains"),
-    commands=_NFT_READERS,
+    base_chains=nft_evaluate.base_chains,
 ))

@@ -15,7 +15,7 @@ import click
 
 from iptables_lens.cli import arguments, terminal
 from iptables_lens.cli.synth import synth_command
-from iptables_lens.dialects import dialect_of, require_command
+from iptables_lens.dialects import dialect_of
 from iptables_lens.errors import DumpError
 from iptables_lens.iptables.model import Dump
 from iptables_lens.render import json as json_output
@@ -41,9 +41,7 @@ def _load(path: str) -> Dump:
     try:
         big = size > BIG_INPUT
         with terminal.progress_on_stderr(f"reading {Path(path).name} ({size >> 20} MiB)") if big else nullcontext():
-            dump = arguments.read_chosen(path)
-        require_command(dump, click.get_current_context().info_name or "")
-        return dump
+            return arguments.read_chosen(path)
     except DumpError as error:
         _fail(error)
         sys.exit(EXIT_INVALID)
@@ -219,7 +217,8 @@ def render(dump_files, out, site, as_json):
 @click.option("--scenario", "scenario_dir", type=click.Path(file_okay=False, exists=True),
               help="Take the node's addresses and routes from a scenario folder (with --node).")
 @click.option("--node", "node_name", help="The scenario node the dump belongs to.")
-@click.option("--recent", multiple=True, help="A -m recent list the client is already in (session affinity).")
+@click.option("--recent", multiple=True,
+              help="A -m recent list, or an nft set (affinity-...), the client is already in (session affinity).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
 def trace_command(dump_file, src, dst, dport, proto, sport, local_ips, origin, scenario_dir, node_name, recent,
                   as_json):

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from iptables_lens.iptables import protocols, values
 from iptables_lens.iptables.model import Criterion, Match, Option
+from iptables_lens.trace.decide import Split, Undecided
 from iptables_lens.trace.packet import Address, Packet
 
 
@@ -33,19 +34,6 @@ class Facts:
     ctstate: frozenset[str]  # NEW, ESTABLISHED, ..., plus DNAT / SNAT once translated
     recent: frozenset[str]
     address_type: Callable[[Address, str | None], str]  # NodeContext.address_type
-
-
-class Undecided(Exception):
-    """A match whose result the tracer cannot know; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class Split:
-    """A match that holds with `probability` (and not otherwise), with a label for each side."""
-
-    probability: Fraction
-    label: str
-    otherwise: str
 
 
 CriterionEvaluator = Callable[[Criterion, Facts], bool]

@@ -66,10 +66,12 @@ class NodeContext:
     main_address: Address
     """The node's address (of its main family) when an interface has none of the family asked for."""
     _local: frozenset[Address] = field(default=frozenset(), compare=False, repr=False)
+    _by_name: dict[str, Interface] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         local = {a.ip for i in self.interfaces for a in i.addresses}
         object.__setattr__(self, "_local", frozenset(local))
+        object.__setattr__(self, "_by_name", {i.name: i for i in reversed(self.interfaces)})
 
     @classmethod
     def simple(cls, name: str, address: str, extra_routes: tuple[Route, ...] = ()) -> NodeContext:
@@ -101,7 +103,7 @@ class NodeContext:
         return address in self._local or address in LOOPBACK[address.version]
 
     def interface(self, name: str) -> Interface | None:
-        return next((i for i in self.interfaces if i.name == name), None)
+        return self._by_name.get(name)
 
     def route(self, destination: Address) -> Route | None:
         """The most specific route to `destination` (local addresses route to `lo`), or None."""

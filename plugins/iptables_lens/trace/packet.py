@@ -106,7 +106,8 @@ class Step:
     def anchor(self) -> str | None:
         """The rule's anchor in the generated tables (see `Rule.anchor`)."""
         if self.table and self.chain and self.rule:
-            return f"{self.table}-{self.chain}-{self.rule}"
+            # An nft table is "FAMILY NAME": its rules' anchors join the two with a dash (`nft.model.Rule`).
+            return f"{self.table.replace(' ', '-')}-{self.chain}-{self.rule}"
         return None
 
 

@@ -95,6 +95,8 @@ class State:
     snat: tuple[Address, int | None] | None = None
     masquerade: bool = False
     after_dnat: Packet | None = None
+    nat_hook: Hook | None = None
+    """The hook at which a nat chain translated the branch, if one did."""
     reason: str | None = None
 
     def changed(self, **changes) -> State:
@@ -187,8 +189,10 @@ class Tracer:
             # destination (ip_route_me_harder), so filter OUTPUT already sees the new way out.
             translated: list[bool] | None = [] if hook == "OUTPUT" and chain.kind != "filter" else None
             for state in states:
-                # nat sees only the first packet of a tracked connection, once.
-                if nat and (skip_nat or state.untracked):
+                # nat sees only the first packet of a tracked connection, once. The kernel runs a hook's nat
+                # chains (an nft ruleset may have several, beside iptables-nft's nat table) only until one
+                # sets up the translation (nf_nat_inet_fn), so the later ones do not see a translated branch.
+                if nat and (skip_nat or state.untracked or state.nat_hook == hook):
                     passing.append(state)
                     continue
                 for result, how in chain.evaluate(state.changed(hook=hook), self.node):
@@ -196,6 +200,8 @@ class Tracer:
                         result = result.step(chain.table, chain.name, None, f"policy {chain.policy}")
                         how = chain.policy
                     if how in ("ACCEPT", "NAT"):
+                        if how == "NAT":
+                            result = result.changed(nat_hook=hook)
                         going_on.append(result)
                         if translated is not None:
                             translated.append(result.dnat is not None and result.dnat != state.dnat)
