@@ -309,3 +309,22 @@ def test_a_nat_chain_sees_packets_only_once_a_rule_uses_conntrack_and_the_trace_
         ("FORWARD", "ip f", "forward", 1, "CONTINUE"),
         ("FORWARD", "ip f", "forward", None, "policy ACCEPT"),
     )
+
+
+def _table(name: str, kind: str) -> str:
+    return (f"table ip {name} {{\n\tchain c {{\n\t\ttype {kind} hook prerouting priority 0; policy accept;\n"
+            "\t\tct state new counter\n\t}\n}\n")
+
+
+@pytest.mark.kernel
+@kernel
+@pytest.mark.parametrize("kind", ["nat", "filter"])
+def test_at_one_priority_the_chain_registered_last_runs_first_in_the_kernel_and_the_tracer(wired, kind):
+    from iptables_lens.dialects import base_chains
+    from iptables_lens.trace.walk import at_hooks
+
+    client, node = wired
+    ruleset = _table("a", kind) + _table("b", kind)  # one transaction: a is registered, then b
+    kernel_order = [s.table for s in _traced(client, node, ruleset, "10.99.0.5", 43400) if s.rule is not None]
+    assert kernel_order == ["ip b", "ip a"]
+    assert [c.table for c in at_hooks(base_chains(parse_ruleset(ruleset)))["PREROUTING"]] == kernel_order

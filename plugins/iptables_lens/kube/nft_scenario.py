@@ -49,9 +49,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import Any
 
 from iptables_lens.kube.cluster_spec import ClusterSpec, KindNode, Port, ServiceSpec, kind_system_services
-from iptables_lens.kube.kind_cluster import CONTROL_PLANE, WORKER_1, WORKER_2, ClusterNode, ScenarioSpec
+from iptables_lens.kube.kind_cluster import (
+    CONTROL_PLANE,
+    OUTSIDE,
+    OUTSIDE_CLIENT,
+    WORKER_1,
+    WORKER_2,
+    ClusterNode,
+    ScenarioSpec,
+    flow,
+    pod_client,
+)
 from iptables_lens.kube.node_chains import MARTIANS, TableText, docker_dns_rules, kind_masq_agent_rules
 from iptables_lens.kube.synth_nftables import Layout, synth_nftables
 from iptables_lens.kube.synth_scenario import (
@@ -198,7 +209,27 @@ def _scenario() -> ScenarioSpec:
         "KUBE-KUBELET-CANARY, KUBE-FIREWALL) and kindnetd's masquerade agent. nft v1.0.6 lists iptables-nft's "
         "comment matches as nothing and the kubelet's conntrack match as ct status dnat; iptables-nft-save "
         "prints them as written. kindnetd's network policy table is left out.",
-        (CONTROL_PLANE, WORKER_1, WORKER_2), (WORKER_1, WORKER_2), SERVICES, SEED_PODS, ())
+        (CONTROL_PLANE, WORKER_1, WORKER_2), (WORKER_1, WORKER_2), SERVICES, SEED_PODS, _flows())
+
+
+def _flows() -> tuple[dict[str, Any], ...]:
+    """The seed's flows, the outside client's on each worker, the Service's own endpoint calling it (sent back
+    to itself half the time: the hairpin case) and a pod calling the Service without endpoints."""
+    cluster_ip, pod, own = SEED_NODEPORT.cluster_ip, WORKER_1.pod(10), SEED_PODS[1]
+    return (
+        flow("outside-to-nodeport", "A client outside the cluster calls the NodePort on blog-worker", WORKER_1,
+             OUTSIDE, OUTSIDE_CLIENT, WORKER_1.address, 30080),
+        flow("outside-to-nodeport-on-worker2", "A client outside the cluster calls the NodePort on blog-worker2",
+             WORKER_2, OUTSIDE, OUTSIDE_CLIENT, WORKER_2.address, 30080),
+        flow("pod-to-cluster-ip", "A pod on blog-worker calls the Service's cluster IP", WORKER_1,
+             pod_client(WORKER_1), pod, cluster_ip, 80),
+        flow("node-to-own-nodeport", "blog-worker calls its own NodePort", WORKER_1, "a process on blog-worker itself",
+             WORKER_1.address, WORKER_1.address, 30080),
+        flow("endpoint-to-own-service", "An endpoint pod on blog-worker2 calls its own Service", WORKER_2,
+             f"the Service's own endpoint pod {own.name} on blog-worker2", own.address, cluster_ip, 80),
+        flow("pod-to-no-endpoints", "A pod on blog-worker calls the cluster IP of the Service without endpoints",
+             WORKER_1, pod_client(WORKER_1), pod, NO_ENDPOINTS.cluster_ip, 80),
+    )
 
 
 def _dump_file(node: ClusterNode, moment: str) -> str:

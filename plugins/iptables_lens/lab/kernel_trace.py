@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 from iptables_lens.iptables.model import BUILTIN_CHAINS, Dump
 from iptables_lens.nft import parse_ruleset
+from iptables_lens.nft.evaluate import verdict_of_action
 from iptables_lens.nft.model import Ruleset
 
 _TRACE = re.compile(r"^ TRACE: \d+ (?P<id>[0-9a-f]+) (?P<table>\w+):(?P<chain>[^: ]+):(?P<kind>rule|policy|return)"
@@ -296,6 +297,9 @@ def tracer_steps(path) -> list[KernelStep]:
         action = step.action
         if action.startswith("policy "):
             verdict = action
+        elif " " in step.table:  # an nft ruleset's table, "ip kube-proxy": iptables' have no space
+            word, _, target = verdict_of_action(action).partition(" ")
+            verdict = f"{word.upper()}:{target}" if target else word.upper()
         elif action.startswith("jump to "):
             verdict = f"JUMP:{action[len('jump to '):]}"
         elif action.startswith("goto "):
