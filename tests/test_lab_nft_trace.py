@@ -4,6 +4,7 @@ and nft)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -328,3 +329,25 @@ def test_at_one_priority_the_chain_registered_last_runs_first_in_the_kernel_and_
     kernel_order = [s.table for s in _traced(client, node, ruleset, "10.99.0.5", 43400) if s.rule is not None]
     assert kernel_order == ["ip b", "ip a"]
     assert [c.table for c in at_hooks(base_chains(parse_ruleset(ruleset)))["PREROUTING"]] == kernel_order
+
+
+# -- the nftables scenario's recordings (no root) -------------------------------------------------------------
+
+
+def test_an_nft_recording_replays_and_a_hop_the_tracer_does_not_take_is_reported():
+    from iptables_lens.lab.run import recording_problems
+    from iptables_lens.scenario import load_scenario
+    from iptables_lens.scenario.flows import recording_path
+
+    from tests.conftest import REPO_ROOT
+
+    scenario = load_scenario(REPO_ROOT / "dumps" / "kind-nodeport-nftables")
+    flow = next(f for f in scenario.meta.flows if f.id == "outside-to-nodeport")
+    text = recording_path(scenario, flow).read_text()
+    assert recording_problems(scenario, flow, text) == []
+    # The kernel's marking for masquerade, had it not happened: the next hops no longer line up.
+    unmarked = re.sub(r"(rule jump mark-for-masquerade # handle \d+) \(verdict jump mark-for-masquerade\)",
+                      r"\1 (verdict continue)", text)
+    assert unmarked != text
+    problems = recording_problems(scenario, flow, unmarked)
+    assert len(problems) == 2 and all("!! tracer: PREROUTING ip kube-proxy external-PIDQJHUF" in p for p in problems)

@@ -160,7 +160,22 @@ class LabRun:
         names = TracedNames.of(dump)
         steps = first_packet_steps(kernel.output, kernel.handles, kernel.skip, names.tables, names.hooks)
         lines = _first_packet_lines(kernel.output)
-        return Branch(_dnat_of(steps, lines), steps, lines, kernel.handles, kernel.skip, tool=kernel.tool)
+        # An nft rule may DNAT through a map (`dnat ip addr . port to numgen random mod 2 map { … }`), whose
+        # trace names no destination: conntrack's entry of the connection does.
+        endpoint = self._translated(flow, sport) if isinstance(dump, Ruleset) else _dnat_of(steps, lines)
+        return Branch(endpoint, steps, lines, kernel.handles, kernel.skip, tool=kernel.tool)
+
+    def _translated(self, flow: Flow, sport: int) -> str | None:
+        """Where conntrack says the connection from the flow's client's port `sport` was DNATed to; None when
+        it was not translated, or left no entry (dropped or rejected before conntrack confirmed it)."""
+        node = self.lab.nodes[flow.node]
+        family = ["-f", "ipv6"] if flow.family == 6 else []
+        for entry in conntrack_lines(node.run(["conntrack", "-L", "-p", flow.protocol, *family]).stdout):
+            if entry.original == (str(flow.src), str(flow.dst), sport, flow.dport):
+                if (entry.reply[0], entry.reply[2]) == (entry.original[1], entry.original[3]):
+                    return None
+                return endpoint_text(ipaddress.ip_address(entry.reply[0]), entry.reply[2])
+        return None
 
     def run_flow(self, flow: Flow) -> FlowResult:
         """Trace the flow's first packet until every predicted branch is seen, then open connections: many
