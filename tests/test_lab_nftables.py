@@ -120,3 +120,22 @@ def test_each_flows_recording_replays_without_root(lab_results):
 def test_nothing_of_the_lab_is_left(lab_results):
     _, _, before, after = lab_results
     assert after == before
+
+
+def test_the_lab_command_runs_an_nft_scenarios_flow_with_the_same_flags_and_json():
+    import json
+
+    from click.testing import CliRunner
+    from iptables_lens.cli import main
+
+    if can_run_kernel_lab() is not None:
+        pytest.skip(str(can_run_kernel_lab()))
+    result = CliRunner().invoke(main, ["lab", str(NFT), "--flow", "pod-to-cluster-ip", "--connections", "40",
+                                       "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    [line] = result.output.splitlines()
+    printed = json.loads(line)
+    assert (printed["flow"], printed["ok"], printed["connections"]) == ("pod-to-cluster-ip", True, 40)
+    assert {b["endpoint"] for b in printed["branches"]} == PODS
+    # Not masqueraded: the kernel's path leaves `masquerading` at its first rule, the unmarked packet's return.
+    assert all("POSTROUTING ip kube-proxy masquerading #1: RETURN" in b["path"] for b in printed["branches"])

@@ -30,6 +30,10 @@ as the kernel holds them, unquoted (nft's trace_print_hdr; kube-proxy's chain na
 name made over netlink may hold a space), so the lab reads them as the listing declares them, the longest
 table and chain that fit, rather than by splitting on spaces.
 
+At one hook and priority the base chain registered last runs first (the kernel puts a new hook before those
+of its priority; checked for nat and filter chains, in one transaction and in two): kube-proxy's `nat-prerouting`
+runs before iptables-nft's `nat PREROUTING`, both at dstnat, on a node where kube-proxy came last.
+
 An nft `nat` chain sees no packet of a network namespace until some rule there uses connection tracking (a `ct`
 expression or a nat statement): kube-proxy's rulesets have both. The lab's own table, which sets `meta nftrace`,
 matches addresses, ports and TCP flags only, and does not turn connection tracking on (checked: with it alone
