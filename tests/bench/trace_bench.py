@@ -12,10 +12,8 @@ from iptables_lens.kube.dual_stack import ipv6_twin
 from iptables_lens.nft import parse_ruleset
 from iptables_lens.trace import NodeContext, Packet, Route, Tracer
 
-from tests.nftgen import NODE_PORT_BASE, kube_proxy_listing
-
 from .parse_bench import ENDPOINTS, SERVICES
-from .scale import nodeport_dump
+from .scale import nodeport_dump, nodeport_listing
 
 
 def bench_trace() -> list[dict]:
@@ -55,9 +53,9 @@ def _bench_trace(family: int) -> tuple[list[dict], float]:
 
 def _bench_nft_trace() -> tuple[list[dict], float]:
     label = "trace nftables mode"
-    ruleset = parse_ruleset(kube_proxy_listing(SERVICES, ENDPOINTS), "kube-proxy.nft")
+    ruleset = parse_ruleset(nodeport_listing(SERVICES, ENDPOINTS), "kube-proxy.nft")
     tracer = Tracer(ruleset, _node(4))
-    return _flows(label, tracer, _address("172.20.0.100", 4), _address("172.20.0.2", 4), NODE_PORT_BASE)
+    return _flows(label, tracer, _address("172.20.0.100", 4), _address("172.20.0.2", 4), 30000)
 
 
 def _flows(label: str, tracer: Tracer, client, node_ip, first_port: int) -> tuple[list[dict], float]:
