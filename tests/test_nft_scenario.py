@@ -4,6 +4,7 @@ the generated `dumps/kind-nodeport-nftables`, whose listings the kernel makes (i
 from __future__ import annotations
 
 import shutil
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,9 @@ def test_the_scenario_loads_its_rulesets_and_validates():
     assert scenario.dumps == {}
     assert sorted(scenario.rulesets) == sorted(d.file for d in scenario.meta.dumps)
     assert all(isinstance(r, Ruleset) for r in scenario.rulesets.values())
-    assert scenario.meta.flows == ()
+    assert [f.id for f in scenario.meta.flows] == [
+        "outside-to-nodeport", "outside-to-nodeport-on-worker2", "pod-to-cluster-ip", "node-to-own-nodeport",
+        "endpoint-to-own-service", "pod-to-no-endpoints"]
     assert validate_scenario(NFT) == []
 
 
@@ -192,14 +195,62 @@ def test_two_rulesets_of_one_node_and_moment_are_refused(tmp_path):
     assert "worker-1-before.nft and worker-2-before.nft are both blog-worker's IPv4 rules before" in problems[0].message
 
 
-def test_a_flow_on_a_ruleset_is_a_problem_at_the_flow_not_a_traceback(tmp_path):
-    folder = broken(tmp_path, "scenario.yaml", "flows: []\n", "flows:\n- id: outside\n  title: t\n  node: blog-worker\n"
-         "  client: c\n  src: 172.20.0.100\n  dst: 172.20.0.2\n  dport: 30080\n")
+def test_a_returning_client_of_a_ruleset_is_a_problem_at_its_returning_to_not_a_traceback(tmp_path):
+    folder = broken(tmp_path, "scenario.yaml", "  dport: 30080\n", "  dport: 30080\n  returning_to: 10.244.1.2\n")
     scenario = load_scenario(folder)
     with pytest.raises(DumpError) as raised:
         predict(scenario, scenario.meta.flows[0])
-    assert raised.value.message == ("flows[0].node: flow outside: blog-worker's rules are an nft ruleset, which the "
-                                    "tracer does not read yet")
+    assert raised.value.message == ("flows[0].returning_to: flow outside-to-nodeport: blog-worker's rules are an nft "
+                                    "ruleset, whose affinity sets a returning client is put in are not read yet")
+
+
+# -- the flows, as the tracer sees them ----------------------------------------------------------------------
+
+HALF = Fraction(1, 2)
+PODS = ("10.244.1.2:80", "10.244.2.2:80")
+
+
+def outcomes(flow_id: str) -> dict:
+    """Endpoint -> (probability, masqueraded, verdict) of the flow's outcomes."""
+    scenario = load_scenario(NFT)
+    trace = predict(scenario, next(f for f in scenario.meta.flows if f.id == flow_id))
+    return {o.endpoint: (o.probability, o.masquerade, o.verdict) for o in trace.outcomes}
+
+
+def actions(flow_id: str, endpoint: str | None) -> list[tuple[str, str, str, str]]:
+    """(hook, table, chain, action) of each rule step of the flow's outcome to `endpoint`."""
+    scenario = load_scenario(NFT)
+    trace = predict(scenario, next(f for f in scenario.meta.flows if f.id == flow_id))
+    outcome = next(o for o in trace.outcomes if o.endpoint == endpoint)
+    return [(s.hook, s.table, s.chain, s.action) for s in outcome.path if s.table is not None]
+
+
+@pytest.mark.parametrize("flow_id", ["outside-to-nodeport", "outside-to-nodeport-on-worker2"])
+def test_an_outside_client_to_either_workers_node_port_reaches_each_pod_half_the_time_marked_and_masqueraded(flow_id):
+    assert outcomes(flow_id) == {pod: (HALF, True, "ACCEPT") for pod in PODS}
+    for pod in PODS:
+        steps = actions(flow_id, pod)
+        assert ("PREROUTING", "ip kube-proxy", "mark-for-masquerade", "mark 0x0 -> 0x4000") in steps
+        assert any(hook == "FORWARD" for hook, *_ in steps) and not any(hook == "INPUT" for hook, *_ in steps)
+        assert steps[-1][:3] == ("POSTROUTING", "ip kube-proxy", "masquerading")
+        assert steps[-1][3].startswith("masquerade to ")
+
+
+def test_a_pod_to_the_cluster_ip_is_not_masqueraded_but_in_the_hairpin_case():
+    assert outcomes("pod-to-cluster-ip") == {pod: (HALF, False, "ACCEPT") for pod in PODS}
+    # The endpoint on blog-worker2 calls its own Service: sent back to itself, it is masqueraded.
+    assert outcomes("endpoint-to-own-service") == {"10.244.1.2:80": (HALF, False, "ACCEPT"),
+                                                   "10.244.2.2:80": (HALF, True, "ACCEPT")}
+    hairpin = actions("endpoint-to-own-service", "10.244.2.2:80")
+    assert ("PREROUTING", "ip kube-proxy", "endpoint-NILVNJS2-default/my-nginx-service/tcp/__10.244.2.2/80",
+            "jump mark-for-masquerade") in hairpin
+
+
+def test_the_service_without_endpoints_is_rejected_through_no_endpoint_services():
+    assert outcomes("pod-to-no-endpoints") == {None: (1, False, "REJECT")}
+    steps = actions("pod-to-no-endpoints", None)
+    assert steps[-2:] == [("FORWARD", "ip kube-proxy", "service-endpoints-check", "goto reject-chain"),
+                          ("FORWARD", "ip kube-proxy", "reject-chain", "reject with icmp port-unreachable")]
 
 
 # -- the generator and the kernel ---------------------------------------------------------------------------

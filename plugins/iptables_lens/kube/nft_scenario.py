@@ -1,5 +1,6 @@
-"""The generated scenario of the seed's NodePort Service on its kind cluster with kube-proxy in nftables mode,
-`dumps/kind-nodeport-nftables/`, whose listings the kernel makes: `nftables_scenario_files` needs root.
+"""The generated scenario of the seed's NodePort Service, and a ClusterIP Service without endpoints, on the seed's
+kind cluster with kube-proxy in nftables mode, `dumps/kind-nodeport-nftables/`, whose listings the kernel makes:
+`nftables_scenario_files` needs root.
 
 For each worker and moment, in a fresh network namespace (`netns.Namespace`), `node_steps` are loaded in order:
 
@@ -48,9 +49,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import Any
 
-from iptables_lens.kube.cluster_spec import ClusterSpec, KindNode, kind_system_services
-from iptables_lens.kube.kind_cluster import CONTROL_PLANE, WORKER_1, WORKER_2, ClusterNode, ScenarioSpec
+from iptables_lens.kube.cluster_spec import ClusterSpec, KindNode, Port, ServiceSpec, kind_system_services
+from iptables_lens.kube.kind_cluster import (
+    CONTROL_PLANE,
+    OUTSIDE,
+    OUTSIDE_CLIENT,
+    WORKER_1,
+    WORKER_2,
+    ClusterNode,
+    ScenarioSpec,
+    flow,
+    pod_client,
+)
 from iptables_lens.kube.node_chains import MARTIANS, TableText, docker_dns_rules, kind_masq_agent_rules
 from iptables_lens.kube.synth_nftables import Layout, synth_nftables
 from iptables_lens.kube.synth_scenario import (
@@ -66,8 +78,14 @@ from iptables_lens.kube.synth_scenario import (
 NFTABLES_KIND = "nodeport-nftables"
 KUBERNETES_VERSION = "v1.34.0"
 LAYOUT: Layout = "v1.34"
+"""The layout of the committed folder; `nftables_scenario_files` makes its twin of another layout too."""
+PROXIERS: dict[Layout, str] = {"v1.34": "kube-proxy v1.34's nftables proxier",
+                               "main-edca563": "the nftables proxier of the kubernetes main branch at edca5633"}
 SEED_NODEPORT = replace(DUAL_STACK_NODEPORT, ip_family_policy="SingleStack")
 """The seed's Service, default/my-nginx-service: NodePort 30080 to the two nginx pods."""
+NO_ENDPOINTS = ServiceSpec("default", "web-no-endpoints", "10.96.67.10", ports=(Port(80, 8080),))
+"""A ClusterIP Service that selects no pod: kube-proxy's no-endpoint-services map rejects its cluster IP."""
+SERVICES = (SEED_NODEPORT, NO_ENDPOINTS)
 _NAT = ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")
 _POD_CIDR = "10.244.0.0/16"
 
@@ -120,16 +138,16 @@ def _kubelet(family: int) -> str:
     return _restore_input(*tables)
 
 
-def node_steps(node: ClusterNode, moment: str) -> list[LoadStep]:
-    """What `node` holds at `moment` ("before" or "after" the seed's Service), component by component, in the
-    order they write it."""
+def node_steps(node: ClusterNode, moment: str, layout: Layout = LAYOUT) -> list[LoadStep]:
+    """What `node` holds at `moment` ("before" or "after" the scenario's Services), component by component, in
+    the order they write it, kube-proxy's tables in `layout`."""
     dns = TableText("nat", _NAT, ())
     docker_dns_rules(dns, KindNode(dns_tcp_port=node.dns_ports[0], dns_udp_port=node.dns_ports[1]))
     masq = TableText("nat", ("POSTROUTING",), ())
     kind_masq_agent_rules(masq, _POD_CIDR)
     services = kind_system_services(CONTROL_PLANE.name, CONTROL_PLANE.address)
     if moment == "after":
-        services += (SEED_NODEPORT,)
+        services += SERVICES
     ipv4 = ClusterSpec(services, node=node.name, node_ip=node.address, pod_cidr=_POD_CIDR)
     # The IPv6 proxier: no Service, no cluster CIDR, no Service CIDR, and ::1 as its node IP (detectNodeIPs).
     ipv6 = ClusterSpec((), node=node.name, node_ip="::1", pod_cidr=None, family=6)
@@ -139,9 +157,9 @@ def node_steps(node: ClusterNode, moment: str) -> list[LoadStep]:
         LoadStep("the kubelet (IPv4)", restore, _kubelet(4)),
         LoadStep("the kubelet (IPv6)", ("ip6tables-nft-restore", "--noflush"), _kubelet(6)),
         LoadStep("kindnetd's masquerade agent", restore, _restore_input(masq)),
-        LoadStep("kube-proxy (IPv4)", ("nft", "-f", "-"), synth_nftables(ipv4, LAYOUT)),
+        LoadStep("kube-proxy (IPv4)", ("nft", "-f", "-"), synth_nftables(ipv4, layout)),
         LoadStep("kube-proxy (IPv6)", ("nft", "-f", "-"),
-                 synth_nftables(ipv6, LAYOUT, service_cidrs=(), every_local_address=True)),
+                 synth_nftables(ipv6, layout, service_cidrs=(), every_local_address=True)),
     ]
 
 
@@ -185,33 +203,55 @@ def _scenario() -> ScenarioSpec:
         NFTABLES_KIND, "NodePort Service on a kind cluster in nftables mode (generated)",
         "The seed's two nginx pods behind its NodePort Service on port 30080, one on each worker of the seed's "
         "kind cluster with kube-proxy in nftables mode (Kubernetes v1.34, kind's networking.kubeProxyMode: "
-        "nftables). Each worker's nft list ruleset before and after the Service was created: kube-proxy's table "
-        "ip kube-proxy with the kubernetes and kube-dns Services, then the seed's, and its table ip6 kube-proxy, "
+        "nftables), and a ClusterIP Service without endpoints, default/web-no-endpoints (10.96.67.10, port 80), "
+        "whose cluster IP kube-proxy rejects (its element in the no-endpoint-services map). Each worker's nft "
+        "list ruleset before and after the Services were created: kube-proxy's table ip kube-proxy with the "
+        "kubernetes and kube-dns Services, then the scenario's, and its table ip6 kube-proxy, "
         "which has no Service (kube-proxy's nftables mode runs both families on every node); beside them the "
         "tables iptables-nft keeps for kind's Docker DNS rules, the kubelet (KUBE-IPTABLES-HINT, "
         "KUBE-KUBELET-CANARY, KUBE-FIREWALL) and kindnetd's masquerade agent. nft v1.0.6 lists iptables-nft's "
         "comment matches as nothing and the kubelet's conntrack match as ct status dnat; iptables-nft-save "
-        "prints them as written. kindnetd's network policy table is left out. No flows yet: tracing nft "
-        "rulesets is issue 18.",
-        (CONTROL_PLANE, WORKER_1, WORKER_2), (WORKER_1, WORKER_2), (SEED_NODEPORT,), SEED_PODS, ())
+        "prints them as written. kindnetd's network policy table is left out.",
+        (CONTROL_PLANE, WORKER_1, WORKER_2), (WORKER_1, WORKER_2), SERVICES, SEED_PODS, _flows())
+
+
+def _flows() -> tuple[dict[str, Any], ...]:
+    """The seed's flows, the outside client's on each worker, the Service's own endpoint calling it (sent back
+    to itself half the time: the hairpin case) and a pod calling the Service without endpoints."""
+    cluster_ip, pod, own = SEED_NODEPORT.cluster_ip, WORKER_1.pod(10), SEED_PODS[1]
+    return (
+        flow("outside-to-nodeport", "A client outside the cluster calls the NodePort on blog-worker", WORKER_1,
+             OUTSIDE, OUTSIDE_CLIENT, WORKER_1.address, 30080),
+        flow("outside-to-nodeport-on-worker2", "A client outside the cluster calls the NodePort on blog-worker2",
+             WORKER_2, OUTSIDE, OUTSIDE_CLIENT, WORKER_2.address, 30080),
+        flow("pod-to-cluster-ip", "A pod on blog-worker calls the Service's cluster IP", WORKER_1,
+             pod_client(WORKER_1), pod, cluster_ip, 80),
+        flow("node-to-own-nodeport", "blog-worker calls its own NodePort", WORKER_1, "a process on blog-worker itself",
+             WORKER_1.address, WORKER_1.address, 30080),
+        flow("endpoint-to-own-service", "An endpoint pod on blog-worker2 calls its own Service", WORKER_2,
+             f"the Service's own endpoint pod {own.name} on blog-worker2", own.address, cluster_ip, 80),
+        flow("pod-to-no-endpoints", "A pod on blog-worker calls the cluster IP of the Service without endpoints",
+             WORKER_1, pod_client(WORKER_1), pod, NO_ENDPOINTS.cluster_ip, 80),
+    )
 
 
 def _dump_file(node: ClusterNode, moment: str) -> str:
     return f"{node.dump_prefix}-{moment}.nft"
 
 
-def nftables_scenario_files() -> dict[str, str]:
+def nftables_scenario_files(layout: Layout = LAYOUT) -> dict[str, str]:
     """File name -> text of `dumps/kind-nodeport-nftables/`, each listing made by the kernel; KernelNeeded when
-    this process cannot ask it (not root, or a tool missing)."""
+    this process cannot ask it (not root, or a tool missing). Another `layout` makes the folder's twin, the same
+    cluster with kube-proxy's tables as that layout writes them."""
     reason = _kernel_reason()
     if reason:
         raise KernelNeeded(reason)
     scenario = _scenario()
     provenance = (
         f"Generated by `iptables-lens synth scenario {NFTABLES_KIND}` as root: for each worker, before and after the "
-        "Service was created, in a fresh network namespace the iptables-nft chains of kind's Docker DNS rules, the "
-        "kubelet and kindnetd loaded with iptables-nft-restore, then the transactions kube-proxy v1.34's nftables "
-        'proxier sends for table ip kube-proxy and table ip6 kube-proxy (layout "v1.34" of kube.synth_nftables) '
+        "Services were created, in a fresh network namespace the iptables-nft chains of kind's Docker DNS rules, the "
+        f"kubelet and kindnetd loaded with iptables-nft-restore, then the transactions {PROXIERS[layout]} "
+        f'sends for table ip kube-proxy and table ip6 kube-proxy (layout "{layout}" of kube.synth_nftables) '
         f"loaded with nft -f, and the kernel's rules listed by nft list ruleset (nftables {_nft_version()})")
     dumps = [{"file": _dump_file(n, moment), "node": n.name, "moment": moment}
              for n in scenario.dumped for moment in ("before", "after")]
@@ -223,5 +263,5 @@ def nftables_scenario_files() -> dict[str, str]:
     }
     for node in scenario.dumped:
         for moment in ("before", "after"):
-            files[_dump_file(node, moment)] = list_ruleset(node_steps(node, moment))
+            files[_dump_file(node, moment)] = list_ruleset(node_steps(node, moment, layout))
     return dict(sorted(files.items()))

@@ -25,6 +25,7 @@ from fractions import Fraction
 
 from iptables_lens.iptables.model import Dump
 from iptables_lens.netns import Namespace
+from iptables_lens.nft.model import Ruleset, SetUpdate
 from iptables_lens.scenario.flows import predict, recording_rules
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Address, Family, Flow, Moment, ScenarioMeta
@@ -51,26 +52,41 @@ class AffinityCheck:
         return len(self.same_client) == 1 and self.switched == 0
 
 
-def recorded_lists(dump: Dump) -> frozenset[str]:
-    """The names of the `recent` lists the dump's nat rules add clients to (`--set --name NAME`)."""
+def recorded_lists(dump: Dump | Ruleset) -> frozenset[str]:
+    """The names of the `recent` lists the dump's nat rules add clients to (`--set --name NAME`); of an nft
+    ruleset, the dynamic sets its rules add clients to (`update @SET { ip saddr }`), as "FAMILY TABLE SET"."""
+    if isinstance(dump, Ruleset):
+        return frozenset(f"{rule.family} {rule.table} {st.set}" for rule in dump.rules for st in rule.statements
+                         if isinstance(st, SetUpdate) and st.op != "delete")
     return frozenset(name for name, _ in recording_rules(dump))
 
 
 def reset_recent(node: Namespace, lists: frozenset[str], returning: frozenset[str], client: Address) -> None:
-    """Empty every list in `lists` on the node, then put `client` in those of `returning`."""
+    """Empty every list in `lists` (from `recorded_lists`) on the node, then put `client` in those of
+    `returning` (`-m recent` lists only: `scenario.flows.traced_dump` refuses an nft ruleset's returning
+    client)."""
     if not lists:
         return
-    script = [f"echo / > {shlex.quote(f'{RECENT_DIR}/{name}')}" for name in sorted(lists)]
-    script += [f"echo +{client} > {shlex.quote(f'{RECENT_DIR}/{name}')}" for name in sorted(returning)]
-    result = node.run(["sh", "-ec", "; ".join(script)])
+    if any(" " in name for name in lists):  # an nft ruleset's sets, "FAMILY TABLE SET"
+        result = node.run(["nft", "-f", "-"], input="".join(f"flush set {name}\n" for name in sorted(lists)))
+    else:
+        script = [f"echo / > {shlex.quote(f'{RECENT_DIR}/{name}')}" for name in sorted(lists)]
+        script += [f"echo +{client} > {shlex.quote(f'{RECENT_DIR}/{name}')}" for name in sorted(returning)]
+        result = node.run(["sh", "-ec", "; ".join(script)])
     if not result.ok:
         raise RuntimeError(f"cannot set the recent lists in {node.name}: {result.stderr.strip()}")
 
 
-def is_first_request_to_affinity(dump: Dump, flow: Flow, prediction: Trace) -> bool:
+def is_first_request_to_affinity(dump: Dump | Ruleset, flow: Flow, prediction: Trace) -> bool:
     """Whether `flow` is a first request (no `returning_to`) to endpoints that remember their clients: a rule
-    on the way to one of them adds the client to a `recent` list (kube-proxy's `--set` beside its DNAT)."""
-    if flow.returning_to is not None or not dump.has_table("nat"):
+    on the way to one of them adds the client to a `recent` list (kube-proxy's `--set` beside its DNAT), or to
+    an nft ruleset's dynamic set (its `update @affinity-… { ip saddr }`)."""
+    if flow.returning_to is not None:
+        return False
+    if isinstance(dump, Ruleset):
+        return any(action.startswith("added to @") for o in prediction.outcomes for s in o.path
+                   for action in s.action.split("; "))
+    if not dump.has_table("nat"):
         return False
     nat = dump.table("nat")
     for outcome in prediction.outcomes:

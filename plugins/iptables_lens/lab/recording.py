@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iptables_lens.lab.kernel_trace import KernelStep, first_packet_steps, handle_positions
+from iptables_lens.lab.kernel_trace import KernelStep, first_packet_steps
 from iptables_lens.scenario.flows import recording_path
 from iptables_lens.scenario.load import Scenario
 
@@ -30,8 +31,7 @@ def recording_text(result: FlowResult, kernel: str) -> str:
         f"# Kernel trace of flow {flow.id!r}: {flow.title}",
         f"# {flow.protocol} {flow.src} -> {flow.dst}:{flow.dport} on {flow.node}{returning}; recorded by "
         "`iptables-lens lab`",
-        f"# with {'nft -a monitor trace (ip6tables-nft' if flow.family == 6 else 'xtables-monitor --trace (iptables-nft'}) "
-        f"on Linux {kernel}. One section per branch the kernel took.",
+        f"# with {_tool(result)} on Linux {kernel}. One section per branch the kernel took.",
     ]
     for branch in sorted(result.branches, key=lambda b: b.endpoint or ""):
         lines.append(f"## branch {branch.endpoint}")
@@ -42,6 +42,14 @@ def recording_text(result: FlowResult, kernel: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _tool(result: FlowResult) -> str:
+    """How the flow's packets were traced, as the branches say (a result made without any: the iptables way)."""
+    tools = {b.tool for b in result.branches if b.tool}
+    if tools:
+        return " and ".join(sorted(tools))
+    return "nft -a monitor trace (ip6tables-nft)" if result.flow.family == 6 else "xtables-monitor --trace (iptables-nft)"
+
+
 @dataclass(frozen=True)
 class RecordedBranch:
     endpoint: str | None
@@ -49,8 +57,10 @@ class RecordedBranch:
     monitor_lines: list[str]
 
 
-def read_recording(text: str, tables: frozenset[str]) -> list[RecordedBranch]:
-    """The branches of a recording, each with the kernel's path in the tables `tables` (the dump's)."""
+def read_recording(text: str, tables: frozenset[str], hooks: Mapping[tuple[str, str], str] | None = None
+                   ) -> list[RecordedBranch]:
+    """The branches of a recording, each with the kernel's path in the tables `tables` (the dump's, as
+    `TracedNames` names them); `hooks`: an nft ruleset's base chains (`TracedNames.hooks`)."""
     branches = []
     sections = text.split("\n## branch ")[1:]
     for section in sections:
@@ -59,13 +69,23 @@ def read_recording(text: str, tables: frozenset[str]) -> list[RecordedBranch]:
         body_lines = body.splitlines()
         handles_line = next(x for x in body_lines if x.startswith("### handles "))
         skip_line = next(x for x in body_lines if x.startswith("### skip "))
-        handles = {tuple(k.split(" ", 1)): v for k, v in json.loads(handles_line[12:]).items()}
-        skip = frozenset((t, c, int(h)) for t, c, h in (x.split(" ") for x in json.loads(skip_line[9:])))
+        handles = {_table_chain(k, tables): v for k, v in json.loads(handles_line[12:]).items()}
+        skip = frozenset((*_table_chain(x.rsplit(" ", 1)[0], tables), int(x.rsplit(" ", 1)[1]))
+                         for x in json.loads(skip_line[9:]))
         monitor = [x for x in body_lines if not x.startswith("###")]
-        positions = handle_positions(handles, skip)  # type: ignore[arg-type]
-        steps = first_packet_steps("\n".join(monitor), positions, skip, tables)
+        steps = first_packet_steps("\n".join(monitor), handles, skip, tables, hooks)
         branches.append(RecordedBranch(endpoint, steps, monitor))
     return branches
+
+
+def _table_chain(key: str, tables: frozenset[str]) -> tuple[str, str]:
+    """The (table, chain) a recording writes as "TABLE CHAIN": the table one of `tables` it starts with (an nft
+    ruleset's, "ip kube-proxy", has a space), else its first word (iptables' tables have none)."""
+    for table in sorted(tables, key=len, reverse=True):
+        if key.startswith(f"{table} "):
+            return table, key[len(table) + 1:]
+    table, _, chain = key.partition(" ")
+    return table, chain
 
 
 def write_recording(scenario: Scenario, result: FlowResult) -> Path:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,15 +36,16 @@ from iptables_lens.lab.affinity import (
 )
 from iptables_lens.lab.kernel_trace import (
     KernelStep,
-    chain_handles,
+    TracedNames,
     conntrack_lines,
     first_packet_steps,
-    handle_positions,
     tracer_steps,
 )
 from iptables_lens.lab.recording import read_recording, recording_text, write_recording
 from iptables_lens.lab.stats import ProportionCheck, check_proportions
 from iptables_lens.lab.topology import Lab, LabError
+from iptables_lens.lab.tracing import trace_iptables, trace_nft
+from iptables_lens.nft.model import Ruleset
 from iptables_lens.scenario.flows import predict, recent_lists, traced_dump
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Address, Flow
@@ -56,9 +55,6 @@ from iptables_lens.trace.packet import Trace, endpoint_text
 TRACED_SPORT_BASE = 42000  # single traced connections use 42000, 42001, ...
 SAMPLED_SPORT_BASE = 50000  # the many sampled connections use 50000, 50001, ...
 DROPPED_SAMPLES = 10  # connections opened for a flow the tracer says is (sometimes) dropped
-# What the TRACE rule adds to match a connection's first packet only: TCP's SYN, SCTP's INIT (a UDP
-# client's first datagram is the first the rule sees).
-FIRST_PACKET = {"tcp": ["--syn"], "sctp": ["--chunk-types", "only", "INIT"]}
 
 
 @dataclass
@@ -72,6 +68,8 @@ class Branch:
     skip: frozenset[tuple[str, str, int]]
     matched_outcome: int | None = None
     problem: str | None = None
+    tool: str = ""
+    """How the kernel traced it (`tracing.KernelTrace.tool`)."""
 
 
 @dataclass
@@ -154,39 +152,30 @@ class LabRun:
 
     def _trace_one(self, flow: Flow, sport: int, origin: str, wait: float = 2) -> Branch:
         """One connection traced on the flow's node; `wait`: how long its client waits for an answer."""
-        node = self.lab.nodes[flow.node]
-        chain = "OUTPUT" if origin == "local" else "PREROUTING"
-        # Only the connection's first packet: later packets skip nat and would muddle it.
-        first = FIRST_PACKET.get(flow.protocol, [])
-        rule = ["-p", flow.protocol, "-s", str(flow.src), "-d", str(flow.dst), "-m", flow.protocol,
-                "--sport", str(sport), "--dport", str(flow.dport), *first, "-j", "TRACE"]
-        iptables = "ip6tables-nft" if flow.family == 6 else "iptables-nft"
-        added = node.run([iptables, "-t", "raw", "-I", chain, "1", *rule])
-        if not added.ok:
-            raise LabError(f"cannot add the TRACE rule: {added.stderr.strip()}")
-        try:
-            handles = chain_handles(node.run(["nft", "-a", "list", "ruleset"]).stdout, flow.family)
-            trace_handle = handles[("raw", chain)][0]
-            skip = frozenset({("raw", chain, trace_handle)})
-            tracer = ["nft", "-a", "monitor", "trace"] if flow.family == 6 else ["xtables-monitor", "--trace"]
-            monitor = subprocess.Popen(["ip", "netns", "exec", node.name, *tracer],
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            try:
-                time.sleep(0.3)  # let the monitor subscribe before the packet goes
-                self._client(flow, 1, sport, timeout=wait)
-                time.sleep(0.3)
-            finally:
-                monitor.terminate()
-                output, _ = monitor.communicate(timeout=10)
-        finally:
-            node.run([iptables, "-t", "raw", "-D", chain, *rule])
         dump = self.lab.scenario.dump_for(flow.node, self.lab.moment, flow.family)
         assert dump is not None
-        tables = frozenset(t.name for t in dump.tables)
-        positions = handle_positions(handles, skip)
-        steps = first_packet_steps(output, positions, skip, tables)
-        lines = _first_packet_lines(output)
-        return Branch(_dnat_of(steps, lines), steps, lines, handles, skip)
+        way = trace_nft if isinstance(dump, Ruleset) else trace_iptables
+        kernel = way(self.lab.nodes[flow.node], flow, sport, origin == "local",
+                     lambda: self._client(flow, 1, sport, timeout=wait))
+        names = TracedNames.of(dump)
+        steps = first_packet_steps(kernel.output, kernel.handles, kernel.skip, names.tables, names.hooks)
+        lines = _first_packet_lines(kernel.output)
+        # An nft rule may DNAT through a map (`dnat ip addr . port to numgen random mod 2 map { … }`), whose
+        # trace names no destination: conntrack's entry of the connection does.
+        endpoint = self._translated(flow, sport) if isinstance(dump, Ruleset) else _dnat_of(steps, lines)
+        return Branch(endpoint, steps, lines, kernel.handles, kernel.skip, tool=kernel.tool)
+
+    def _translated(self, flow: Flow, sport: int) -> str | None:
+        """Where conntrack says the connection from the flow's client's port `sport` was DNATed to; None when
+        it was not translated, or left no entry (dropped or rejected before conntrack confirmed it)."""
+        node = self.lab.nodes[flow.node]
+        family = ["-f", "ipv6"] if flow.family == 6 else []
+        for entry in conntrack_lines(node.run(["conntrack", "-L", "-p", flow.protocol, *family]).stdout):
+            if entry.original == (str(flow.src), str(flow.dst), sport, flow.dport):
+                if (entry.reply[0], entry.reply[2]) == (entry.original[1], entry.original[3]):
+                    return None
+                return endpoint_text(ipaddress.ip_address(entry.reply[0]), entry.reply[2])
+        return None
 
     def run_flow(self, flow: Flow) -> FlowResult:
         """Trace the flow's first packet until every predicted branch is seen, then open connections: many
@@ -425,7 +414,8 @@ def recording_problems(scenario: Scenario, flow: Flow, text: str) -> list[str]:
     prediction = predict(scenario, flow)
     dump = scenario.dump_for(flow.node, "after", flow.family)
     assert dump is not None  # predict checked it
-    recorded = read_recording(text, frozenset(t.name for t in dump.tables))
+    names = TracedNames.of(dump)
+    recorded = read_recording(text, names.tables, names.hooks)
     problems = []
     kernel, tracer = {b.endpoint for b in recorded}, {o.endpoint for o in prediction.outcomes}
     if kernel != tracer:

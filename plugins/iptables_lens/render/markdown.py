@@ -20,9 +20,9 @@ from iptables_lens.nft.diff import diff_rulesets
 from iptables_lens.nft.model import Ruleset
 from iptables_lens.render.escape import code, indent, text
 from iptables_lens.render.mermaid import flow_diagram, service_graph
-from iptables_lens.render.nft_tables import nft_rule_tables
+from iptables_lens.render.nft_tables import nft_anchor, nft_rule_tables
 from iptables_lens.render.text import SIGNS, trace_lines
-from iptables_lens.scenario.flows import predict, recent_lists
+from iptables_lens.scenario.flows import predict, recent_lists, traced_dump
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Family, Flow
 from iptables_lens.trace.packet import Step, Trace
@@ -35,7 +35,11 @@ def anchor_moment(moment: str, family: int = 4) -> str:
 
 
 def anchor_id(moment: str, table: str, chain: str, position: int | None = None) -> str:
-    """A stable HTML id for a chain (or one of its rules) in a node page's tables."""
+    """A stable HTML id for a chain (or one of its rules) in a node page's tables; an nft ruleset's `table` is
+    "FAMILY NAME", as the tracer's steps name it."""
+    if " " in table:
+        family, name = table.split(" ", 1)
+        return nft_anchor(family, name, chain, position, prefix=moment)
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", chain)
     return f"{moment}-{table}-{safe}" + (f"-{position}" if position is not None else "")
 
@@ -240,6 +244,7 @@ def flow_page(scenario: Scenario, flow: Flow, paths: SitePaths, recording: str |
     repository root (for the command the page shows)."""
     source = paths.flow(flow.id)
     result = predict(scenario, flow)
+    dump = traced_dump(scenario, flow)
     node_link = paths.link(source, paths.node(flow.node))
     out = [f"# {text(flow.title)}\n"]
     out.append(f"The first packet, {code(str(result.packet))}, comes from {text(flow.client)}, and is traced "
@@ -265,7 +270,7 @@ def flow_page(scenario: Scenario, flow: Flow, paths: SitePaths, recording: str |
     out.append("## What the kernel recorded\n")
     if recording:
         # xtables-monitor cannot print kube-proxy's ip6 rules, so the lab traces IPv6 flows with nft's monitor.
-        tool = "`xtables-monitor --trace`" if flow.family == 4 else "`nft monitor trace`"
+        tool = "`xtables-monitor --trace`" if flow.family == 4 and isinstance(dump, Dump) else "`nft monitor trace`"
         out.append("The kernel lab loaded this node's dump into real netfilter in a network namespace, sent the "
                    f"packet, and recorded the kernel's own trace with {tool}. The tests check "
                    "that every branch of it takes the tracer's path, hop by hop.\n")
@@ -280,7 +285,7 @@ def flow_page(scenario: Scenario, flow: Flow, paths: SitePaths, recording: str |
                + (f" --proto {flow.protocol}" if flow.protocol != "tcp" else "")
                + (f" --sport {flow.sport}" if flow.sport else "")
                + f" --scenario {folder} --node {flow.node}"
-               + "".join(f" --recent {name}" for name in sorted(recent_lists(scenario.dumps[dump_file], flow))))
+               + "".join(f" --recent {name}" for name in sorted(recent_lists(dump, flow))))
     out.append("The same trace from the command line (this page's build runs it and checks its output):\n")
     out.append("```console\n$ " + command + "\n" + "\n".join(trace_lines(result)) + "\n```\n")
     return "\n".join(out)

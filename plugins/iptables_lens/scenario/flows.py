@@ -16,6 +16,7 @@ from pathlib import Path
 
 from iptables_lens.iptables.model import Dump, Rule
 from iptables_lens.iptables.values import BadValue, nat_range
+from iptables_lens.nft.model import Ruleset
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Flow, Moment
 from iptables_lens.scenario.node import node_context
@@ -33,20 +34,27 @@ def predict(scenario: Scenario, flow: Flow, moment: Moment = "after") -> Trace:
     return trace(dump, packet, node_context(scenario, flow.node), recent=recent_lists(dump, flow))
 
 
-def traced_dump(scenario: Scenario, flow: Flow, moment: Moment = "after") -> Dump:
-    """The dump the tracer reads for `flow`: its node's rules of its family saved at `moment`; a DumpError at the
-    flow's node in scenario.yaml if the node has none, or has an nft ruleset, which the tracer does not read
-    yet."""
+def traced_dump(scenario: Scenario, flow: Flow, moment: Moment = "after") -> Dump | Ruleset:
+    """The dump the tracer reads for `flow`: its node's rules of its family saved at `moment` (an nft ruleset
+    holds both families); a DumpError at the flow's node in scenario.yaml if the node has none, and at its
+    `returning_to` for a returning client of an nft ruleset, whose affinity sets are not read yet."""
     dump = scenario.dump_for(flow.node, moment, flow.family)
-    flows = scenario.meta.flows
-    where = ("flows", flows.index(flow), "node") if flow in flows else ("flows",)
     if dump is None:
         kind = f"{moment} dump" if flow.family == 4 else f"{moment} IPv6 dump (family: 6)"
-        raise scenario.metadata_file.problem(where, f"flow {flow.id}: no {kind} for node {flow.node}")
-    if not isinstance(dump, Dump):
-        raise scenario.metadata_file.problem(where, f"flow {flow.id}: {flow.node}'s rules are an nft ruleset, "
-                                                    "which the tracer does not read yet")
+        raise scenario.metadata_file.problem(_where(scenario, flow, "node"), f"flow {flow.id}: no {kind} for node "
+                                                                               f"{flow.node}")
+    if isinstance(dump, Ruleset) and flow.returning_to is not None:
+        raise scenario.metadata_file.problem(_where(scenario, flow, "returning_to"), (
+            f"flow {flow.id}: {flow.node}'s rules are an nft ruleset, whose affinity sets a returning client is "
+            "put in are not read yet"))
     return dump
+
+
+def _where(scenario: Scenario, flow: Flow, key: str) -> tuple:
+    """Where in scenario.yaml a problem with the flow's `key` is told: at the key, or at `flows` for a flow
+    the file does not list (one the lab made)."""
+    flows = scenario.meta.flows
+    return ("flows", flows.index(flow), key) if flow in flows else ("flows",)
 
 
 def recording_rules(dump: Dump) -> Iterator[tuple[str, Rule]]:
@@ -60,11 +68,12 @@ def recording_rules(dump: Dump) -> Iterator[tuple[str, Rule]]:
             yield name.value, rule
 
 
-def recent_lists(dump: Dump, flow: Flow) -> frozenset[str]:
+def recent_lists(dump: Dump | Ruleset, flow: Flow) -> frozenset[str]:
     """The `-m recent` lists a returning client (`flow.returning_to`) is in: those of the rules that record a
     client as they DNAT to that endpoint (kube-proxy's `-m recent --set --name KUBE-SEP-...` before its DNAT,
-    the list named after the endpoint's chain). Empty for a first request."""
-    if flow.returning_to is None:
+    the list named after the endpoint's chain). Empty for a first request (`traced_dump` refuses a returning
+    client of an nft ruleset)."""
+    if flow.returning_to is None or isinstance(dump, Ruleset):
         return frozenset()
     lists = set()
     for name, rule in recording_rules(dump):

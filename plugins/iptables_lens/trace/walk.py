@@ -142,9 +142,11 @@ class BaseChain(NamedTuple):
 
 
 def at_hooks(chains: tuple[BaseChain, ...]) -> dict[Hook, tuple[BaseChain, ...]]:
-    """The base chains of each hook in the order the kernel runs them: by priority, then as registered."""
+    """The base chains of each hook in the order the kernel runs them: by priority, then the last registered
+    first (the kernel puts a new hook before those of its priority; `chains` come in the order they were
+    registered, as a listing gives them)."""
     by_hook: dict[Hook, list[BaseChain]] = {hook: [] for hook in HOOKS}
-    for chain in sorted(chains, key=_priority):
+    for chain in sorted(reversed(chains), key=_priority):
         by_hook[chain.hook].append(chain)
     return {hook: tuple(chains) for hook, chains in by_hook.items()}
 
