@@ -351,3 +351,39 @@ def test_an_nft_recording_replays_and_a_hop_the_tracer_does_not_take_is_reported
     assert unmarked != text
     problems = recording_problems(scenario, flow, unmarked)
     assert len(problems) == 2 and all("!! tracer: PREROUTING ip kube-proxy external-PIDQJHUF" in p for p in problems)
+
+
+@kernel
+def test_a_returning_client_is_put_in_its_nft_affinity_set_and_the_others_are_emptied():
+    from iptables_lens.lab.affinity import recorded_lists, reset_recent
+    from iptables_lens.trace import IPv4
+
+    text = """table ip kube-proxy {
+	set affinity-a {
+		type ipv4_addr
+		flags dynamic,timeout
+		timeout 3h
+		elements = { 10.0.0.9 expires 1h }
+	}
+	set affinity-b {
+		type ipv4_addr
+		flags dynamic,timeout
+		timeout 3h
+	}
+	chain endpoint-a {
+		update @affinity-a { ip saddr }
+	}
+	chain endpoint-b {
+		update @affinity-b { ip saddr }
+	}
+}
+"""
+    lists = recorded_lists(parse_ruleset(text, "affinity.nft"))
+    assert lists == {"ip kube-proxy affinity-a", "ip kube-proxy affinity-b"}
+    with Namespace("affinity") as node:
+        assert node.run(["nft", "-f", "-"], input=text).ok
+        reset_recent(node, lists, frozenset({"affinity-b"}), IPv4("10.0.0.7"))
+        listed = parse_ruleset(node.run(["nft", "list", "ruleset"]).stdout, "listed.nft").table("ip", "kube-proxy")
+    elements = {s.name: [e.key.value for e in s.elements] for s in listed.sets}
+    assert elements == {"affinity-a": [], "affinity-b": ["10.0.0.7"]}
+    assert listed.set("affinity-b").elements[0].expires is not None  # the set's own timeout, as kube-proxy's update

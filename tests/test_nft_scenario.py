@@ -15,7 +15,7 @@ from iptables_lens.kube.nft_services import NftServiceIndex
 from iptables_lens.netns import can_run_kernel_lab
 from iptables_lens.nft import Ruleset
 from iptables_lens.scenario import load_scenario, validate_scenario
-from iptables_lens.scenario.flows import predict
+from iptables_lens.scenario.flows import predict, recent_lists
 from iptables_lens.scenario.load import read_scenario
 
 from tests.conftest import REPO_ROOT, SEED
@@ -195,13 +195,14 @@ def test_two_rulesets_of_one_node_and_moment_are_refused(tmp_path):
     assert "worker-1-before.nft and worker-2-before.nft are both blog-worker's IPv4 rules before" in problems[0].message
 
 
-def test_a_returning_client_of_a_ruleset_is_a_problem_at_its_returning_to_not_a_traceback(tmp_path):
+def test_a_returning_client_of_a_service_without_affinity_goes_where_a_first_request_goes(tmp_path):
     folder = broken(tmp_path, "scenario.yaml", "  dport: 30080\n", "  dport: 30080\n  returning_to: 10.244.1.2\n")
     scenario = load_scenario(folder)
-    with pytest.raises(DumpError) as raised:
-        predict(scenario, scenario.meta.flows[0])
-    assert raised.value.message == ("flows[0].returning_to: flow outside-to-nodeport: blog-worker's rules are an nft "
-                                    "ruleset, whose affinity sets a returning client is put in are not read yet")
+    returning = scenario.meta.flows[0]
+    assert recent_lists(scenario.dump_for(returning.node, "after"), returning) == frozenset()
+    first = load_scenario("dumps/kind-nodeport-nftables").meta.flows[0]
+    assert [(o.endpoint, o.probability) for o in predict(scenario, returning).outcomes] == [
+        (o.endpoint, o.probability) for o in predict(load_scenario("dumps/kind-nodeport-nftables"), first).outcomes]
 
 
 # -- the flows, as the tracer sees them ----------------------------------------------------------------------

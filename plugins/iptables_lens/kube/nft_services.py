@@ -58,6 +58,8 @@ from iptables_lens.nft.model import (
 )
 
 TABLE = "kube-proxy"
+NFT_FAMILIES: dict[int, str] = {4: "ip", 6: "ip6"}
+"""The family of kube-proxy's table for IPv4 and for IPv6 (`table ip kube-proxy`, `table ip6 kube-proxy`)."""
 ObjectKind = Literal["service", "local", "external", "firewall", "endpoint", "affinity"]
 OBJECT_KINDS: tuple[ObjectKind, ...] = get_args(ObjectKind)
 

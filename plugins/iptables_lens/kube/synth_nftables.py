@@ -58,10 +58,10 @@ from typing import Literal, get_args
 from iptables_lens.kube.cluster_spec import SERVICE_CIDR_V6, ClusterSpec, Endpoint, Port, ServiceSpec
 from iptables_lens.kube.endpoint_selection import categorize_endpoints, endpoint_policies
 from iptables_lens.kube.names import join_host_port, nft_name_base
+from iptables_lens.kube.nft_services import NFT_FAMILIES, TABLE
 
 Layout = Literal["v1.34", "main-edca563"]
 LAYOUTS: tuple[Layout, ...] = get_args(Layout)
-TABLE = "kube-proxy"
 # kind's default serviceSubnet; cluster_spec.cluster_ip() hands out addresses in it.
 SERVICE_CIDR_V4 = "10.96.0.0/16"
 MASQUERADE_MARK = "0x4000"  # --masquerade-bit 14, as kube-proxy's tests use
@@ -247,7 +247,7 @@ def synth_transaction(spec: ClusterSpec, layout: Layout = "v1.34", service_cidrs
         service_cidrs = (SERVICE_CIDR_V4 if spec.family == 4 else SERVICE_CIDR_V6,)
     if nodeport_addresses is None and not every_local_address:
         nodeport_addresses = (spec.node_ip,)
-    tx = Transaction("ip" if spec.family == 4 else "ip6")
+    tx = Transaction(NFT_FAMILIES[spec.family])
     _setup(tx, spec, layout, service_cidrs, None if every_local_address else nodeport_addresses, mark)
     # Neither proxier serves a headless or an ExternalName Service (ShouldSkipService, pkg/proxy/util).
     for svc in (s for s in spec.services if s.proxied):

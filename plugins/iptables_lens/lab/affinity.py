@@ -63,12 +63,15 @@ def recorded_lists(dump: Dump | Ruleset) -> frozenset[str]:
 
 def reset_recent(node: Namespace, lists: frozenset[str], returning: frozenset[str], client: Address) -> None:
     """Empty every list in `lists` (from `recorded_lists`) on the node, then put `client` in those of
-    `returning` (`-m recent` lists only: `scenario.flows.traced_dump` refuses an nft ruleset's returning
-    client)."""
+    `returning` (the names `scenario.flows.recent_lists` gives: a `-m recent` list, or an nft set's own name)."""
     if not lists:
         return
     if any(" " in name for name in lists):  # an nft ruleset's sets, "FAMILY TABLE SET"
-        result = node.run(["nft", "-f", "-"], input="".join(f"flush set {name}\n" for name in sorted(lists)))
+        script = [f"flush set {name}\n" for name in sorted(lists)]
+        # The element takes the set's own timeout, as kube-proxy's `update @set { ip saddr }` gives it.
+        script += [f"add element {name} {{ {client} }}\n" for name in sorted(lists)
+                   if name.rsplit(" ", 1)[1] in returning]
+        result = node.run(["nft", "-f", "-"], input="".join(script))
     else:
         script = [f"echo / > {shlex.quote(f'{RECENT_DIR}/{name}')}" for name in sorted(lists)]
         script += [f"echo +{client} > {shlex.quote(f'{RECENT_DIR}/{name}')}" for name in sorted(returning)]

@@ -47,6 +47,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from iptables_lens.iptables.model import BUILTIN_CHAINS, Dump
+from iptables_lens.kube.nft_services import NFT_FAMILIES
 from iptables_lens.nft import parse_ruleset
 from iptables_lens.nft.evaluate import verdict_of_action
 from iptables_lens.nft.model import Ruleset
@@ -123,7 +124,7 @@ def chain_handles(nft_listing: str, family: int | None = 4, leave_out: frozenset
 
 def ruleset_handles(ruleset: Ruleset, family: int | None = None, leave_out: frozenset[str] = frozenset()) -> Handles:
     """`chain_handles` of a ruleset already read."""
-    wanted = {4: "ip", 6: "ip6"}.get(family) if family is not None else None
+    wanted = NFT_FAMILIES.get(family) if family is not None else None
     handles: Handles = {}
     for table in ruleset.tables:
         name = table_name(table.family, table.name, family)

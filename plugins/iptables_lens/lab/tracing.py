@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from iptables_lens.kube.nft_services import NFT_FAMILIES
 from iptables_lens.lab.kernel_trace import Handles, chain_handles
 from iptables_lens.lab.topology import LabError
 from iptables_lens.netns import Namespace
@@ -90,7 +91,7 @@ def trace_nft(node: Namespace, flow: Flow, sport: int, local: bool, send: Callab
 
 def trace_table(flow: Flow, sport: int, local: bool) -> str:
     """`nft -f` input that makes (or remakes) the lab's trace table for one connection's first packet."""
-    ip = "ip6" if flow.family == 6 else "ip"
+    ip = NFT_FAMILIES[flow.family]
     proto = flow.protocol
     match = (f"{ip} saddr {flow.src} {ip} daddr {flow.dst} {proto} sport {sport} {proto} dport {flow.dport} "
              f"{NFT_FIRST_PACKET.get(proto, '')}")

@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 
 from iptables_lens.iptables.model import Dump, Rule
 from iptables_lens.iptables.values import BadValue, nat_range
+from iptables_lens.kube.nft_services import NFT_FAMILIES, TABLE, NftServiceIndex
 from iptables_lens.nft.model import Ruleset
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import Flow, Moment
@@ -36,17 +38,12 @@ def predict(scenario: Scenario, flow: Flow, moment: Moment = "after") -> Trace:
 
 def traced_dump(scenario: Scenario, flow: Flow, moment: Moment = "after") -> Dump | Ruleset:
     """The dump the tracer reads for `flow`: its node's rules of its family saved at `moment` (an nft ruleset
-    holds both families); a DumpError at the flow's node in scenario.yaml if the node has none, and at its
-    `returning_to` for a returning client of an nft ruleset, whose affinity sets are not read yet."""
+    holds both families); a DumpError at the flow's node in scenario.yaml if the node has none."""
     dump = scenario.dump_for(flow.node, moment, flow.family)
     if dump is None:
         kind = f"{moment} dump" if flow.family == 4 else f"{moment} IPv6 dump (family: 6)"
         raise scenario.metadata_file.problem(_where(scenario, flow, "node"), f"flow {flow.id}: no {kind} for node "
                                                                                f"{flow.node}")
-    if isinstance(dump, Ruleset) and flow.returning_to is not None:
-        raise scenario.metadata_file.problem(_where(scenario, flow, "returning_to"), (
-            f"flow {flow.id}: {flow.node}'s rules are an nft ruleset, whose affinity sets a returning client is "
-            "put in are not read yet"))
     return dump
 
 
@@ -69,12 +66,14 @@ def recording_rules(dump: Dump) -> Iterator[tuple[str, Rule]]:
 
 
 def recent_lists(dump: Dump | Ruleset, flow: Flow) -> frozenset[str]:
-    """The `-m recent` lists a returning client (`flow.returning_to`) is in: those of the rules that record a
-    client as they DNAT to that endpoint (kube-proxy's `-m recent --set --name KUBE-SEP-...` before its DNAT,
-    the list named after the endpoint's chain). Empty for a first request (`traced_dump` refuses a returning
-    client of an nft ruleset)."""
-    if flow.returning_to is None or isinstance(dump, Ruleset):
+    """The lists or sets a returning client (`flow.returning_to`) is in, by the names the tracer's `recent`
+    takes: the `-m recent` lists of the rules that record a client as they DNAT to that endpoint (kube-proxy's
+    `-m recent --set --name KUBE-SEP-...` before its DNAT, the list named after the endpoint's chain), or an nft
+    ruleset's `affinity-` sets of that endpoint (`affinity_sets`). Empty for a first request."""
+    if flow.returning_to is None:
         return frozenset()
+    if isinstance(dump, Ruleset):
+        return affinity_sets(dump, flow)
     lists = set()
     for name, rule in recording_rules(dump):
         to = rule.target.option("--to-destination") if rule.target and rule.target.name == "DNAT" else None
@@ -87,6 +86,27 @@ def recent_lists(dump: Dump | Ruleset, flow: Flow) -> frozenset[str]:
         if destination.first == flow.returning_to == destination.last:
             lists.add(name)
     return frozenset(lists)
+
+
+def affinity_sets(ruleset: Ruleset, flow: Flow) -> frozenset[str]:
+    """The session affinity sets a returning client (`flow.returning_to`) is in: the `affinity-` set of each
+    endpoint chain of kube-proxy's table of the flow's family that DNATs to that endpoint, paired by the
+    Service port and endpoint its name is made of. Empty for a first request."""
+    if flow.returning_to is None:
+        return frozenset()
+    family = NFT_FAMILIES[flow.family]
+    index = NftServiceIndex.of(ruleset)
+    owners = [o for o in index.owners() if index.chain_owner(family, TABLE, o.name) is o]
+    found = set()
+    for service_port in sorted({o.service_port for o in owners}):
+        for target in index.dnat_targets(family, TABLE, service_port):
+            host = target.endpoint.rpartition(":")[0].strip("[]")
+            chain = index.chain_owner(family, TABLE, target.rule.chain)
+            if ipaddress.ip_address(host) != flow.returning_to or chain is None or chain.kind != "endpoint":
+                continue
+            found |= {o.name for o in owners if o.kind == "affinity" and o.service_port == chain.service_port
+                      and o.endpoint == chain.endpoint}
+    return frozenset(found)
 
 
 def recording_path(scenario: Scenario, flow: Flow) -> Path:

@@ -26,18 +26,17 @@ Service, or a line says where they part.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from iptables_lens.iptables.diff import diff_dumps
 from iptables_lens.iptables.parse import parse
 from iptables_lens.kube.cluster_spec import ClusterSpec, Endpoint, Port, ServiceSpec, kind_system_services
 from iptables_lens.kube.nft_listing import synth_listing
-from iptables_lens.kube.nft_services import TABLE, NftServiceIndex
 from iptables_lens.kube.synth import synth_cluster
 from iptables_lens.kube.synth_nftables import Layout
 from iptables_lens.nft import parse_ruleset
 from iptables_lens.nft.model import Ruleset
+from iptables_lens.scenario.flows import affinity_sets
 from iptables_lens.scenario.load import Scenario
 from iptables_lens.scenario.model import HEADLESS, Family, Flow, Moment, Service
 from iptables_lens.scenario.node import node_context
@@ -47,7 +46,6 @@ from iptables_lens.trace.packet import DEFAULT_SPORT
 LAYOUT: Layout = "v1.34"
 """The rule layout of the twin: kube-proxy's nftables proxier of Kubernetes v1.34."""
 KUBERNETES_VERSION = "v1.34"
-NFT_FAMILIES: dict[Family, str] = {4: "ip", 6: "ip6"}
 
 
 def standing_services(scenario: Scenario) -> tuple[ServiceSpec, ...]:
@@ -151,27 +149,6 @@ def twin_ruleset(scenario: Scenario, node: str, moment: Moment = "after") -> Rul
     families = sorted({d.family for d in scenario.meta.dumps if d.node == node and not d.is_ruleset}) or [4]
     listing = "".join(synth_listing(cluster_spec(scenario, node, moment, family), LAYOUT) for family in families)
     return parse_ruleset(listing, f"<kube-proxy {KUBERNETES_VERSION} nftables mode on {node}, {moment}>")
-
-
-def affinity_sets(ruleset: Ruleset, flow: Flow) -> frozenset[str]:
-    """The session affinity sets a returning client (`flow.returning_to`) is in: the `affinity-` set of each
-    endpoint chain of kube-proxy's table of the flow's family that DNATs to that endpoint, paired by the
-    Service port and endpoint its name is made of. Empty for a first request."""
-    if flow.returning_to is None:
-        return frozenset()
-    family = NFT_FAMILIES[flow.family]
-    index = NftServiceIndex.of(ruleset)
-    owners = [o for o in index.owners() if index.chain_owner(family, TABLE, o.name) is o]
-    found = set()
-    for service_port in sorted({o.service_port for o in owners}):
-        for target in index.dnat_targets(family, TABLE, service_port):
-            host = target.endpoint.rpartition(":")[0].strip("[]")
-            chain = index.chain_owner(family, TABLE, target.rule.chain)
-            if ipaddress.ip_address(host) != flow.returning_to or chain is None or chain.kind != "endpoint":
-                continue
-            found |= {o.name for o in owners if o.kind == "affinity" and o.service_port == chain.service_port
-                      and o.endpoint == chain.endpoint}
-    return frozenset(found)
 
 
 @dataclass(frozen=True)
