@@ -142,9 +142,13 @@ class BaseChain(NamedTuple):
 
 
 def at_hooks(chains: tuple[BaseChain, ...]) -> dict[Hook, tuple[BaseChain, ...]]:
-    """The base chains of each hook in the order the kernel runs them: by priority, then as registered."""
+    """The base chains of each hook in the order the kernel runs them: by priority, and of one priority the
+    last registered first (`chains` in the order they were registered: an nft listing's, which `nft -f` loads
+    in that order). The kernel inserts a new hook before those of its priority (net/netfilter/core.c,
+    nf_hook_entries_grow); checked on 6.18: kube-proxy's nat-output, loaded after iptables-nft's `ip nat`,
+    translates first and `ip nat OUTPUT` never sees the packet."""
     by_hook: dict[Hook, list[BaseChain]] = {hook: [] for hook in HOOKS}
-    for chain in sorted(chains, key=_priority):
+    for chain in sorted(reversed(chains), key=_priority):
         by_hook[chain.hook].append(chain)
     return {hook: tuple(chains) for hook, chains in by_hook.items()}
 
