@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.checks import (
+    TARGET_ROW,
     diagram_problems,
     foreign_request_problems,
     load_problems,
@@ -49,16 +50,6 @@ from mkdocs.__main__ import cli
 sys.argv = ["mkdocs", *sys.argv[1:]]
 cli()
 """
-
-_TARGET_ROW = """() => {
-  const target = document.querySelector(":target");
-  if (!target) return null;
-  const row = target.closest("tr");
-  const box = row.getBoundingClientRect();
-  const header = document.querySelector(".md-header").getBoundingClientRect().bottom;
-  return {id: target.id, text: row.innerText, shown: row.getClientRects().length > 0,
-          inView: box.top >= header - 1 && box.top < window.innerHeight && box.bottom > header};
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +103,7 @@ def test_a_rule_link_of_the_table_opens_the_tab_that_holds_its_row_and_shows_it(
         page.wait_for_url(f"**/{node}#{anchor}")
         page.wait_for_function("() => document.querySelector(':target') && "
                                "document.querySelector(':target').closest('tr').getClientRects().length > 0")
-        row = page.evaluate(_TARGET_ROW)
+        row = page.evaluate(TARGET_ROW)
         assert row["id"] == anchor and row["shown"] and row["inView"], row
         assert words in row["text"], row["text"]
         assert load_problems(visit) == []
