@@ -62,7 +62,7 @@ def test_tables_other_than_kube_proxys_own_nothing():
 
 
 def test_a_large_generated_listing_is_indexed_whole():
-    from tests.nftgen import kube_proxy_listing
+    from tests.bench.scale import nodeport_listing
 
-    index = NftServiceIndex.of(parse(kube_proxy_listing(50, 2), "big.nft"))
+    index = NftServiceIndex.of(parse(nodeport_listing(50, 2), "big.nft"))
     assert len(index.services()) == 50 and all(o.verified for o in index.owners())

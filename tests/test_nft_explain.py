@@ -38,9 +38,9 @@ from iptables_lens.nft.explain.sets import TYPE_WORDS
 from iptables_lens.nft.model import Const, Element, Expr, Fwd, Numgen, Range, Rule, Statement, Verdict, Xt
 from iptables_lens.render.nft_tables import nft_anchor, nft_rule_tables, nft_set_anchor
 
+from tests.bench.scale import nodeport_listing
 from tests.conftest import REPO_ROOT
 from tests.nftcorpus import LISTED, corpus
-from tests.nftgen import kube_proxy_listing
 from tests.test_cli_json import follows_schema, json_of
 
 KUBE_LISTINGS = sorted((REPO_ROOT / "tests" / "data" / "kube-proxy-nftables" / "listings").glob("*.nft"))
@@ -367,7 +367,7 @@ def test_kube_proxys_listings_tie_every_element_and_chain_to_its_service(path):
 
 
 def test_a_listing_of_a_thousand_services_ties_every_node_port_and_service_ip():
-    ruleset = parse_ruleset(kube_proxy_listing(1000, 3), "big.nft")
+    ruleset = parse_ruleset(nodeport_listing(1000, 3), "big.nft")
     assert assert_tied(ruleset) == 2000
 
 

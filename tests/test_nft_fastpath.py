@@ -11,8 +11,8 @@ from iptables_lens.errors import DumpError
 from iptables_lens.nft import statements
 from iptables_lens.nft.parse import parse
 
+from tests.bench.scale import nodeport_listing
 from tests.nftcorpus import corpus
-from tests.nftgen import kube_proxy_listing
 from tests.nftmutate import mutations
 
 LISTED = [r for r in corpus() if r.listed("alist").exists()]
@@ -34,20 +34,20 @@ def test_both_paths_read_a_listing_alike(ruleset):
 
 
 def test_both_paths_read_a_generated_kube_proxy_listing_alike():
-    text = kube_proxy_listing(60, 3)
+    text = nodeport_listing(60, 3)
     assert _outcome(text, fast=True) == _outcome(text, fast=False)
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_both_paths_read_a_damaged_listing_alike(seed):
     rng = random.Random(seed)
-    text = kube_proxy_listing(8, 2) if seed % 2 else rng.choice(LISTED).listed("alist").read_text()
+    text = nodeport_listing(8, 2) if seed % 2 else rng.choice(LISTED).listed("alist").read_text()
     for _description, damaged in mutations(text, rng, 60):
         assert _outcome(damaged, fast=True) == _outcome(damaged, fast=False), _description
 
 
 def test_the_common_kube_proxy_lines_do_not_need_the_grammar():
-    text = kube_proxy_listing(50, 3)
+    text = nodeport_listing(50, 3)
     with mock.patch.object(statements, "rule_body", wraps=statements.rule_body) as grammar:
         ruleset = parse(text)
     rules = ruleset.summary()[2]

@@ -26,8 +26,8 @@ from iptables_lens.nft.jsonread import json_view, parse_json
 from iptables_lens.nft.model import Ruleset, Xt
 from iptables_lens.nft.parse import parse
 
+from tests.bench.scale import nodeport_listing
 from tests.nftcorpus import NftNamespace, corpus, missing_features
-from tests.nftgen import kube_proxy_listing
 from tests.nftmutate import mutations
 
 pytestmark = [
@@ -149,7 +149,7 @@ def test_nft_and_the_parser_agree_on_damaged_listings(nft, tally, ruleset):
 
 
 def test_a_generated_kube_proxy_listing_is_what_nft_prints(nft):
-    text = kube_proxy_listing(40, 3)
+    text = nodeport_listing(40, 3)
     assert nft.load(text)[0]
     assert nft.list() == text
     assert parse(nft.list()) == parse(text)

@@ -24,8 +24,7 @@ from iptables_lens.render.nft_tables import nft_anchor, nft_set_anchor
 from iptables_lens.render.site import scenario_pages
 from iptables_lens.scenario import load_scenario
 
-from tests.bench.scale import write_nft_scale_scenario
-from tests.nftgen import kube_proxy_listing
+from tests.bench.scale import nodeport_listing, write_nft_scale_scenario
 from tests.site_build import built_site
 
 SERVICES, ENDPOINTS = 30, 2
@@ -42,7 +41,7 @@ def small_parts(monkeypatch):
 
 
 def ruleset(services: int = SERVICES, extra: str = ""):
-    text = kube_proxy_listing(services, ENDPOINTS)
+    text = nodeport_listing(services, ENDPOINTS)
     if extra:
         text = text.replace('"vmap to drop or reject packets to services with no endpoints"\n',
                             f'"vmap to drop or reject packets to services with no endpoints"\n\t\telements = {{ {extra} }}\n')

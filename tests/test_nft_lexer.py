@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from iptables_lens.nft.lexer import NftablesLexer
 from pygments.token import Comment, Error, Keyword, Name, Number, Operator, Punctuation, String
 
+from tests.bench.scale import nodeport_listing
 from tests.conftest import REPO_ROOT
-from tests.nftgen import kube_proxy_listing
 
 ENTRY_POINT = "iptables_lens.nft.lexer:NftablesLexer"
 DATA = REPO_ROOT / "tests" / "data"
@@ -166,7 +166,7 @@ def test_an_unterminated_quote_does_not_swallow_the_next_line():
 
 
 def test_a_generated_kube_proxy_listing_lexes_without_error_and_losslessly():
-    text = kube_proxy_listing(30, 3)
+    text = nodeport_listing(30, 3)
     lexed = tokens(text)
     assert not [value for kind, value in lexed if kind in Error]
     assert "".join(value for _, value in lexed) == text

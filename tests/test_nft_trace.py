@@ -120,6 +120,15 @@ def test_continue_goes_on_to_the_next_rule():
     ("tcp flags syn drop", True),
     ("meta mark 0x00000000 drop", True),
     ("ct mark 0x00000001 drop", False),
+    ("ct original ip daddr 172.20.0.2 drop", True),
+    ("ct state untracked drop", False),
+    ("fib saddr . iif oif missing drop", False),  # reverse path filtering: the client is reached by eth0
+    # A local address: the kernel gives no device, unless the packet came in on the loopback (6.18).
+    ("fib daddr oif missing drop", True),
+    ("fib daddr oifname \"lo\" drop", False),
+    ("meta iiftype ether drop", True),
+    ("ip protocol tcp drop", True),
+    ("icmp type echo-request drop", False),
 ])
 def test_matches(rule: str, matches: bool):
     o = only(listing(chain("in", rule, hook="input")))

@@ -9,10 +9,8 @@ from pathlib import Path
 
 from iptables_lens.netns import Namespace, can_run_kernel_lab
 
-from tests.nftgen import kube_proxy_listing
-
 from .measure import median_run, python_child, run_child
-from .scale import nodeport_dump
+from .scale import nodeport_dump, nodeport_listing
 
 SERVICES = 10_000
 ENDPOINTS = 5
@@ -36,7 +34,7 @@ def _ours(path: Path) -> tuple[float, float]:
 def bench_nft_parse() -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / f"kube-proxy-{SERVICES}-services.nft"
-        listing.write_text(kube_proxy_listing(SERVICES, ENDPOINTS))
+        listing.write_text(nodeport_listing(SERVICES, ENDPOINTS))
         dump = Path(tmp) / f"kube-proxy-{SERVICES}-services.rules"
         dump.write_text(nodeport_dump(SERVICES, ENDPOINTS))
         text = listing.read_text()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 from iptables_lens.kube.dual_stack import ipv6_cluster
+from iptables_lens.kube.nft_listing import synth_listing
 from iptables_lens.kube.synth import cluster_ip, nodeport_spec, pod_ip, synth_cluster
-
-from tests.nftgen import kube_proxy_listing
+from iptables_lens.kube.synth_nftables import Layout
 
 
 def nodeport_dump(services: int, endpoints: int = 5, family: int = 4) -> str:
@@ -19,6 +19,15 @@ def nodeport_dump(services: int, endpoints: int = 5, family: int = 4) -> str:
     gives the same cluster's ip6tables dump (kind's IPv6 ranges)."""
     spec = replace(nodeport_spec(services, endpoints), large_cluster_mode=False)
     return synth_cluster(ipv6_cluster(spec) if family == 6 else spec)
+
+
+def nodeport_listing(services: int, endpoints: int = 5, layout: Layout = "v1.34") -> str:
+    """The benchmarks' cluster in kube-proxy's nftables mode, as `nft list ruleset` lists it
+    (`kube.nft_listing`): the same NodePort Services, their port named `http` (chains
+    `service-HASH-bench/svc-00000/tcp/http`)."""
+    spec = nodeport_spec(services, endpoints)
+    named = tuple(replace(s, ports=tuple(replace(p, name="http") for p in s.ports)) for s in spec.services)
+    return synth_listing(replace(spec, services=named), layout)
 
 
 def write_scale_scenario(folder: Path, services: int, endpoints: int = 5) -> Path:
@@ -38,12 +47,12 @@ def write_scale_scenario(folder: Path, services: int, endpoints: int = 5) -> Pat
 
 
 def write_nft_scale_scenario(folder: Path, services: int, endpoints: int = 5) -> Path:
-    """The same node in kube-proxy's nftables mode: its `nft list ruleset` listings (tests/nftgen.py) hold
+    """The same node in kube-proxy's nftables mode: its `nft list ruleset` listings (`nodeport_listing`) hold
     `services` - 1 and `services` NodePort Services. No flow: tracing nft rulesets is issue 18's."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "node-before.nft").write_text(kube_proxy_listing(services - 1, endpoints))
-    (folder / "node-after.nft").write_text(kube_proxy_listing(services, endpoints))
-    meta = _meta(services, endpoints, "nft list ruleset listings written by tests/nftgen.py with kube_proxy_listing",
+    (folder / "node-before.nft").write_text(nodeport_listing(services - 1, endpoints))
+    (folder / "node-after.nft").write_text(nodeport_listing(services, endpoints))
+    meta = _meta(services, endpoints, "nft list ruleset listings written by tests/bench/scale.py with nodeport_listing",
                  ".nft", port_name="http")
     meta["cluster"] |= {"kubernetes_version": "v1.34.0", "proxy_mode": "nftables"}
     meta["flows"] = []

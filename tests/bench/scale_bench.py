@@ -52,7 +52,7 @@ def bench_scale() -> list[dict]:
 
 
 def bench_nft_site(folder: Path, reference: float | None = None) -> list[dict]:
-    """Build the site with the 10,000-Service scenario in nftables mode (its listings by tests/nftgen.py) in
+    """Build the site with the 10,000-Service scenario in nftables mode (its listings by scale.nodeport_listing) in
     `folder`; with the iptables-mode build's seconds from the same run, the ratio to it."""
     scenario = write_nft_scale_scenario(folder / f"scale-nft-{SERVICES}", SERVICES)
     site, config = folder / "site-nft", folder / "nft-config"

@@ -217,7 +217,8 @@ def render(dump_files, out, site, as_json):
 @click.option("--scenario", "scenario_dir", type=click.Path(file_okay=False, exists=True),
               help="Take the node's addresses and routes from a scenario folder (with --node).")
 @click.option("--node", "node_name", help="The scenario node the dump belongs to.")
-@click.option("--recent", multiple=True, help="A -m recent list the client is already in (session affinity).")
+@click.option("--recent", multiple=True,
+              help="A -m recent list, or an nft set (affinity-...), the client is already in (session affinity).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the docs for its schema).")
 def trace_command(dump_file, src, dst, dport, proto, sport, local_ips, origin, scenario_dir, node_name, recent,
                   as_json):

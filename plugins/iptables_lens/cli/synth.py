@@ -23,12 +23,16 @@ from iptables_lens.kube.synth_scenario import ALL_KINDS
               help="nftables: the transaction kube-proxy's nftables proxier sends (knftables' dump form).")
 @click.option("--layout", type=click.Choice(list(LAYOUTS)), default=LAYOUTS[0], show_default=True,
               help="With --mode nftables: whose nftables rules (see kube.synth_nftables).")
+@click.option("--listing", is_flag=True,
+              help="With --mode nftables: print what `nft list ruleset` lists once the transaction is loaded "
+                   "(see kube.nft_listing), not the transaction.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the dump to this file (atomically) instead of standard output.")
 @click.pass_context
-def synth_command(ctx, services, endpoints, mix, seed, family, mode, layout, output):
+def synth_command(ctx, services, endpoints, mix, seed, family, mode, layout, listing, output):
     """Print a synthetic kube-proxy v1.29 dump of N Services (one node's iptables-save text), or with
-    --mode nftables the `add ...` transaction of kube-proxy's nftables proxier (load it with `nft -f`).
+    --mode nftables the `add ...` transaction of kube-proxy's nftables proxier (load it with `nft -f`),
+    or with --listing too the ruleset as `nft list ruleset` prints it once loaded.
 
     Without --mix every Service is a NodePort Service; with --mix the Services are a seeded mix of
     ClusterIP, NodePort, LoadBalancer, externalTrafficPolicy Local, ClientIP affinity and no-endpoint ones.
@@ -39,19 +43,26 @@ def synth_command(ctx, services, endpoints, mix, seed, family, mode, layout, out
       iptables-lens synth -n 10000 --endpoints 3 --mix -o big.rules
       iptables-lens synth -n 10000 --endpoints 3 --family 6 -o big6.rules
       iptables-lens synth -n 100 --mix --mode nftables --layout main-edca563 -o mix.nft
+      iptables-lens synth -n 100 --mix --mode nftables --listing -o mix-listed.nft
       iptables-lens synth scenario nodeport-local -o dumps/nodeport-local
     """
     if ctx.invoked_subcommand is not None:
         return
     if services is None:
         raise click.UsageError("-n is required (or a subcommand: scenario)")
+    if listing and mode != "nftables":
+        raise click.UsageError("--listing lists an nftables ruleset: use it with --mode nftables")
     from iptables_lens.kube.dual_stack import ipv6_cluster
     from iptables_lens.kube.synth import mixed_spec, nodeport_spec, synth_cluster
     from iptables_lens.kube.synth_scenario import write_atomically
 
     spec = mixed_spec(services, endpoints, seed) if mix else nodeport_spec(services, endpoints)
     spec = ipv6_cluster(spec) if family == "6" else spec
-    if mode == "nftables":
+    if mode == "nftables" and listing:
+        from iptables_lens.kube.nft_listing import synth_listing
+
+        text = synth_listing(spec, layout=layout)
+    elif mode == "nftables":
         from iptables_lens.kube.synth_nftables import synth_nftables
 
         text = synth_nftables(spec, layout=layout)

@@ -186,6 +186,7 @@ def nft_name_base(text: str) -> str:
     >>> nft_name_base("ns1/svc1/tcp/p80")
     'ULMVA6XW-ns1/svc1/tcp/p80'
     """
-    digest = base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()
-    name = f"{digest[:8]}-{text}"
+    # base32 writes each 5 bytes as 8 characters: the first 5 bytes of the digest give the 8 kept.
+    digest = base64.b32encode(hashlib.sha256(text.encode()).digest()[:5]).decode()
+    name = f"{digest}-{text}"
     return name if len(name) <= NFT_NAME_BASE_MAX else name[:NFT_NAME_BASE_MAX - 3] + "..."

@@ -66,6 +66,7 @@ TABLE = "kube-proxy"
 SERVICE_CIDR_V4 = "10.96.0.0/16"
 MASQUERADE_MARK = "0x4000"  # --masquerade-bit 14, as kube-proxy's tests use
 COMMENT_MAX = 128  # knftables.CommentLengthMax
+TABLE_COMMENT = "rules for kube-proxy"
 
 
 def service_port_base(svc: ServiceSpec, port: Port) -> str:
@@ -111,7 +112,7 @@ class Transaction:
 
     def dump(self) -> str:
         head = f"table {self.family} {TABLE}"
-        lines = [f'add {head} {{ comment "rules for kube-proxy" ; }}']
+        lines = [f'add {head} {{ comment "{TABLE_COMMENT}" ; }}']
         lines += [f"add chain {self.family} {TABLE} {name}{self.chains[name]}" for name in sorted(self.chains)]
         lines += [f"add set {self.family} {TABLE} {name} {{{self.sets[name]} }}" for name in sorted(self.sets)]
         lines += [f"add map {self.family} {TABLE} {name} {{{self.maps[name]} }}" for name in sorted(self.maps)]
@@ -234,6 +235,14 @@ def synth_nftables(spec: ClusterSpec, layout: Layout = "v1.34", service_cidrs: t
     `fib daddr type local` but localhost (setupNFTables at b0f823e6). Services come in the spec's order;
     the dump's order is knftables' (sorted by kind and name), so the order does not show.
     """
+    return synth_transaction(spec, layout, service_cidrs, nodeport_addresses, mark, every_local_address).dump()
+
+
+def synth_transaction(spec: ClusterSpec, layout: Layout = "v1.34", service_cidrs: tuple[str, ...] | None = None,
+                      nodeport_addresses: tuple[str, ...] | None = None, mark: str = MASQUERADE_MARK,
+                      every_local_address: bool = False) -> Transaction:
+    """The `Transaction` `synth_nftables` prints (same arguments); `kube.nft_listing` prints what nft lists
+    once it is loaded."""
     if service_cidrs is None:
         service_cidrs = (SERVICE_CIDR_V4 if spec.family == 4 else SERVICE_CIDR_V6,)
     if nodeport_addresses is None and not every_local_address:
@@ -243,7 +252,7 @@ def synth_nftables(spec: ClusterSpec, layout: Layout = "v1.34", service_cidrs: t
     for svc in spec.services:
         for port in svc.ports:
             _service_port(tx, spec, layout, svc, port, mark)
-    return tx.dump()
+    return tx
 
 
 def _service_port(tx: Transaction, spec: ClusterSpec, layout: Layout, svc: ServiceSpec, port: Port,

@@ -104,10 +104,7 @@ def _payload(e: sel.Payload, r: Reading) -> Any:
         if p.protocol not in _TRANSPORT or (proto != "th" and p.protocol != proto):
             return ABSENT
         if name in ("sport", "dport"):
-            port = p.sport if name == "sport" else p.dport
-            if port is None:
-                raise Undecided(f"the packet's {name} is not known")
-            return port
+            return _known(p.sport if name == "sport" else p.dport, name)
         if proto == "tcp" and name == "flags":
             return sum(_TCP_FLAG_BITS.get(f.upper(), 0) for f in p.tcp_flags)
         raise Undecided(f"{proto} {name} of the packet is not known to the tracer")
@@ -115,11 +112,14 @@ def _payload(e: sel.Payload, r: Reading) -> Any:
         if p.protocol != proto or (proto == "icmp") != (p.family == 4):
             return ABSENT
         if name in ("type", "code"):
-            value = p.icmp_type if name == "type" else p.icmp_code
-            if value is None:
-                raise Undecided(f"the packet's {proto} {name} is not known")
-            return value
+            return _known(p.icmp_type if name == "type" else p.icmp_code, f"{proto} {name}")
     raise Undecided(f"{proto} {name} of the packet is not known to the tracer")
+
+
+def _known(value: int | None, what: str) -> int:
+    if value is None:
+        raise Undecided(f"the packet's {what} is not known")
+    return value
 
 
 def _meta(e: sel.Meta, r: Reading) -> Any:
@@ -190,9 +190,16 @@ def _fib(e: sel.Fib, r: Reading) -> Any:
         return DATATYPES["fib_addrtype"].number(r.node.address_type(address, interface).lower())
     if e.result in ("oif", "oifname"):
         route = r.node.route(address)
-        if route is None or (interface is not None and route.device != interface and route.device != "lo"):
-            return None  # no route (by that interface): `missing`
-        return route.device
+        if route is None:
+            return None  # no route: `missing`
+        device = route.device
+        if device == "lo" and s.iif != "lo":
+            # For one of the node's own addresses the kernel's nft_fib4_eval stores no device, unless the packet
+            # came in on the loopback (checked on 6.18: `fib daddr oif missing` holds for a packet from eth0).
+            return None
+        if interface is not None and device != interface:
+            return None  # not by that interface
+        return device
     raise Undecided(f"fib {e.result} is not known to the tracer")
 
 
