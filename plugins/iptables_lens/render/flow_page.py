@@ -3,7 +3,7 @@ steps with a link to the row of every rule on the node page, the rules themselve
 highlighting (```iptables``` or ```nftables```), the kernel lab's recording, and the command that traces it.
 
 A step names its rule by table, chain and position (`Step.table` is `nat` in an iptables-save dump, `ip
-kube-proxy` in an nft ruleset); `markdown.rule_anchor` turns that into the id the node page gives the rule's
+kube-proxy` in an nft ruleset); `markdown.anchor_id` turns that into the id the node page gives the rule's
 row, so the links of both dialects go where the node page put the row.
 """
 
@@ -17,7 +17,7 @@ from iptables_lens.iptables.model import Dump
 from iptables_lens.nft.fmtrules import format_rule as format_nft_rule
 from iptables_lens.nft.model import Ruleset
 from iptables_lens.render.escape import code, indent, text
-from iptables_lens.render.markdown import SitePaths, outcome_table, rule_anchor, rules_moment
+from iptables_lens.render.markdown import SitePaths, anchor_id, outcome_table, rules_moment
 from iptables_lens.render.mermaid import flow_diagram
 from iptables_lens.render.text import trace_lines
 from iptables_lens.scenario import flows
@@ -78,7 +78,7 @@ def step_link(paths: SitePaths, source: str, flow: Flow, moment: str) -> Callabl
         if step.table is None or step.chain is None:
             return None
         target = paths.rules_of(flow.node, moment, step.table, step.chain, step.rule)
-        return paths.url(source, target, rule_anchor(moment, step.table, step.chain, step.rule))
+        return paths.url(source, target, anchor_id(moment, step.table, step.chain, step.rule))
 
     return link
 
@@ -94,7 +94,7 @@ def steps_table(outcome: Outcome, paths: SitePaths, source: str, flow: Flow, mom
             page = paths.rules_of(flow.node, moment, step.table, step.chain, step.rule)
             # The rows of a big dump's tables are filled in after Markdown, so links go to their chain.
             position = None if flow.node in paths.locators else step.rule
-            target = paths.link(source, page, rule_anchor(moment, step.table, step.chain, position))
+            target = paths.link(source, page, anchor_id(moment, step.table, step.chain, position))
             where = f"[{text(label)}]({target})"
         rows.append(f"| {step.hook} | {where} | {text(step.action)} |")
     return "\n".join(rows) + "\n"

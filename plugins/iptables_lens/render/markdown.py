@@ -36,7 +36,11 @@ def anchor_moment(moment: str, family: int = 4) -> str:
 
 
 def anchor_id(moment: str, table: str, chain: str, position: int | None = None) -> str:
-    """A stable HTML id for a chain (or one of its rules) in a node page's tables."""
+    """A stable HTML id for a chain (or one of its rules) in a node page's tables; an nft ruleset's `table` is
+    "FAMILY NAME", as the tracer's steps name it."""
+    if " " in table:
+        family, name = table.split(" ", 1)
+        return nft_anchor(family, name, chain, position, prefix=moment)
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", chain)
     return f"{moment}-{table}-{safe}" + (f"-{position}" if position is not None else "")
 
@@ -45,20 +49,6 @@ def rules_moment(dump: Dump | Ruleset, moment: str, family: int = 4) -> str:
     """The moment as the anchors of the node page's tables of `dump` name it: an nft ruleset holds both
     families' tables under one moment (`after`), an iptables-save dump is of one family (`anchor_moment`)."""
     return anchor_moment(moment) if isinstance(dump, Ruleset) else anchor_moment(moment, family)
-
-
-def rule_anchor(moment: str, table: str, chain: str, position: int | None = None) -> str:
-    """The HTML id of a chain (or one of its rules) on a node page, in either dialect: `table` is an
-    iptables-save dump's table (`nat`: `anchor_id`) or an nft ruleset's `FAMILY NAME` (`ip kube-proxy`:
-    `nft_tables.nft_anchor`), as a trace's steps name them.
-
-    >>> rule_anchor("after", "nat", "KUBE-SERVICES", 6), rule_anchor("after", "ip kube-proxy", "services", 2)
-    ('after-nat-KUBE-SERVICES-6', 'after-ip-kube-proxy-services-2')
-    """
-    family, _, name = table.partition(" ")
-    if name:
-        return nft_anchor(family, name, chain, position, prefix=moment)
-    return anchor_id(moment, table, chain, position)
 
 
 @dataclass(frozen=True)

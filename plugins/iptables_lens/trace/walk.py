@@ -142,11 +142,9 @@ class BaseChain(NamedTuple):
 
 
 def at_hooks(chains: tuple[BaseChain, ...]) -> dict[Hook, tuple[BaseChain, ...]]:
-    """The base chains of each hook in the order the kernel runs them: by priority, and of one priority the
-    last registered first (`chains` in the order they were registered: an nft listing's, which `nft -f` loads
-    in that order). The kernel inserts a new hook before those of its priority (net/netfilter/core.c,
-    nf_hook_entries_grow); checked on 6.18: kube-proxy's nat-output, loaded after iptables-nft's `ip nat`,
-    translates first and `ip nat OUTPUT` never sees the packet."""
+    """The base chains of each hook in the order the kernel runs them: by priority, then the last registered
+    first (the kernel puts a new hook before those of its priority; `chains` come in the order they were
+    registered, as a listing gives them)."""
     by_hook: dict[Hook, list[BaseChain]] = {hook: [] for hook in HOOKS}
     for chain in sorted(reversed(chains), key=_priority):
         by_hook[chain.hook].append(chain)
