@@ -9,13 +9,18 @@ from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
+# The scenarios the guide's pages link to: every variant of the site has them, or its links would not resolve.
+GUIDE_SCENARIOS = (REPO_ROOT / "dumps" / "kind-nodeport", REPO_ROOT / "dumps" / "kind-nodeport-nftables")
+
 
 def variant_config(folder: Path, *scenarios: Path) -> Path:
-    """A copy of mkdocs.yml whose scenarios are the seed plus `scenarios` (folders, linked in)."""
+    """A copy of mkdocs.yml whose scenarios are those the guide links to plus `scenarios` (folders, linked in;
+    one of `scenarios` named as a guide's scenario takes its place)."""
     chosen = folder / "scenarios"
     chosen.mkdir(exist_ok=True)
-    for scenario in (REPO_ROOT / "dumps" / "kind-nodeport", *scenarios):
-        (chosen / scenario.name).symlink_to(scenario, target_is_directory=True)
+    named = {scenario.name: scenario for scenario in (*GUIDE_SCENARIOS, *scenarios)}
+    for name, scenario in named.items():
+        (chosen / name).symlink_to(scenario, target_is_directory=True)
     text = (REPO_ROOT / "mkdocs.yml").read_text()
     text = text.replace("docs_dir: docs", f"docs_dir: {REPO_ROOT / 'docs'}")
     text = text.replace("      scenarios: dumps", f"      scenarios: {chosen}")

@@ -117,6 +117,20 @@ def switch_scheme(visit: Visit, scheme: str) -> None:
     page.wait_for_function(f"document.body.dataset.mdColorScheme === {SCHEMES[scheme]!r}")
 
 
+# The row of the page's :target (the anchor a link opened): its text, whether it is shown, and whether it is in
+# view below the header.
+TARGET_ROW = """() => {
+  const target = document.querySelector(":target");
+  if (!target) return null;
+  const row = target.closest("tr");
+  if (!row) return {id: target.id, row: null};
+  const box = row.getBoundingClientRect();
+  const header = document.querySelector(".md-header").getBoundingClientRect().bottom;
+  return {id: target.id, text: row.innerText, shown: row.getClientRects().length > 0,
+          inView: box.top >= header - 1 && box.top < window.innerHeight && box.bottom > header};
+}"""
+
+
 def load_problems(visit: Visit) -> list[str]:
     """Console errors, uncaught exceptions, failed or 4xx/5xx requests, dialogs."""
     return ([f"console error: {text}" for text in visit.console_errors]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.checks import foreign_request_problems, load_problems, settle, visiting
+from tests.browser.checks import TARGET_ROW, foreign_request_problems, load_problems, settle, visiting
 from tests.browser.conftest import built, serving
 from tests.test_features_page import FEATURES_URL, feature_site_config
 
@@ -21,18 +21,6 @@ pytestmark = pytest.mark.browser
 
 # A rule's row on a node page: after[-v6]-TABLE-CHAIN-POSITION.
 ROW_ANCHOR = re.compile(r"after(?:-v6)?-(?:nat|filter)-(.+)-(\d+)")
-
-_TARGET_ROW = """() => {
-  const target = document.querySelector(":target");
-  if (!target) return null;
-  const row = target.closest("tr");
-  if (!row) return {id: target.id, row: null};
-  const box = row.getBoundingClientRect();
-  const header = document.querySelector(".md-header").getBoundingClientRect().bottom;
-  return {id: target.id, text: row.innerText, shown: row.getClientRects().length > 0,
-          inView: box.top >= header - 1 && box.top < window.innerHeight && box.bottom > header};
-}"""
-
 
 @pytest.fixture(scope="module")
 def features_site(tmp_path_factory) -> Path:
@@ -77,7 +65,7 @@ def test_clicking_a_cell_lands_on_its_rule_row_in_view(browser, features_url):
             page.wait_for_url(f"**#{anchor}")
             page.wait_for_function("() => document.querySelector(':target') && "
                                    "document.querySelector(':target').closest('tr').getClientRects().length > 0")
-            row = page.evaluate(_TARGET_ROW)
+            row = page.evaluate(TARGET_ROW)
             assert row["id"] == anchor, kind
             assert row["shown"] and row["inView"], (kind, row)
             chain, position = ROW_ANCHOR.fullmatch(anchor).groups()
@@ -104,7 +92,7 @@ def test_every_rule_link_of_the_table_names_a_row_the_node_page_shows_when_opene
                 visit.page.wait_for_function(
                     "id => { const t = document.querySelector(':target');"
                     " return t && t.id === id && t.closest('tr').getClientRects().length > 0; }", arg=anchor)
-                row = visit.page.evaluate(_TARGET_ROW)
+                row = visit.page.evaluate(TARGET_ROW)
                 assert row["id"] == anchor and row["inView"], (page_url, anchor, row)
                 assert f"-A {ROW_ANCHOR.fullmatch(anchor).group(1)} " in row["text"], (anchor, row["text"])
             assert load_problems(visit) == []

@@ -1,4 +1,5 @@
-"""Markdown pages for a scenario: its overview, one page per node, one page per traced flow.
+"""Markdown pages for a scenario: its overview and one page per node (`render.flow_page` makes a traced flow's),
+and the anchors by which pages link to a rule's row in a node's tables.
 
 Everything that comes from a dump or a metadata file (comments are free text) is written as HTML entities
 where Markdown or HTML could read it as syntax, so a comment shows literally whatever it holds. The pages
@@ -19,13 +20,13 @@ from iptables_lens.iptables.model import Dump, Table
 from iptables_lens.nft.diff import diff_rulesets
 from iptables_lens.nft.model import Ruleset
 from iptables_lens.render.escape import code, indent, text
-from iptables_lens.render.mermaid import flow_diagram, service_graph
+from iptables_lens.render.mermaid import service_graph
 from iptables_lens.render.nft_tables import nft_anchor, nft_rule_tables
-from iptables_lens.render.text import SIGNS, trace_lines
-from iptables_lens.scenario.flows import predict, recent_lists, traced_dump
+from iptables_lens.render.text import SIGNS
+from iptables_lens.scenario.flows import predict
 from iptables_lens.scenario.load import Scenario
-from iptables_lens.scenario.model import Family, Flow
-from iptables_lens.trace.packet import Step, Trace
+from iptables_lens.scenario.model import Family
+from iptables_lens.trace.packet import Trace
 
 
 def anchor_moment(moment: str, family: int = 4) -> str:
@@ -42,6 +43,12 @@ def anchor_id(moment: str, table: str, chain: str, position: int | None = None) 
         return nft_anchor(family, name, chain, position, prefix=moment)
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", chain)
     return f"{moment}-{table}-{safe}" + (f"-{position}" if position is not None else "")
+
+
+def rules_moment(dump: Dump | Ruleset, moment: str, family: int = 4) -> str:
+    """The moment as the anchors of the node page's tables of `dump` name it: an nft ruleset holds both
+    families' tables under one moment (`after`), an iptables-save dump is of one family (`anchor_moment`)."""
+    return anchor_moment(moment) if isinstance(dump, Ruleset) else anchor_moment(moment, family)
 
 
 @dataclass(frozen=True)
@@ -201,17 +208,6 @@ def _changes_block(group: ServiceChanges) -> str:
 # -- flows ----------------------------------------------------------------------------------------------------
 
 
-def _step_link(paths: SitePaths, source: str, flow: Flow):
-    def link(step: Step) -> str | None:
-        if step.table is None or step.chain is None:
-            return None
-        after = anchor_moment("after", flow.family)
-        target = paths.rules_of(flow.node, after, step.table, step.chain, step.rule)
-        return paths.url(source, target, anchor_id(after, step.table, step.chain, step.rule))
-
-    return link
-
-
 def outcome_table(result: Trace) -> str:
     rows = ["| Probability | DNAT to | Source rewritten to | Verdict | Where it ends up |",
             "| ---: | --- | --- | --- | --- |"]
@@ -220,75 +216,6 @@ def outcome_table(result: Trace) -> str:
         rows.append(f"| {o.probability} | {text(o.endpoint or 'not translated')} | {text(snat)} | {o.verdict} | "
                     f"{text(o.delivery)} |")
     return "\n".join(rows) + "\n"
-
-
-def steps_table(outcome, paths: SitePaths, source: str, flow: Flow) -> str:
-    rows = ["| Hook | Where | What happened |", "| --- | --- | --- |"]
-    for step in outcome.path:
-        if step.table is None:
-            where = "routing"
-        else:
-            label = f"{step.table} {step.chain}" + (f" #{step.rule}" if step.rule else " policy")
-            after = anchor_moment("after", flow.family)
-            page = paths.rules_of(flow.node, after, step.table, step.chain, step.rule)
-            # The rows of a big dump's tables are filled in after Markdown, so links go to their chain.
-            position = None if flow.node in paths.locators else step.rule
-            target = paths.link(source, page, anchor_id(after, step.table, step.chain, position))
-            where = f"[{text(label)}]({target})"
-        rows.append(f"| {step.hook} | {where} | {text(step.action)} |")
-    return "\n".join(rows) + "\n"
-
-
-def flow_page(scenario: Scenario, flow: Flow, paths: SitePaths, recording: str | None, folder: str) -> str:
-    """The page of one traced flow; `folder` is the scenario folder as a reader's shell sees it from the
-    repository root (for the command the page shows)."""
-    source = paths.flow(flow.id)
-    result = predict(scenario, flow)
-    dump = traced_dump(scenario, flow)
-    node_link = paths.link(source, paths.node(flow.node))
-    out = [f"# {text(flow.title)}\n"]
-    out.append(f"The first packet, {code(str(result.packet))}, comes from {text(flow.client)}, and is traced "
-               f"through the {'IPv6 ' if flow.family == 6 else ''}rules of [{text(flow.node)}]({node_link}) as saved "
-               "after the Service was created. "
-               f"It starts at the {code(result.outcomes[0].path[0].hook)} hook "
-               f"({'it arrives from the network' if result.origin == 'external' else 'the node sends it itself'}).\n")
-    out.append("## Outcomes\n")
-    out.append(outcome_table(result))
-    out.append("## The path\n")
-    out.append("Every box is a rule that matched, a chain's policy or a routing decision; click a rule to see it "
-               "in the node's tables.\n")
-    out.append("```mermaid\n" + flow_diagram(result, _step_link(paths, source, flow)) + "```\n")
-    for number, outcome in enumerate(result.outcomes, 1):
-        title = f"Outcome {number}: {outcome.probability}, " + (f"DNAT to {outcome.endpoint}" if outcome.endpoint
-                                                                  else outcome.verdict)
-        out.append(f'=== "{text(title)}"\n')
-        body = [steps_table(outcome, paths, source, flow)]
-        if outcome.conntrack:
-            body.append("The connection tracking entry it leaves (original tuple, then reply tuple):\n")
-            body.append(f"```text\n{outcome.conntrack}\n```\n")
-        out.append(indent("\n".join(body)) + "\n")
-    out.append("## What the kernel recorded\n")
-    if recording:
-        # xtables-monitor cannot print kube-proxy's ip6 rules, so the lab traces IPv6 flows with nft's monitor.
-        tool = "`xtables-monitor --trace`" if flow.family == 4 and isinstance(dump, Dump) else "`nft monitor trace`"
-        out.append("The kernel lab loaded this node's dump into real netfilter in a network namespace, sent the "
-                   f"packet, and recorded the kernel's own trace with {tool}. The tests check "
-                   "that every branch of it takes the tracer's path, hop by hop.\n")
-        out.append('??? example "The kernel\'s trace"\n')
-        out.append(indent(f"```text\n{recording.rstrip()}\n```") + "\n")
-    else:
-        out.append("There is no kernel recording for this flow yet (`iptables-lens lab --record` makes one).\n")
-    out.append("## Run it yourself\n")
-    dump_file = next(d.file for d in scenario.meta.dumps
-                     if d.node == flow.node and d.moment == "after" and d.family == flow.family)
-    command = (f"iptables-lens trace {folder}/{dump_file} --src {flow.src} --dst {flow.dst} --dport {flow.dport}"
-               + (f" --proto {flow.protocol}" if flow.protocol != "tcp" else "")
-               + (f" --sport {flow.sport}" if flow.sport else "")
-               + f" --scenario {folder} --node {flow.node}"
-               + "".join(f" --recent {name}" for name in sorted(recent_lists(dump, flow))))
-    out.append("The same trace from the command line (this page's build runs it and checks its output):\n")
-    out.append("```console\n$ " + command + "\n" + "\n".join(trace_lines(result)) + "\n```\n")
-    return "\n".join(out)
 
 
 # -- pages ---------------------------------------------------------------------------------------------------
@@ -403,7 +330,7 @@ def rules_tabs(scenario: Scenario, node: str, family: Family, label: str, folder
         for moment, ruleset in (("after", after), ("before", before)):
             if isinstance(ruleset, Ruleset):
                 suffix = label or (" the Service" if moment == "after" else "")
-                tables = nft_rule_tables(ruleset, anchor_moment(moment), level=3)
+                tables = nft_rule_tables(ruleset, rules_moment(ruleset, moment), level=3)
                 out += [f'=== "Rules {moment}{suffix}"\n', indent(_ruleset_intro(ruleset) + tables) + "\n"]
         if isinstance(before, Ruleset) and isinstance(after, Ruleset):
             out.append(f'=== "What changed{label}"\n')

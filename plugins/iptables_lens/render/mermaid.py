@@ -82,7 +82,7 @@ def flow_diagram(result: Trace, link: Callable[[Step], str | None] | None = None
             target = link(step) if link else None
             if target:
                 extras.append(f'    click {node["id"]} href "{_url(target)}"')
-            if step.action.startswith(("DNAT", "SNAT", "MASQUERADE", "REDIRECT")):
+            if _translation(step.action) is not None:
                 extras.append(f"    class {node['id']} nat")
     for node in tree.values():
         children = node["children"]
@@ -92,10 +92,9 @@ def flow_diagram(result: Trace, link: Callable[[Step], str | None] | None = None
             if len(children) > 1:
                 parts.append(str(child["mass"] / node["mass"]))
             step = node["step"]
-            if step is not None and step.action.startswith(("DNAT to", "REDIRECT to")):
-                parts.append(step.action.replace(" to ", " → ", 1))
-            if step is not None and step.action.startswith(("SNAT to", "MASQUERADE to")):
-                parts.append("SNAT → " + step.action.split(" to ", 1)[1].split(" (")[0])
+            translated = _translation(step.action) if step is not None else None
+            if translated is not None:
+                parts.append(" → ".join(translated))
             arrow = f" -- {label('; '.join(parts))} --> " if parts else " --> "
             edges.append(f"    {node['id']}{arrow}{child['id']}")
     lines.extend(edges)
@@ -105,6 +104,24 @@ def flow_diagram(result: Trace, link: Callable[[Step], str | None] | None = None
 
 
 _HOOK_MARK = "(hook)"
+_TRANSLATIONS = {"dnat": "DNAT", "redirect": "REDIRECT", "snat": "SNAT", "masquerade": "SNAT"}
+
+
+def _translation(action: str) -> tuple[str, str] | None:
+    """("DNAT" or "REDIRECT", the new destination) or ("SNAT", the new source address) for a step that
+    translated, in either dialect's words (iptables' `DNAT to 10.244.1.2:80`, `MASQUERADE to 10.244.1.1 (random
+    source port)`; nft's `dnat to 10.244.1.2:80`, `masquerade to 172.20.0.2 (fully-random)`, after the changes
+    an nft rule made first, `mark 0x0 -> 0x1; dnat to ...`); None for any other step.
+
+    >>> _translation("dnat to 10.244.1.2:80"), _translation("MASQUERADE to 10.244.1.1 (random source port)")
+    (('DNAT', '10.244.1.2:80'), ('SNAT', '10.244.1.1'))
+    """
+    verdict = action.rsplit("; ", 1)[-1]
+    word, to, target = verdict.partition(" to ")
+    kind = _TRANSLATIONS.get(word.lower()) if to else None
+    if kind is None:
+        return None
+    return kind, target.split(" (")[0] if kind == "SNAT" else target
 
 
 def _with_hook_markers(path: tuple[Step, ...]) -> list[Step]:

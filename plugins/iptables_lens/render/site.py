@@ -21,8 +21,9 @@ from iptables_lens.gcpause import paused_gc
 from iptables_lens.iptables.model import Dump
 from iptables_lens.nft.model import Ruleset
 from iptables_lens.render.features import features_page
+from iptables_lens.render.flow_page import flow_page
 from iptables_lens.render.large import ChainLocator, is_large, large_dump_pages
-from iptables_lens.render.markdown import SitePaths, anchor_moment, flow_page, node_page, overview_page
+from iptables_lens.render.markdown import SitePaths, anchor_moment, node_page, overview_page
 from iptables_lens.render.nft_large import large_ruleset_pages
 from iptables_lens.scenario.flows import recording_path
 from iptables_lens.scenario.load import Scenario
