@@ -1,13 +1,12 @@
 """The flow page of a node in nftables mode: every rule it links to is a row of the node page that shows the rule
 the tracer says matched, its rules are quoted in nft's own highlighting, and its diagram splits where numgen does.
 
-The scenario is a copy of dumps/kind-nodeport-nftables given the flow of the NodePort walkthrough.
+The scenario is dumps/kind-nodeport-nftables, whose first flow is the NodePort walkthrough's.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 from iptables_lens.dialects import parse_dump
@@ -16,42 +15,15 @@ from iptables_lens.nft.model import Ruleset
 from iptables_lens.render import escape as md
 from iptables_lens.render.flow_page import matched_rules
 from iptables_lens.render.site import scenario_pages
-from iptables_lens.scenario import flows, load_scenario
+from iptables_lens.scenario import load_scenario
 from iptables_lens.trace.packet import Outcome, Step
 
 from tests.conftest import REPO_ROOT
 
 NFT = REPO_ROOT / "dumps" / "kind-nodeport-nftables"
-FLOW = """flows:
-- id: outside-to-nodeport
-  title: A client outside the cluster calls the NodePort on blog-worker
-  node: blog-worker
-  client: a host on the underlay network, outside the cluster
-  src: 172.20.0.100
-  dst: 172.20.0.2
-  protocol: tcp
-  dport: 30080
-"""
-
-
 @pytest.fixture
-def nft_flows(monkeypatch):
-    """The flows of an nftables-mode scenario traced through its ruleset (until scenario.flows reads them itself,
-    it refuses them)."""
-    def traced_dump(scenario, flow, moment="after"):
-        return scenario.dump_for(flow.node, moment, flow.family)
-
-    monkeypatch.setattr(flows, "traced_dump", traced_dump)
-
-
-@pytest.fixture
-def pages(tmp_path, nft_flows) -> dict[str, str]:
-    folder = tmp_path / NFT.name
-    shutil.copytree(NFT, folder)
-    metadata = folder / "scenario.yaml"
-    text = metadata.read_text()
-    metadata.write_text(re.sub(r"^flows: \[\]\n", FLOW, text, flags=re.M) if "flows: []" in text else text)
-    scenario = load_scenario(folder)
+def pages() -> dict[str, str]:
+    scenario = load_scenario(NFT)
     assert [f.id for f in scenario.meta.flows][:1] == ["outside-to-nodeport"]
     return {page.path: page.body for page in scenario_pages(scenario)}
 
