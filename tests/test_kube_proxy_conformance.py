@@ -45,9 +45,11 @@ TEST_NODE_IPS = ("192.168.0.2", "192.168.1.2", "192.168.99.11")
 FAKE_POD_CIDR = "10.0.0.0/8"
 
 
-def fake_node(*services: ServiceSpec, pod_cidr: str | None = FAKE_POD_CIDR) -> ClusterSpec:
-    """The fake proxier's node with `services`: kube-proxy's nodeIP is the first of its addresses."""
-    return ClusterSpec(services, node=TEST_NODE, node_ip=TEST_NODE_IPS[0], pod_cidr=pod_cidr)
+def fake_node(*services: ServiceSpec, pod_cidr: str | None = FAKE_POD_CIDR, masquerade_all: bool = False) -> ClusterSpec:
+    """The fake proxier's node with `services`: kube-proxy's nodeIP is the first of its addresses;
+    `masquerade_all` is the test's fp.masqueradeAll."""
+    return ClusterSpec(services, node=TEST_NODE, node_ip=TEST_NODE_IPS[0], pod_cidr=pod_cidr,
+                       masquerade_all=masquerade_all)
 
 
 def fake_node_context() -> NodeContext:
@@ -361,7 +363,9 @@ def internal_external_masquerade(case: str) -> ClusterSpec:
     services = (service(1, load_balancer_ips=("1.2.3.4",)),
                 service(2, load_balancer_ips=("5.6.7.8",), external_traffic_policy="Local"),
                 service(3, load_balancer_ips=("9.10.11.12",), internal_traffic_policy="Local"))
-    return fake_node(*services, pod_cidr=None if case == "no LocalTrafficDetector" else FAKE_POD_CIDR)
+    no_detector = case.endswith("no LocalTrafficDetector")  # proxyutil.NewNoOpLocalDetector()
+    return fake_node(*services, pod_cidr=None if no_detector else FAKE_POD_CIDR,
+                     masquerade_all=case.startswith("masqueradeAll"))
 
 
 # Feature -> the kube-proxy tests whose flows show it, with the spec of each test's cases.
@@ -382,6 +386,7 @@ FLOW_EVIDENCE: dict[str, tuple[tuple[str, Callable[[str], ClusterSpec]], ...]] =
                                      ("TestInternalTrafficPolicy", internal_traffic_policy)),
     "terminating-endpoints": (("TestTerminatingEndpointsTrafficPolicyLocal", terminating_endpoints("Local")),
                               ("TestTerminatingEndpointsTrafficPolicyCluster", terminating_endpoints("Cluster"))),
+    "masquerade-all": (("TestInternalExternalMasquerade", internal_external_masquerade),),
 }
 
 FLOW_CASES = [pytest.param(test, spec, id=f"{feature}:{test}")
@@ -403,6 +408,70 @@ def test_every_packet_ends_as_kube_proxys_test_expects(test, spec_of):
                 wrong.append(f"{case} / {flow.name}: {output or 'nothing'} (masq {masq}), "
                              f"kube-proxy expects {expected or 'nothing'} (masq {flow.masq})")
     assert wrong == []
+
+
+def test_every_case_of_the_masquerade_test_is_kept_whole():
+    # TestInternalExternalMasquerade runs its 30 flows in four cases, two of them with --masquerade-all.
+    cases = kept_flows("TestInternalExternalMasquerade")
+    assert {case: len(flows) for case, flows in cases.items()} == {
+        "base": 30, "no LocalTrafficDetector": 30, "masqueradeAll": 30, "masqueradeAll, no LocalTrafficDetector": 30}
+    assert all(internal_external_masquerade(case).masquerade_all == case.startswith("masqueradeAll")
+               for case in cases)
+
+
+# -- TestSyncProxyRulesLargeClusterMode (run with --masquerade-all) ------------------------------------------
+
+
+def large_cluster_services(stage: str) -> ClusterSpec:
+    """The fake proxier (fp.masqueradeAll = true) at each stage of TestSyncProxyRulesLargeClusterMode (see
+    TestSyncProxyRulesLargeClusterMode.rules)."""
+    def many(second: int) -> tuple[Endpoint, ...]:
+        return tuple(ready(f"10.{second}.{i % 256}.{i // 256}") for i in range(499))
+
+    services = [ServiceSpec("ns1", "svc1", "172.30.0.41", ports=(p80(),), endpoints=many(0)),
+                ServiceSpec("ns2", "svc2", "172.30.0.42", ports=(Port(8080, 8080, name="p8080"),), endpoints=many(1)),
+                ServiceSpec("ns3", "svc3", "172.30.0.43", ports=(Port(8081, 8081, name="p8081"),),
+                            endpoints=() if stage == "small" else tuple(ready(f"203.0.113.{n}") for n in (4, 8, 12)))]
+    if stage == "svc4":
+        services.append(ServiceSpec("ns4", "svc4", "172.30.0.44", ports=(Port(8082, 8082, name="p8082"),),
+                                    endpoints=(ready("10.4.0.1"),)))
+    return fake_node(*services, masquerade_all=True)
+
+
+def large_cluster_expectations() -> dict[str, list[str]]:
+    """Stage -> the endpoint rules kube-proxy's test expects then, in iptables-restore's form."""
+    stages: dict[str, list[str]] = {}
+    for line in (KUBE_PROXY / "TestSyncProxyRulesLargeClusterMode.rules").read_text().splitlines():
+        if not line.startswith("#"):
+            stage, rule = line.split(" | ")
+            stages.setdefault(stage, []).append(rule)
+    return stages
+
+
+@pytest.mark.parametrize("stage", ["small", "large", "svc4"])
+def test_the_endpoint_rules_are_counted_as_the_large_cluster_test_counts_them(stage):
+    dnat = [r for r in parse(synth_cluster(large_cluster_services(stage))).table("nat").rules
+            if r.chain.startswith("KUBE-SEP-") and "-j DNAT" in r.text]
+    assert len(dnat) == {"small": 998, "large": 1001, "svc4": 1002}[stage]
+    assert sum("--comment" in r.text for r in dnat) == (len(dnat) if stage == "small" else 0)
+
+
+@pytest.mark.parametrize("variant", sorted(RESTORE))
+@pytest.mark.parametrize("stage", ["small", "large", "svc4"])
+@pytest.mark.kernel
+@pytest.mark.skipif(NO_KERNEL is not None, reason=str(NO_KERNEL))
+def test_the_endpoint_rules_equal_the_large_cluster_tests_text(stage, variant):
+    theirs = large_cluster_expectations()[stage]
+    chains = sorted({rule.split()[1] for rule in theirs})
+    restore = "*nat\n" + "".join(f":{c} - [0:0]\n" for c in chains) + "\n".join(theirs) + "\nCOMMIT\n"
+    with Namespace("kpconf") as namespace:
+        loaded = namespace.restore(restore, variant)
+        assert loaded.ok, loaded.stderr
+        saved = namespace.run([SAVE[variant], "-t", "nat"])
+    assert saved.ok, saved.stderr
+    kernel = sorted(line for line in saved.stdout.splitlines() if line.startswith("-A "))
+    ours = parse(synth_cluster(large_cluster_services(stage))).table("nat")
+    assert sorted(r.text for r in ours.rules if r.chain in chains and "-j DNAT" in r.text) == kernel
 
 
 # -- Services kube-proxy ignores ---------------------------------------------------------------------------

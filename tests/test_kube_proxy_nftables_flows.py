@@ -9,7 +9,8 @@ Where kube-proxy's test tracer and the kernel part ways, the kernel's semantics 
 node's own addresses ("node to ...") is sent by a local process, so it runs the output chains (filter-output-pre-dnat,
 nat-output, filter-output), not the prerouting ones kube-proxy's tracer runs for every packet; and "masq" is the
 masquerade nat-postrouting does, which in the main layout includes the hairpin-connections rule. Every flow ends
-as the test expects under those semantics. The runs the data marks `left_out`, with the reason, are not traced;
+as the test expects under those semantics, the two masqueradeAll cases of TestInternalExternalMasquerade included
+(`ClusterSpec.masquerade_all`). A run the data marks `left_out`, with the reason, is not traced (none is now);
 their count is asserted, so a case dropped without a word fails.
 """
 
@@ -35,11 +36,12 @@ from tests.test_kube_proxy_conformance import Flow  # one packetFlowTest, as the
 DATA = Path(__file__).parent / "data" / "kube-proxy-nftables" / "flows"
 
 # What reading the test files gave, for each layout: the test functions that call runPacketFlowTests, their
-# packets, and how many of those lie in runs left out (TestInternalExternalMasquerade's two masqueradeAll cases of
-# 27 flows each).
+# packets, how many of those lie in masqueradeAll runs (TestInternalExternalMasquerade's two cases of 27 flows
+# each), and how many lie in runs left out.
 FUNCTIONS = 10
 CASES = 207
-LEFT_OUT = 54
+MASQUERADE_ALL = 54
+LEFT_OUT = 0
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,9 @@ def runs(layout: Layout) -> list[Run]:
             defaults = fake["families"][family]
             spec, options = None, ()
             if "left_out" not in run:
-                assert not run.get("masquerade_all"), "a masqueradeAll run cannot be made: it must be left out"
                 spec = ClusterSpec(tuple(service(s) for s in run["services"]), node=fake["node"],
                                    node_ip=defaults["node_ip"], pod_cidr=run.get("pod_cidr", defaults["pod_cidr"]),
-                                   family=family)
+                                   family=family, masquerade_all=run.get("masquerade_all", False))
                 options = (("service_cidrs", tuple(defaults["service_cidrs"])),
                            ("nodeport_addresses", tuple(run.get("nodeport_addresses", defaults["nodeport_addresses"]))))
             found.append(Run(test["function"], run.get("case"), spec, options, flows_of(run), run.get("left_out")))
@@ -147,6 +148,7 @@ def test_every_runpacketflowtests_call_is_kept_or_left_out_with_a_reason(layout:
     assert sum(len(run.flows) for run in kept_runs) == CASES
     left_out = [run for run in kept_runs if run.left_out]
     assert sum(len(run.flows) for run in left_out) == LEFT_OUT
+    assert sum(len(run.flows) for run in kept_runs if run.spec and run.spec.masquerade_all) == MASQUERADE_ALL
     assert all(run.spec is None and len(run.left_out.split()) > 5 for run in left_out)  # type: ignore[union-attr]
 
 

@@ -138,6 +138,7 @@ CASES = {
     "mixed-large-cluster": lambda: synth_mixed(500, 3, seed=2),
     "seed-node": lambda: synth_cluster(SEED_NODE),
     "nodeports": lambda: synth_cluster(nodeport_spec(40, 2)),
+    "masquerade-all": lambda: synth_cluster(replace(mixed_spec(60, 2, seed=4), masquerade_all=True)),
     "scenario-clusterip": lambda: scenario_files("clusterip")["worker-2-after.rules"],
     "scenario-nodeport-local": lambda: scenario_files("nodeport-local")["worker-3-after.rules"],
 }

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import click
 
@@ -23,13 +24,15 @@ from iptables_lens.kube.synth_scenario import ALL_KINDS
               help="nftables: the transaction kube-proxy's nftables proxier sends (knftables' dump form).")
 @click.option("--layout", type=click.Choice(list(LAYOUTS)), default=LAYOUTS[0], show_default=True,
               help="With --mode nftables: whose nftables rules (see kube.synth_nftables).")
+@click.option("--masquerade-all", "masquerade_all", is_flag=True,
+              help="As kube-proxy's --masquerade-all: mark every packet to a cluster IP for masquerade (both modes).")
 @click.option("--listing", is_flag=True,
               help="With --mode nftables: print what `nft list ruleset` lists once the transaction is loaded "
                    "(see kube.nft_listing), not the transaction.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the dump to this file (atomically) instead of standard output.")
 @click.pass_context
-def synth_command(ctx, services, endpoints, mix, seed, family, mode, layout, listing, output):
+def synth_command(ctx, services, endpoints, mix, seed, family, mode, layout, masquerade_all, listing, output):
     """Print a synthetic kube-proxy v1.29 dump of N Services (one node's iptables-save text), or with
     --mode nftables the `add ...` transaction of kube-proxy's nftables proxier (load it with `nft -f`),
     or with --listing too the ruleset as `nft list ruleset` prints it once loaded.
@@ -37,6 +40,7 @@ def synth_command(ctx, services, endpoints, mix, seed, family, mode, layout, lis
     Without --mix every Service is a NodePort Service; with --mix the Services are a seeded mix of
     ClusterIP, NodePort, LoadBalancer, externalTrafficPolicy Local, ClientIP affinity and no-endpoint ones.
     With --family 6 every address is its IPv6 twin in kind's dual-stack ranges (see kube.dual_stack).
+    With --masquerade-all the rules are those of a kube-proxy run with --masquerade-all.
 
     \b
     Example:
@@ -44,6 +48,7 @@ def synth_command(ctx, services, endpoints, mix, seed, family, mode, layout, lis
       iptables-lens synth -n 10000 --endpoints 3 --family 6 -o big6.rules
       iptables-lens synth -n 100 --mix --mode nftables --layout main-edca563 -o mix.nft
       iptables-lens synth -n 100 --mix --mode nftables --listing -o mix-listed.nft
+      iptables-lens synth -n 100 --mix --masquerade-all -o mix-masquerade-all.rules
       iptables-lens synth scenario nodeport-local -o dumps/nodeport-local
     """
     if ctx.invoked_subcommand is not None:
@@ -58,6 +63,7 @@ def synth_command(ctx, services, endpoints, mix, seed, family, mode, layout, lis
 
     spec = mixed_spec(services, endpoints, seed) if mix else nodeport_spec(services, endpoints)
     spec = ipv6_cluster(spec) if family == "6" else spec
+    spec = replace(spec, masquerade_all=masquerade_all)
     if mode == "nftables" and listing:
         from iptables_lens.kube.nft_listing import synth_listing
 

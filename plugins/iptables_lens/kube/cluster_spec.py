@@ -169,6 +169,9 @@ class ClusterSpec:
 
     `large_cluster_mode`: None decides as kube-proxy does (more than 1,000 endpoints in all: the
     endpoint chains and the rules jumping to them lose their comments); True or False forces it.
+
+    `masquerade_all` is kube-proxy's `--masquerade-all`: traffic to a cluster IP is marked for masquerade
+    whatever its source, in place of the local traffic detector's rule for sources outside `pod_cidr`.
     """
 
     services: tuple[ServiceSpec, ...]
@@ -178,6 +181,7 @@ class ClusterSpec:
     kind: KindNode | None = None
     large_cluster_mode: bool | None = None
     family: Family = 4
+    masquerade_all: bool = False
 
     def __post_init__(self) -> None:
         if self.kind is not None and self.pod_cidr is None:

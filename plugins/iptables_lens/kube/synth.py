@@ -21,6 +21,12 @@ Two entry points:
   `synth_cluster(nodeport_spec(services, endpoints))` is the benchmarks' dump.
 - `synth_mixed(n, endpoints, seed)`: a seeded mix of all those kinds, for scale tests.
 
+`ClusterSpec.masquerade_all` (`--masquerade-all`) makes the first rule of a Service port's internal policy chain
+mark every packet to the cluster IP (`-d CLUSTER-IP/32 -p tcp -m comment --comment "NAME cluster IP" -m tcp
+--dport PORT -j KUBE-MARK-MASQ`, with or without a pod CIDR) in place of the rule for sources outside the pod
+CIDR; nothing else changes (proxier.go of the fork aroradaman/kubernetes at f74a3617, the copy the conformance
+data names).
+
 Node ports start at 30000 and, past 32767, use a widened range (as a cluster with
 `--service-node-port-range=30000-40000` would), since 10,000 NodePort Services do not fit the default range.
 
@@ -219,12 +225,12 @@ def _write_service_port(nat: TableText, filter_: TableText, spec: ClusterSpec, s
         check = _comment(f"{name} health check node port")
         filter_.add("KUBE-NODEPORTS", f"{_port_match('tcp', svc.health_check_node_port, check)} -j ACCEPT")
 
-    # Internal traffic: masquerade off-cluster traffic to the cluster IP (the local detector by CIDR; the
-    # no-op detector writes no rule).
-    if has_internal_endpoints and spec.pod_cidr is not None:
+    # Internal traffic: --masquerade-all marks every packet to the cluster IP; otherwise off-cluster traffic is
+    # masqueraded (the local detector by CIDR; the no-op detector writes no rule).
+    if has_internal_endpoints and (spec.masquerade_all or spec.pod_cidr is not None):
+        outside = "" if spec.masquerade_all else f"! -s {spec.pod_cidr} "
         nat.chain(internal_chain)
-        nat.add(internal_chain, f"! -s {spec.pod_cidr} {to(svc.cluster_ip, f'{name} cluster IP', port.port)} "
-                                "-j KUBE-MARK-MASQ")
+        nat.add(internal_chain, f"{outside}{to(svc.cluster_ip, f'{name} cluster IP', port.port)} -j KUBE-MARK-MASQ")
 
     # External traffic: all captured external destinations jump to the EXT chain.
     if uses_external_chain:

@@ -42,6 +42,14 @@ The layouts (`Layout`):
   comments are cut to 128 characters (knftables' CommentLengthMax). Which release first ships this layout
   was not verified.
 
+`ClusterSpec.masquerade_all` (`--masquerade-all`) replaces the rule for sources outside the pod CIDR, and is
+written with or without a pod CIDR: in v1.34 the service chain's first rule is `ip daddr CLUSTER-IP jump
+mark-for-masquerade` (proxier.go read in the copy cloud-native-collection/kubernetes 3b63e86d, the stored copy
+nearest 81810de6, whose non-masquerade-all rule is the one 81810de6's tests expect); in main `services` has
+`ip daddr @cluster-ips mark set mark or 0x4000 comment "masquerade all clusterIP traffic"` (proxier.go read in
+AustinAbro321/kubernetes 129058fc and kiarashazarnia/kubernetes 4426ed5d, main-branch copies; edca5633's own
+proxier.go is not stored).
+
 >>> from iptables_lens.kube.cluster_spec import ClusterSpec, Endpoint, Port, ServiceSpec
 >>> web = ServiceSpec("default", "web", "10.96.0.50", ports=(Port(80, 8080),), endpoints=(Endpoint("10.244.1.2"),))
 >>> dump = synth_nftables(ClusterSpec((web,)), layout="main-edca563")
@@ -202,7 +210,9 @@ def _setup(tx: Transaction, spec: ClusterSpec, layout: Layout, service_cidrs: tu
         tx.rule("masquerading", f"mark and {mark} != 0 mark set mark xor {mark} masquerade fully-random")
         tx.rule("masquerading", f"ct status dnat {w.ip} saddr . {w.ip} daddr . meta l4proto . th dport "
                                 "@hairpin-connections masquerade fully-random")
-        if spec.pod_cidr is not None:
+        if spec.masquerade_all:
+            tx.rule("services", f"{w.ip} daddr @cluster-ips mark set mark or {mark}", "masquerade all clusterIP traffic")
+        elif spec.pod_cidr is not None:
             tx.rule("services", f"{w.ip} daddr @cluster-ips {w.ip} saddr != {spec.pod_cidr} mark set mark or {mark}",
                     "masquerade clusterIP traffic from outside cluster")
     tx.rule("services", f"{w.ip} daddr . meta l4proto . th dport vmap @service-ips")
@@ -314,8 +324,9 @@ def _service_port(tx: Transaction, spec: ClusterSpec, layout: Layout, svc: Servi
         tx.chain(cluster_chain)
     if local_eps:
         tx.chain(local_chain)
-    if has_internal and layout == "v1.34" and spec.pod_cidr is not None:
-        tx.rule(internal_chain, f"{w.ip} daddr {svc.cluster_ip} {w.ip} saddr != {spec.pod_cidr} {masquerade}")
+    if has_internal and layout == "v1.34" and (spec.masquerade_all or spec.pod_cidr is not None):
+        outside = "" if spec.masquerade_all else f"{w.ip} saddr != {spec.pod_cidr} "
+        tx.rule(internal_chain, f"{w.ip} daddr {svc.cluster_ip} {outside}{masquerade}")
     if uses_external_chain:
         tx.chain(external_chain)
         if not external_local:
