@@ -36,6 +36,7 @@ pytestmark = pytest.mark.browser
 WALKTHROUGH = "walkthrough/"
 NODE = "scenarios/kind-nodeport/blog-worker/"
 OVERVIEW = "scenarios/kind-nodeport/"
+NFT_OVERVIEW = "scenarios/kind-nodeport-nftables/"
 FLOWS = [f"scenarios/kind-nodeport/flows/{flow.id}/" for flow in load_scenario(SEED).meta.flows]
 NODE_TABS = ["Rules after the Service", "Rules before", "What changed", "Flows"]
 
@@ -145,6 +146,35 @@ def test_a_flow_diagram_node_links_to_its_rule_row_in_the_node_page_table(browse
         assert load_problems(visit) == []
 
 
+_NGINX_NFT = "default/my-nginx-service/tcp/"
+_CHAIN_HEAD = """(id) => { const head = document.getElementById(id).closest("p"); const box = head.getBoundingClientRect();
+  return {text: head.innerText, shown: head.getClientRects().length > 0,
+          inView: box.bottom > 0 && box.top < window.innerHeight}; }"""
+
+
+def test_the_nft_overview_graph_draws_kube_proxys_chains_and_a_box_opens_the_chains_rows(browser, site, site_url):
+    sources = mermaid_sources((site / NFT_OVERVIEW / "index.html").read_text())
+    assert len(sources) == 2 and f"service-PIDQJHUF-{_NGINX_NFT}" in sources[0]
+    with visiting(browser, site_url + NFT_OVERVIEW) as visit:
+        assert diagram_problems(visit, sources) == []
+        text = rendered_diagram_texts(visit, 2)[0]
+        for shown in (f"external-PIDQJHUF-{_NGINX_NFT}", f"endpoint-NILVNJS2-{_NGINX_NFT}__10.244.2.2/80",
+                      "@service-nodeports tcp . 30080", "@service-ips 10.96.118.136 . tcp . 80", "1/2"):
+            assert shown in text, shown
+        chain = f"external-PIDQJHUF-{_NGINX_NFT}"
+        anchor = "after-ip-kube-proxy-external-PIDQJHUF-default_my-nginx-service_tcp_"
+        visit.page.locator("div.mermaid").first.locator("a", has_text=chain).first.click()
+        visit.page.wait_for_url(f"**/#{anchor}")
+        assert visit.page.url == site_url + NFT_OVERVIEW + "blog-worker/#" + anchor
+        visit.page.wait_for_function("(id) => document.getElementById(id) && "
+                                     "document.getElementById(id).closest('p').getClientRects().length > 0", arg=anchor)
+        head = visit.page.evaluate(_CHAIN_HEAD, anchor)
+        assert head["shown"] and head["inView"] and head["text"].startswith(chain), head
+        rows = visit.page.locator("table", has=visit.page.locator(f"[id='{anchor}-2']"))
+        assert rows.is_visible() and f"goto service-PIDQJHUF-{_NGINX_NFT}" in rows.inner_text()
+        assert load_problems(visit) == []
+
+
 @pytest.mark.parametrize("query, page_title", [("KUBE-NODEPORTS", "NodePort, step by step"),
                                                 ("30080", "NodePort Service on a three-node kind cluster"),
                                                 ("10.244.1.2", "blog-worker")])
@@ -169,10 +199,10 @@ def test_the_diff_shows_added_and_removed_lines_in_different_colours(browser, si
         assert diff_colour_problems(visit) == []
 
 
-@pytest.mark.parametrize("path", [OVERVIEW, *FLOWS])
-def test_dark_and_light_mode_toggle_and_the_diagrams_stay_readable(browser, site_url, path):
+@pytest.mark.parametrize("path", [OVERVIEW, NFT_OVERVIEW, *FLOWS])
+def test_dark_and_light_mode_toggle_and_the_diagrams_stay_readable(browser, site, site_url, path):
     with visiting(browser, site_url + path) as visit:
-        wait_for_diagrams(visit, 1)
+        wait_for_diagrams(visit, len(mermaid_sources((site / path / "index.html").read_text())))
         assert visit.page.get_attribute("body", "data-md-color-scheme") == "default"
         assert readability_problems(visit) == []
         switch_scheme(visit, "dark")

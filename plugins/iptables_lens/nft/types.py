@@ -213,7 +213,11 @@ EXTHDR_FIELDS: dict[str, dict[str, Typed]] = {
                   ("checksum", "integer", 16)),
 }
 # IPv4 options (nftables 1.0.6's src/ipopt.c: every field an integer, the addresses too) and SCTP chunks (its
-# src/sctp_chunk.c: `initial-tsn` is how it prints and reads the init chunk's TSN).
+# src/sctp_chunk.c: `initial-tsn` is how it prints and reads the init chunk's TSN). `i-data`, `re-config`, `pad`
+# and `i-forward-tsn` are not nft's: its grammar refuses them, but it lists a table of iptables-nft through
+# iptables' translations, and iptables 1.8.9's of `-m sctp --chunk-types` (extensions/libxt_sctp.c, whose
+# `nftname`s they are) names them, with `exists`, `missing`, or a test of `flags`; they get the common header
+# that src/sctp_chunk.c gives each chunk with no fields of its own.
 _ROUTE = _fields(("type", "integer", 8), ("length", "integer", 8), ("ptr", "integer", 8), ("addr", "integer", 32))
 IP_OPTIONS: dict[str, dict[str, Typed]] = {
     "lsrr": _ROUTE, "rr": _ROUTE, "ssrr": _ROUTE,
@@ -234,7 +238,8 @@ SCTP_CHUNKS: dict[str, dict[str, Typed]] = {
     "asconf-ack": _fields(*_CHUNK, ("seqno", "integer", 32)), "asconf": _fields(*_CHUNK, ("seqno", "integer", 32)),
     "forward-tsn": _fields(*_CHUNK, ("new-cum-tsn", "integer", 32)),
     **{name: _fields(*_CHUNK) for name in ("heartbeat", "heartbeat-ack", "abort", "shutdown-ack", "error",
-                                           "cookie-echo", "cookie-ack", "shutdown-complete")},
+                                           "cookie-echo", "cookie-ack", "shutdown-complete", "i-data", "re-config",
+                                           "pad", "i-forward-tsn")},
 }
 # `osf name` and `osf version`: a string of up to 16 bytes (NFT_OSF_MAXGENRELEN).
 OSF_NAME = typed("string", 128)

@@ -20,7 +20,7 @@ from iptables_lens.iptables.model import Dump, Table
 from iptables_lens.nft.diff import diff_rulesets
 from iptables_lens.nft.model import Ruleset
 from iptables_lens.render.escape import code, indent, text
-from iptables_lens.render.mermaid import service_graph
+from iptables_lens.render.mermaid import nft_service_graph, service_graph
 from iptables_lens.render.nft_tables import nft_anchor, nft_rule_tables
 from iptables_lens.render.text import SIGNS
 from iptables_lens.scenario.flows import predict
@@ -259,14 +259,18 @@ def overview_page(scenario: Scenario, paths: SitePaths) -> str:
         out.append(f"Type {code(service.type)}, cluster IP {code(str(service.cluster_ip))}{ipv6}, {text(ports)}; "
                    f"endpoints {text(eps)}; external traffic policy {text(service.external_traffic_policy)}.\n")
         for d in meta.dumps:
-            if d.moment != "after" or d.file not in scenario.dumps:  # the graph reads iptables-save dumps
+            dump = scenario.rules(d.file)
+            if d.moment != "after" or dump is None:
                 continue
-            dump = scenario.dumps[d.file]
-            def chain_link(table: str, chain: str, node: str = d.node) -> str:
-                return paths.url(source, paths.rules_of(node, "after", table, chain), anchor_id("after", table, chain))
+            def chain_link(table: str, chain: str, position: int | None = None, node: str = d.node) -> str:
+                return paths.url(source, paths.rules_of(node, "after", table, chain, position),
+                                 anchor_id("after", table, chain, position))
 
-            graph = service_graph(dump, service.key, chain_link)
-            out.append(f"The nat chains that carry it on {text(d.node)} (click a chain to see its rules):\n")
+            if isinstance(dump, Ruleset):
+                graph, chains = nft_service_graph(dump, service.key, chain_link), "The chains of kube-proxy's tables"
+            else:
+                graph, chains = service_graph(dump, service.key, chain_link), "The nat chains"
+            out.append(f"{chains} that carry it on {text(d.node)} (click a chain to see its rules):\n")
             out.append("```mermaid\n" + graph + "```\n")
             break
     if meta.flows:

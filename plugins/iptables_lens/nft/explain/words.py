@@ -178,8 +178,14 @@ def _hash_noun(expr: Hash) -> str:
     return f"a hash of {noun(expr.expr)} {span}"
 
 
+# The chunks whose names RFC 8260 and RFC 6525 write with hyphens (I-DATA, I-FORWARD-TSN, RE-CONFIG); the other
+# RFCs write theirs with spaces (INIT ACK, SHUTDOWN COMPLETE, FORWARD TSN).
+_HYPHENATED_CHUNKS = frozenset({"i-data", "i-forward-tsn", "re-config"})
+
+
 def _chunk_noun(expr: SctpChunk) -> str:
-    chunk = f"the SCTP {expr.name.upper().replace('-', ' ')} chunk"
+    name = expr.name.upper() if expr.name in _HYPHENATED_CHUNKS else expr.name.upper().replace("-", " ")
+    chunk = f"the SCTP {name} chunk"
     return f"the {SCTP_CHUNK_FIELDS[expr.field]} of {chunk}" if expr.field else chunk
 
 
