@@ -296,22 +296,16 @@ def compile_match(match: m.Match) -> Callable[[Reading], bool]:
         return partial(holds, match)
     equal = op == "=="
     if isinstance(right, m.SetRef):
-        name = right.name
-
         def in_set(r: Reading) -> bool:
             value = reader(left, r)
-            if value is ABSENT or r.lookup is None:
-                return False
-            return (r.lookup(name).find(value, r.state) is not None) == equal
+            return value is not ABSENT and (elements_of(right, r).find(value, r.state) is not None) == equal
         return in_set
     if isinstance(right, m.Prefix):
         network = _network(constant(right.base), right.length)
 
         def in_network(r: Reading) -> bool:
             value = reader(left, r)
-            if value is ABSENT or getattr(value, "version", None) != network.version:
-                return False
-            return (value in network) == equal
+            return value is not ABSENT and _in_network(value, network) == equal
         return in_network
     if isinstance(right, m.Const) and not _is_bitmask(right):
         expected = constant(right)
@@ -323,6 +317,11 @@ def compile_match(match: m.Match) -> Callable[[Reading], bool]:
             return value is not ABSENT and (value == expected) == equal
         return is_constant
     return partial(holds, match)
+
+
+def _in_network(value: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """Whether `value` is an address of the network's family inside it."""
+    return getattr(value, "version", None) == network.version and value in network
 
 
 def _is_bitmask(c: m.Const) -> bool:
@@ -345,10 +344,7 @@ def _equal(value: Any, right: m.Expr) -> bool:
             return fnmatch.fnmatchcase(value, expected.replace("\\*", "*"))  # an interface name's wildcard
         return value == expected
     if isinstance(right, m.Prefix):
-        base = constant(right.base)
-        if not isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)) or value.version != base.version:
-            return False
-        return value in _network(base, right.length)
+        return _in_network(value, _network(constant(right.base), right.length))
     if isinstance(right, m.Range) and isinstance(right.low, m.Const) and isinstance(right.high, m.Const):
         low, high = constant(right.low), constant(right.high)
         try:
